@@ -1,0 +1,1 @@
+"""Chikaku's desktop app: a thin PySide6 layer over the engine."""

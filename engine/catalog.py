@@ -1,0 +1,251 @@
+"""The catalog: the library's source of truth, in SQLite (WAL) through SQLAlchemy 2.
+
+Photos, the folders they were added from, captions, models and one embedding per photo and model
+version. The FAISS index is only a cache of the ``embeddings`` rows; ``vectors_generation`` in
+``meta`` changes whenever those rows do, so a stale index file is recognised and rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from .errors import LibraryError
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Root(Base):
+    """A folder the person added to the library."""
+
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_id: Mapped[int | None] = mapped_column(ForeignKey("roots.id", ondelete="SET NULL"),
+                                                index=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The photo's date for filters and sorting: EXIF date taken, else the file's mtime.
+    date: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)  # ok | skipped
+    reason: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    captions: Mapped[list[Caption]] = relationship(
+        back_populates="photo", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Caption(Base):
+    __tablename__ = "captions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32), default="user")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    photo: Mapped[Photo] = relationship(back_populates="captions")
+
+
+class ModelRecord(Base):
+    __tablename__ = "models"
+    version: Mapped[str] = mapped_column(String(80), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    parent: Mapped[str | None] = mapped_column(String(80))
+    path: Mapped[str | None] = mapped_column(Text)  # checkpoint folder; None for built-ins
+    config_json: Mapped[str] = mapped_column(Text, default="{}")
+    info_json: Mapped[str] = mapped_column(Text, default="{}")
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def info(self) -> dict:
+        return json.loads(self.info_json or "{}")
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(80), primary_key=True, index=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    norm: Mapped[float] = mapped_column(Float, default=1.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# Migrations: MIGRATIONS[n] upgrades a catalog from schema n to n + 1, keeping its data.
+MIGRATIONS: dict[int, Callable[[Session], None]] = {}
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Catalog:
+    """Opens (creating or migrating) a catalog and hands out short transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.is_sqlite else {}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            self._prepare()
+        except OperationalError as e:
+            raise LibraryError(f"cannot open the catalog at {url}: {e.orig}") from e
+
+    def _prepare(self) -> None:
+        with self.session() as s:
+            fresh = not self.engine.dialect.has_table(s.connection(), "meta")
+        if fresh:
+            Base.metadata.create_all(self.engine)
+            with self.session() as s:
+                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                s.add(Meta(key="vectors_generation", value="0"))
+            return
+        current = int(self.get_meta("schema_version") or 0)
+        if current > SCHEMA_VERSION:
+            raise LibraryError(
+                f"this library was written by a newer Chikaku (catalog schema {current}; this "
+                f"version understands up to {SCHEMA_VERSION}). Upgrade Chikaku to open it.")
+        if current < SCHEMA_VERSION:
+            self._migrate(current)
+        Base.metadata.create_all(self.engine)  # tables added without data changes
+
+    def _migrate(self, current: int) -> None:
+        db = self.engine.url.database
+        if self.is_sqlite and db and Path(db).exists():
+            backup = Path(f"{db}.schema{current}.bak")
+            with self.engine.connect() as c:
+                c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copy2(db, backup)
+        while current < SCHEMA_VERSION:
+            step = MIGRATIONS.get(current)
+            if step is None:
+                raise LibraryError(f"no migration from catalog schema {current}")
+            with self.session() as s:
+                step(s)
+                s.execute(update(Meta).where(Meta.key == "schema_version")
+                          .values(value=str(current + 1)))
+            current += 1
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One short transaction: committed on success, rolled back on any error."""
+        s = Session(self.engine, expire_on_commit=False)
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    # -- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, s: Session, key: str, value: str) -> None:
+        row = s.get(Meta, key)
+        if row is None:
+            s.add(Meta(key=key, value=value))
+        else:
+            row.value = value
+
+    def bump_generation(self, s: Session) -> None:
+        s.execute(update(Meta).where(Meta.key == "vectors_generation")
+                  .values(value=func.cast(func.cast(Meta.value, Integer) + 1, String)))
+
+    def generation(self) -> int:
+        return int(self.get_meta("vectors_generation") or 0)
+
+    # -- vectors --------------------------------------------------------------------------------
+    def vectors(self, version: str) -> tuple[np.ndarray, np.ndarray]:
+        """All stored (ids, vectors) of one model version, for rebuilding the index."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Embedding.photo_id, Embedding.vector)
+                .join(Photo, Photo.id == Embedding.photo_id)
+                .where(Embedding.model_version == version, Photo.status == "ok")
+                .order_by(Embedding.photo_id)).all()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        return ids, vecs
+
+    def vector_of(self, photo_id: int, version: str) -> np.ndarray | None:
+        with self.session() as s:
+            row = s.get(Embedding, (photo_id, version))
+            return None if row is None else np.frombuffer(row.vector, dtype=np.float32).copy()
+
+    def delete_photos(self, s: Session, ids: list[int]) -> None:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            s.execute(delete(Embedding).where(Embedding.photo_id.in_(chunk)))
+            s.execute(delete(Caption).where(Caption.photo_id.in_(chunk)))
+            s.execute(delete(Photo).where(Photo.id.in_(chunk)))
+        if ids:
+            self.bump_generation(s)
+
+    def close(self) -> None:
+        self.engine.dispose()

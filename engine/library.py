@@ -1,0 +1,288 @@
+"""The facade the app and the command line use: one library = catalog + model + index."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from .catalog import Caption, Catalog, Embedding, ModelRecord, Photo, Root
+from .config import LibraryConfig, default_library_dir
+from .errors import BadImage, LibraryError, QueryError
+from .imageio import decode_file
+from .index import VectorIndex
+from .indexer import Indexer, IndexReport, ProgressFn
+from .models import create_model, load_checkpoint
+from .models.base import DualEncoder
+from .search import Hit, Term, parse_query
+
+DEFAULT_MODEL: dict[str, Any] = {"family": "bundled"}
+
+
+@dataclass
+class LibraryStatus:
+    root: str
+    photos: int
+    embedded: int
+    skipped: list[tuple[str, str]]
+    folders: list[str]
+    model_version: str | None
+    model_family: str | None
+    captions: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Library:
+    def __init__(self, config: LibraryConfig, default_model: dict[str, Any] | None = None):
+        self.config = config
+        self.root = Path(config.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LibraryError(f"cannot create the library folder {self.root}: {e}") from e
+        self.catalog = Catalog(config.catalog_url)
+        self._default_model = dict(default_model or DEFAULT_MODEL)
+        self._model: DualEncoder | None = None
+        self._index: VectorIndex | None = None
+        self._lock = threading.RLock()
+        self._ensure_active_model()
+
+    @classmethod
+    def open(cls, root: Path | str | None = None, device: str = "auto",
+             default_model: dict[str, Any] | None = None, **kw) -> Library:
+        root = Path(root).expanduser() if root else default_library_dir()
+        return cls(LibraryConfig(root=root, device=device, **kw), default_model=default_model)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- model ----------------------------------------------------------------------------------
+    def _ensure_active_model(self) -> None:
+        with self.catalog.session() as s:
+            if s.scalar(select(ModelRecord).where(ModelRecord.active)) is not None:
+                return
+        model = create_model(self._default_model, device=self.config.device)
+        self._register(model, path=None, activate=True)
+        self._model = model
+
+    def _register(self, model: DualEncoder, path: Path | None, activate: bool,
+                  info: dict | None = None) -> None:
+        with self.catalog.session() as s:
+            rec = s.get(ModelRecord, model.version)
+            if rec is None:
+                rec = ModelRecord(version=model.version, family=model.family,
+                                  parent=model.parent, path=str(path) if path else None,
+                                  config_json=json.dumps(model.config()),
+                                  info_json=json.dumps(info or {}))
+                s.add(rec)
+            if activate:
+                for other in s.scalars(select(ModelRecord).where(ModelRecord.active)):
+                    other.active = False
+                rec.active = True
+
+    def active_model_record(self) -> ModelRecord:
+        with self.catalog.session() as s:
+            rec = s.scalar(select(ModelRecord).where(ModelRecord.active))
+            if rec is None:
+                raise LibraryError("the library has no active model")
+            return rec
+
+    @property
+    def model(self) -> DualEncoder:
+        with self._lock:
+            if self._model is None:
+                rec = self.active_model_record()
+                if rec.path:
+                    self._model = load_checkpoint(Path(rec.path), device=self.config.device)
+                else:
+                    self._model = create_model(json.loads(rec.config_json),
+                                               device=self.config.device)
+            return self._model
+
+    # -- index ----------------------------------------------------------------------------------
+    @property
+    def index(self) -> VectorIndex:
+        with self._lock:
+            model = self.model
+            if self._index is None or self._index.version != model.version:
+                gen = self.catalog.generation()
+                idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, gen)
+                if idx is None:
+                    idx = self._rebuild_index(model, gen)
+                self._index = idx
+            return self._index
+
+    def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
+        idx = VectorIndex(model.dim, model.version)
+        ids, vecs = self.catalog.vectors(model.version)
+        idx.add(ids, vecs)
+        self._save_index(idx, generation)
+        return idx
+
+    def _save_index(self, idx: VectorIndex, generation: int | None = None) -> None:
+        try:
+            idx.save(self.config.index_dir,
+                     self.catalog.generation() if generation is None else generation)
+        except OSError:
+            pass  # the index is a cache: it is rebuilt from the catalog next time
+
+    # -- indexing -------------------------------------------------------------------------------
+    def add_folders(self, paths: list[Path | str], progress: ProgressFn | None = None,
+                    cancel: threading.Event | None = None) -> IndexReport:
+        """Index (or re-index) folders: new photos are embedded, changes picked up."""
+        folders = []
+        for p in paths:
+            path = Path(p).expanduser().resolve()
+            if not path.exists():
+                raise LibraryError(f"no such folder: {p}")
+            if not path.is_dir():
+                raise LibraryError(f"not a folder: {p} (give the folder that holds your photos)")
+            folders.append(path)
+        if not folders:
+            raise LibraryError("give at least one folder to index")
+        idx = self.index
+        indexer = Indexer(self.catalog, self.model, idx, self.config.indexing,
+                          exclude_dirs=(self.root,))
+        try:
+            return indexer.run(folders, progress=progress, cancel=cancel)
+        finally:
+            self._save_index(idx)
+
+    def reindex(self, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> IndexReport:
+        """Re-scan every folder of the library."""
+        folders = [f for f in self.folders() if Path(f).is_dir()]
+        if not folders:
+            raise LibraryError("the library has no folders yet: add one with `chikaku index PATH`")
+        return self.add_folders(folders, progress=progress, cancel=cancel)
+
+    def folders(self) -> list[str]:
+        with self.catalog.session() as s:
+            return list(s.scalars(select(Root.path).order_by(Root.path)))
+
+    # -- search ---------------------------------------------------------------------------------
+    def query_vector(self, terms: list[Term]) -> np.ndarray:
+        model = self.model
+        total = np.zeros(model.dim, dtype=np.float32)
+        texts = [t for t in terms if t.kind == "text"]
+        if texts:
+            for t, v in zip(texts, model.encode_texts([t.value for t in texts]), strict=True):
+                total += t.weight * v
+        for t in terms:
+            if t.kind != "text":
+                total += t.weight * self._image_term_vector(t)
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise QueryError("the terms of the query cancel each other out")
+        return total / norm
+
+    def _image_term_vector(self, term: Term) -> np.ndarray:
+        model = self.model
+        with self.catalog.session() as s:
+            if term.kind == "photo":
+                photo = s.get(Photo, int(term.value))
+                if photo is None:
+                    raise QueryError(f"no photo with id {term.value} in the library")
+            else:
+                photo = s.scalar(select(Photo).where(Photo.path == term.value))
+            if photo is not None:
+                vec = s.get(Embedding, (photo.id, model.version))
+                if vec is not None:
+                    return np.frombuffer(vec.vector, dtype=np.float32)
+                path = Path(photo.path)
+            else:
+                path = Path(term.value)
+        try:
+            img = decode_file(path, size=model.input_size, max_pixels=self.config.indexing.max_pixels)
+        except BadImage as e:
+            raise QueryError(f"cannot use {path} as a query: {e}") from e
+        return model.encode_images(img.pixels[None])[0]
+
+    def search(self, query: str | None = None, k: int = 20, image: str | Path | None = None,
+               folder: str | Path | None = None, date_from: datetime | None = None,
+               date_to: datetime | None = None) -> list[Hit]:
+        """Photos nearest the query: text, an image file, or a combined weighted query."""
+        terms = parse_query(query) if query else []
+        if image is not None:
+            path = Path(image).expanduser()
+            if not path.is_file():
+                raise QueryError(f"no such image file: {image}")
+            terms.append(Term(1.0, "image", str(path.resolve())))
+        if not terms:
+            raise QueryError("the query is empty: type some words or give a photo")
+        if k <= 0:
+            raise QueryError("the number of results must be at least 1")
+        idx = self.index
+        if len(idx) == 0:
+            raise LibraryError("the library is empty: add a folder of photos with "
+                               "`chikaku index PATH`")
+        vec = self.query_vector(terms)
+        allowed = self._filter_ids(folder, date_from, date_to)
+        scores, ids = idx.search(vec, k, allowed)
+        return self._hits(ids, scores)
+
+    def _filter_ids(self, folder, date_from, date_to) -> np.ndarray | None:
+        if folder is None and date_from is None and date_to is None:
+            return None
+        q = select(Photo.id).where(Photo.status == "ok")
+        if folder is not None:
+            prefix = str(Path(folder).expanduser().resolve()).rstrip("/") + "/"
+            q = q.where(Photo.path.startswith(prefix, autoescape=True))
+        if date_from is not None:
+            q = q.where(Photo.date >= date_from)
+        if date_to is not None:
+            q = q.where(Photo.date <= date_to)
+        with self.catalog.session() as s:
+            return np.array(s.scalars(q).all(), dtype=np.int64)
+
+    def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        if len(ids) == 0:
+            return []
+        with self.catalog.session() as s:
+            rows = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(ids.tolist())))}
+        return [Hit(int(i), rows[i].path, float(sc), rows[i].date, rows[i].width, rows[i].height)
+                for i, sc in zip(ids.tolist(), scores.tolist(), strict=True) if i in rows]
+
+    # -- captions -------------------------------------------------------------------------------
+    def captions(self, photo_id: int) -> list[str]:
+        with self.catalog.session() as s:
+            return list(s.scalars(select(Caption.text).where(Caption.photo_id == photo_id)
+                                  .order_by(Caption.id)))
+
+    def set_captions(self, photo_id: int, texts: list[str], source: str = "user") -> None:
+        with self.catalog.session() as s:
+            if s.get(Photo, photo_id) is None:
+                raise LibraryError(f"no photo with id {photo_id} in the library")
+            s.query(Caption).filter(Caption.photo_id == photo_id,
+                                    Caption.source == source).delete()
+            for t in texts:
+                if t.strip():
+                    s.add(Caption(photo_id=photo_id, text=t.strip(), source=source))
+
+    def photo(self, photo_id: int) -> Photo | None:
+        with self.catalog.session() as s:
+            return s.get(Photo, photo_id)
+
+    def photo_by_path(self, path: str | Path) -> Photo | None:
+        with self.catalog.session() as s:
+            return s.scalar(select(Photo).where(Photo.path == str(Path(path).resolve())))
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self) -> LibraryStatus:
+        rec = self.active_model_record()
+        with self.catalog.session() as s:
+            ok = s.scalar(select(func.count()).where(Photo.status == "ok"))
+            emb = s.scalar(select(func.count()).select_from(Embedding)
+                           .where(Embedding.model_version == rec.version))
+            skipped = [(p, r or "") for p, r in s.execute(
+                select(Photo.path, Photo.reason).where(Photo.status == "skipped")
+                .order_by(Photo.path))]
+            caps = s.scalar(select(func.count()).select_from(Caption))
+        return LibraryStatus(str(self.root), ok or 0, emb or 0, skipped, self.folders(),
+                             rec.version, rec.family, caps or 0)

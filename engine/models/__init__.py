@@ -1,0 +1,113 @@
+"""Model families behind one interface, a factory, and checkpoints (safetensors + JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ModelLoadError
+from .base import DualEncoder, pick_device
+
+__all__ = ["DualEncoder", "create_model", "load_checkpoint", "save_checkpoint", "pick_device",
+           "FAMILIES"]
+
+FAMILIES = ("bundled", "scratch", "openclip")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+def create_model(config: dict[str, Any] | None = None, device: str = "auto") -> DualEncoder:
+    """Build a model from its config dict (``{"family": ...}``), untrained heads included."""
+    config = dict(config or {"family": "bundled"})
+    family = config.pop("family", "bundled")
+    dev = pick_device(device)
+    if family == "bundled":
+        from .bundled import BundledDualEncoder
+
+        return BundledDualEncoder(device=dev, **_known(config, ("temperature",)))
+    if family == "scratch":
+        from .scratch import ScratchDualEncoder
+
+        keys = ("dim", "width", "input_size", "buckets", "seed")
+        return ScratchDualEncoder(device=dev, **_known(config, keys))
+    if family == "openclip":
+        raise ModelLoadError(
+            "the openclip family needs the optional extra: pip install 'chikaku[openclip]'")
+    raise ModelLoadError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+
+
+def _known(config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: config[k] for k in keys if k in config}
+
+
+def save_checkpoint(model: DualEncoder, directory: Path, info: dict[str, Any] | None = None) -> Path:
+    """Write config.json + weights.safetensors atomically into directory (created)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"config": model.config(), "version": model.version, "parent": model.parent,
+            "info": info or {}}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.trained_state().items()}
+    tmp_w = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp_w))
+    _fsync_replace(tmp_w, directory / WEIGHTS_FILE)
+    tmp_c = directory / (CONFIG_FILE + ".tmp")
+    tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    _fsync_replace(tmp_c, directory / CONFIG_FILE)
+    return directory
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+def read_checkpoint_meta(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"no model checkpoint at {directory} (missing {CONFIG_FILE})") from e
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"the model checkpoint config {path} is unreadable: {e}") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ModelLoadError(f"the model checkpoint config {path} is malformed")
+    return meta
+
+
+def load_checkpoint(directory: Path, device: str = "auto") -> DualEncoder:
+    """Rebuild a model from a checkpoint folder: needs nothing but the folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_checkpoint_meta(directory)
+    model = create_model(meta["config"], device=device)
+    try:
+        tensors = load_file(str(Path(directory) / WEIGHTS_FILE))
+    except (OSError, SafetensorError, ValueError) as e:
+        raise ModelLoadError(f"the model weights in {directory} are unreadable: {e}") from e
+    expected = model.trained_state()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"the checkpoint in {directory} does not fit a {meta['config'].get('family')} model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in tensors.items():
+        if v.shape != expected[k].shape:
+            raise ModelLoadError(f"checkpoint tensor {k} has shape {tuple(v.shape)}, "
+                                 f"expected {tuple(expected[k].shape)}")
+    with torch.no_grad():
+        model.load_state_dict(tensors, strict=False)
+    model.parent = meta.get("parent")
+    model.forget_version()
+    if meta.get("version") and model.version != meta["version"]:
+        raise ModelLoadError(f"the checkpoint in {directory} is damaged (its weights do not "
+                             f"give its recorded version {meta['version']})")
+    return model

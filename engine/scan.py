@@ -1,0 +1,114 @@
+"""Walk photo folders: images by extension, junk and hidden entries left out, loops caught.
+
+Symlinked folders are followed once; a link back into a folder already being walked is reported
+as a symlink loop. Unreadable folders and broken links are reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import IMAGE_EXTENSIONS, JUNK_NAMES
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ScanResult:
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+
+def is_excluded(name: str, exclude_globs: tuple[str, ...] = ()) -> bool:
+    if name.startswith(".") or name in JUNK_NAMES:  # hidden, ._AppleDouble, .thumbnails
+        return True
+    return any(fnmatch.fnmatch(name, g) for g in exclude_globs)
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan(roots: list[Path], exclude_globs: tuple[str, ...] = (),
+         exclude_dirs: tuple[Path, ...] = ()) -> ScanResult:
+    result = ScanResult()
+    skip = {os.path.realpath(d) for d in exclude_dirs}
+    for root in roots:
+        _walk(Path(root), result, exclude_globs, skip)
+    return result
+
+
+def _walk(root: Path, result: ScanResult, globs: tuple[str, ...], skip: set[str]) -> None:
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = []
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        result.problems[str(root)] = f"folder cannot be read: {e.strerror or e}"
+        return
+    stack.append((str(root), frozenset({(st.st_dev, st.st_ino)})))
+    while stack:
+        folder, ancestors = stack.pop()
+        if os.path.realpath(folder) in skip:
+            continue
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except PermissionError:
+            result.problems[folder] = "permission denied: the folder cannot be listed"
+            continue
+        except OSError as e:
+            result.problems[folder] = f"folder cannot be listed: {e.strerror or e}"
+            continue
+        for entry in entries:
+            if is_excluded(entry.name, globs):
+                continue
+            _visit(entry, ancestors, stack, result, globs)
+
+
+def _visit(entry: os.DirEntry, ancestors, stack, result: ScanResult, globs) -> None:
+    path = entry.path
+    try:
+        is_dir = entry.is_dir(follow_symlinks=True)
+    except OSError as e:  # ELOOP on a self-referencing link
+        result.problems[path] = f"symlink loop: {e.strerror or e}"
+        return
+    if is_dir:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            result.problems[path] = _stat_reason(e, entry)
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in ancestors:
+            result.problems[path] = "symlink loop: links back to a folder that contains it"
+            return
+        stack.append((path, ancestors | {key}))
+        return
+    if not is_image_name(entry.name):
+        return
+    try:
+        st = entry.stat(follow_symlinks=True)
+    except OSError as e:
+        result.problems[path] = _stat_reason(e, entry)
+        return
+    if not entry.is_file(follow_symlinks=True):
+        return
+    result.files[path] = FileEntry(path, st.st_size, st.st_mtime_ns)
+
+
+def _stat_reason(e: OSError, entry: os.DirEntry) -> str:
+    if entry.is_symlink() and isinstance(e, FileNotFoundError):
+        return "broken symlink: its target does not exist"
+    if isinstance(e, FileNotFoundError):
+        return "file vanished while the folder was being scanned"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    return f"cannot read: {e.strerror or e}"
