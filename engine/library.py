@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -126,11 +127,10 @@ class Library:
         return idx
 
     def _save_index(self, idx: VectorIndex, generation: int | None = None) -> None:
-        try:
+        # The index is a cache: if it cannot be written it is rebuilt from the catalog next time.
+        with contextlib.suppress(OSError):
             idx.save(self.config.index_dir,
                      self.catalog.generation() if generation is None else generation)
-        except OSError:
-            pass  # the index is a cache: it is rebuilt from the catalog next time
 
     # -- indexing -------------------------------------------------------------------------------
     def add_folders(self, paths: list[Path | str], progress: ProgressFn | None = None,

@@ -56,15 +56,15 @@ def _split(query: str) -> list[tuple[int, list[tuple[str, bool]]]]:
 
     while i < n:
         c = query[i]
-        if c in QUOTES:
-            closers = "'" if c == "'" else "\"”"
-            close = next((j for j in range(i + 1, n) if query[j] in closers), -1)
-            if close < 0:
-                raise QueryError(f"unclosed quote in the query: {query}")
-            parts.append((query[i + 1 : close], True))
-            i = close + 1
-            continue
         prev = query[i - 1] if i else " "
+        if c in QUOTES and (prev.isspace() or prev in "+-*" or i == 0):
+            closers = "'" if c == "'" else "\"”"
+            close = next((j for j in range(i + 1, n) if query[j] in closers
+                          and (j + 1 == n or query[j + 1].isspace() or query[j + 1] in "+-")), -1)
+            if close >= 0:  # otherwise it is an apostrophe or a stray quote: keep it as text
+                parts.append((query[i + 1 : close], True))
+                i = close + 1
+                continue
         if c in "+-" and (prev.isspace() or prev in QUOTES):
             if not flush() and pieces:
                 raise QueryError(f"two operators in a row in the query: {query}")

@@ -74,6 +74,8 @@ class DualEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            if isinstance(pixels, np.ndarray):
+                pixels = np.require(pixels, dtype=np.uint8, requirements=["C", "W"])
             t = torch.as_tensor(pixels)
             return self.image_head(self.image_features(t)).float().cpu().numpy()
         finally:

@@ -1,0 +1,73 @@
+"""Shared fixtures: the shared captioned photos, tiny libraries and a real bundled library."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "flickr8k-1k"
+
+# A few thousand parameters: fast, deterministic, good enough for "the same photo comes first".
+TINY_MODEL = {"family": "scratch", "dim": 32, "width": 16, "input_size": 32, "seed": 0}
+
+# Photos whose captions the bundled model finds first without training (checked on the full set).
+KNOWN_QUERIES = {
+    "107318069_e9f2ef32de.jpg": "A group of hot air balloons lit up at night",
+    "109202801_c6381eef15.jpg": "Two draft horses pull a cart through the snow",
+    "109738916_236dc456ac.jpg": "People are riding around on snowmobiles",
+    "1028205764_7e8df9a2ea.jpg": "A man and a little boy in blue life jackets are rowing a "
+                                 "yellow canoe",
+}
+
+
+def dataset_images() -> list[Path]:
+    if not (DATASET / "images").is_dir():
+        pytest.skip(f"the shared data set is not at {DATASET}")
+    return sorted((DATASET / "images").iterdir())
+
+
+@pytest.fixture(scope="session")
+def dataset() -> Path:
+    dataset_images()
+    return DATASET
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A folder of 12 real photos (copied into the test's temporary folder)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in dataset_images()[:12]:
+        shutil.copy2(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture
+def tiny_lib(tmp_path):
+    from engine.library import Library
+
+    lib = Library.open(tmp_path / "library", device="cpu", default_model=TINY_MODEL)
+    yield lib
+    lib.close()
+
+
+@pytest.fixture(scope="session")
+def bundled_library(tmp_path_factory):
+    """A library indexed with the real bundled model over 60 photos, the known ones included."""
+    from engine.library import Library
+
+    base = tmp_path_factory.mktemp("bundled")
+    folder = base / "photos"
+    folder.mkdir()
+    images = dataset_images()
+    chosen = {p.name: p for p in images[:56]}
+    for name in KNOWN_QUERIES:
+        chosen[name] = DATASET / "images" / name
+    for name, p in chosen.items():
+        shutil.copy2(p, folder / name)
+    lib = Library.open(base / "library", device="cpu")
+    lib.add_folders([folder])
+    yield lib, folder
+    lib.close()

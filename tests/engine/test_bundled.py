@@ -1,0 +1,56 @@
+"""The real offline bundled model: zero-shot search quality a person would notice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine.cli import main as cli
+from engine.models import create_model
+from tests.conftest import KNOWN_QUERIES
+
+
+def test_text_query_puts_the_right_photo_first(bundled_library):
+    lib, _folder = bundled_library
+    for name, caption in KNOWN_QUERIES.items():
+        hits = lib.search(caption, k=5)
+        assert Path(hits[0].path).name == name, (caption, [Path(h.path).name for h in hits])
+
+
+def test_image_query_finds_the_photo_itself_and_combined_text_queries(bundled_library):
+    lib, folder = bundled_library
+    photo = folder / "109202801_c6381eef15.jpg"
+    assert Path(lib.search(image=photo, k=1)[0].path) == photo
+    balloons, horses = "107318069_e9f2ef32de.jpg", "109202801_c6381eef15.jpg"
+    both = [Path(h.path).name for h in lib.search(
+        '"hot air balloons at night" + "horses pulling a cart through snow"', k=2)]
+    assert set(both) == {balloons, horses}
+    without = [Path(h.path).name for h in lib.search(
+        '"hot air balloons at night" + "horses pulling a cart through snow" - "horses"', k=1)]
+    assert without == [balloons]
+
+
+def test_untrained_heads_are_exactly_the_zero_shot_model():
+    model = create_model({"family": "bundled"}, device="cpu")
+    pixels = np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
+    import torch
+
+    with torch.inference_mode():
+        feats = model.image_features(torch.as_tensor(pixels))
+        zs = model.zero_shot_image(feats).numpy()
+    assert np.allclose(model.encode_images(pixels), zs, atol=1e-6)
+    text = model.encode_texts(["a dog"])
+    assert np.allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    assert model.version == create_model({"family": "bundled"}, device="cpu").version
+
+
+def test_eval_on_the_test_split_meets_the_zero_shot_bar(dataset, tmp_path, capsys):
+    rc = cli(["eval", str(dataset), "--library", str(tmp_path / "lib"), "--json"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["photos"], result["captions"]) == (200, 1000)
+    assert result["t2i_r10"] >= 35.0, result
+    for key in ("t2i_r1", "t2i_r5", "i2t_r1", "i2t_r5", "i2t_r10"):
+        assert 0 <= result[key] <= 100
