@@ -9,7 +9,7 @@ import threading
 from datetime import datetime
 
 from . import __version__
-from .config import LIBRARY_ENV
+from .config import LIBRARY_ENV, TrainOptions
 from .errors import EngineError
 
 EPILOG = f"""\
@@ -23,6 +23,9 @@ examples:
   chikaku search '"beach" + 0.5*holiday.jpg - "people"'
   chikaku status
   chikaku eval path/to/captioned-folder
+  chikaku captions import --csv captions.csv
+  chikaku train
+  chikaku models
 """
 
 
@@ -70,7 +73,52 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "test", "all"),
                     help="sorted image names: first 80%% train, last 20%% test (default test)")
     ev.add_argument("--json", action="store_true", help="print JSON")
+    _add_training_commands(sub, common)
     return p
+
+
+def _add_training_commands(sub, common) -> None:
+    ca = sub.add_parser("captions", parents=[common], help="import captions for fine-tuning",
+                        description="Import captions for the library's photos. Photos are "
+                        "matched by path, relative path or file name.")
+    ca_sub = ca.add_subparsers(dest="captions_command", metavar="ACTION", required=True)
+    im = ca_sub.add_parser("import", parents=[common], help="import captions")
+    src = im.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", metavar="FILE", help="rows of image,caption (with a header row)")
+    src.add_argument("--coco", metavar="FILE", help="COCO captions JSON")
+    src.add_argument("--sidecars", action="store_true",
+                     help="IMG_1234.jpg.txt or IMG_1234.txt beside each photo")
+    src.add_argument("--embedded", action="store_true",
+                     help="descriptions inside the photos (EXIF ImageDescription, XPComment, "
+                     "XMP dc:description)")
+    im.add_argument("--split", choices=("train", "test"),
+                    help="CSV only: keep the train or test part (as chikaku eval splits)")
+
+    tr = sub.add_parser("train", parents=[common], help="fine-tune on your captioned photos",
+                        description="Train a new model version on the library's captions. It "
+                        "is activated only if it beats the active model on held-out photos "
+                        "(unless --activate always).")
+    tr.add_argument("--family", choices=("bundled", "scratch"),
+                    help="train a new model of this family (default: refine the active one)")
+    d = TrainOptions()
+    tr.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
+    tr.add_argument("--batch-size", type=int, default=d.batch_size,
+                    help=f"default {d.batch_size}")
+    tr.add_argument("--lr", type=float, default=d.lr, help=f"learning rate, default {d.lr}")
+    tr.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    tr.add_argument("--holdout", type=float, default=d.holdout,
+                    help=f"fraction of captioned photos held out, default {d.holdout}")
+    tr.add_argument("--activate", choices=("if_better", "always", "never"), default="if_better")
+    tr.add_argument("--restart", action="store_true",
+                    help="start over instead of resuming an interrupted run")
+    tr.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    mo = sub.add_parser("models", parents=[common], help="list, activate or delete models")
+    mo.add_argument("action", nargs="?", default="list",
+                    choices=("list", "activate", "delete", "back"),
+                    help="back: activate the model the active one was trained from")
+    mo.add_argument("version", nargs="?", help="model version (for activate and delete)")
+    mo.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _date(text: str) -> datetime:
@@ -188,7 +236,117 @@ def cmd_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "eval": cmd_eval}
+def cmd_captions(args) -> int:
+    from . import captions
+
+    lib = _open_library(args)
+    if args.split and not args.csv:
+        raise EngineError("--split applies to --csv only")
+    if args.csv:
+        report = captions.import_csv(lib, args.csv, split=args.split)
+    elif args.coco:
+        report = captions.import_coco(lib, args.coco)
+    elif args.sidecars:
+        report = captions.import_sidecars(lib)
+    else:
+        report = captions.import_embedded(lib)
+    print(report.summary())
+    for name, why in report.unmatched[:50]:
+        print(f"  not matched: {name}: {why}")
+    if len(report.unmatched) > 50:
+        print(f"  ... and {len(report.unmatched) - 50} more")
+    return 0
+
+
+def _recall_table(before: dict, after: dict) -> str:
+    rows = ["held-out recall   before   after"]
+    for key, label in (("t2i_r1", "text->image R@1"), ("t2i_r5", "text->image R@5"),
+                       ("t2i_r10", "text->image R@10"), ("i2t_r1", "image->text R@1"),
+                       ("i2t_r5", "image->text R@5"), ("i2t_r10", "image->text R@10")):
+        rows.append(f"{label:<17}{before[key]:7.1f} {after[key]:7.1f}")
+    return "\n".join(rows)
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, holdout=args.holdout, activate=args.activate,
+                        family=args.family, resume=not args.restart)
+    lib = _open_library(args)
+    cancel = threading.Event()
+    bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,
+               disable=args.json)
+    result = None
+    try:
+        for ev in lib.train(opts, cancel=cancel):
+            if ev.kind == "step":
+                bar.n = ev.step
+                bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
+                bar.update(0)
+            elif ev.kind == "eval" and ev.recall:
+                bar.set_postfix(loss=f"{ev.loss or 0:.3f}", r10=ev.recall["t2i_r10"])
+            elif ev.kind in ("prepare", "reembed") and ev.message:
+                bar.set_description(ev.message[:40] if ev.kind == "reembed" else "training")
+            if ev.message and ev.kind in ("prepare", "step"):
+                bar.write(ev.message)
+            if ev.kind == "done":
+                result = ev.result
+                message = ev.message
+    except KeyboardInterrupt:
+        bar.close()
+        print("\ninterrupted: the active model is unchanged; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(result), indent=2))
+        return 0
+    print(f"model {result.version} trained from {result.parent} on {result.photos} photos, "
+          f"{result.captions} captions in {result.seconds:.0f} s")
+    print(_recall_table(result.before, result.after))
+    print(message)
+    return 0
+
+
+def cmd_models(args) -> int:
+    lib = _open_library(args)
+    if args.action in ("activate", "delete") and not args.version:
+        raise EngineError(f"give the version to {args.action} (see `chikaku models`)")
+    if args.action == "activate":
+        lib.activate_model(args.version)
+        print(f"active model: {args.version}")
+        return 0
+    if args.action == "back":
+        previous = lib.previous_model()
+        if previous is None:
+            raise EngineError("the active model was not trained from another model here")
+        lib.activate_model(previous)
+        print(f"active model: {previous}")
+        return 0
+    if args.action == "delete":
+        lib.delete_model(args.version)
+        print(f"deleted model {args.version}")
+        return 0
+    models = lib.models()
+    if args.json:
+        print(json.dumps([{"version": m.version, "family": m.family, "parent": m.parent,
+                           "active": m.active, "created_at": m.created_at.isoformat(),
+                           "info": m.info} for m in models], indent=2))
+        return 0
+    for m in models:
+        after = m.info.get("after", {})
+        quality = f"held-out t2i R@10 {after['t2i_r10']:.1f}" if "t2i_r10" in after else ""
+        print(f"{'*' if m.active else ' '} {m.version:<24} {m.family:<8} "
+              f"{m.created_at:%Y-%m-%d %H:%M}  {quality}")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "eval": cmd_eval,
+            "captions": cmd_captions, "train": cmd_train, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

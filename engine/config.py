@@ -58,3 +58,20 @@ class LibraryConfig:
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    steps: int = 200
+    batch_size: int = 256
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    seed: int = 0
+    holdout: float = 0.1
+    eval_every: int = 10
+    patience: int = 4  # evaluations without improvement before stopping early
+    flip: bool = True
+    activate: str = "if_better"  # if_better | always | never
+    family: str | None = None  # None: refine the active model; "scratch" / "bundled": new model
+    checkpoint_every: int = 50
+    resume: bool = True

@@ -85,6 +85,7 @@ class Library:
             if activate:
                 for other in s.scalars(select(ModelRecord).where(ModelRecord.active)):
                     other.active = False
+                s.flush()
                 rec.active = True
 
     def active_model_record(self) -> ModelRecord:
@@ -248,6 +249,50 @@ class Library:
             rows = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(ids.tolist())))}
         return [Hit(int(i), rows[i].path, float(sc), rows[i].date, rows[i].width, rows[i].height)
                 for i, sc in zip(ids.tolist(), scores.tolist(), strict=True) if i in rows]
+
+    # -- models ---------------------------------------------------------------------------------
+    def _switch_model(self, model: DualEncoder, index: VectorIndex, version: str) -> None:
+        """Make a fully embedded model active: catalog, model and index change together."""
+        with self._lock:
+            with self.catalog.session() as s:
+                for rec in s.scalars(select(ModelRecord).where(ModelRecord.active)):
+                    rec.active = False
+                s.get(ModelRecord, version).active = True
+            self._model, self._index = model, index
+            self._save_index(index)
+
+    def models(self) -> list:
+        from .modelstore import list_models
+
+        return list_models(self)
+
+    def train(self, options=None, cancel: threading.Event | None = None):
+        """Train on the library's captions; a generator of engine.train.TrainEvent."""
+        from .modelstore import train
+
+        return train(self, options, cancel)
+
+    def activate_model(self, version: str, progress: ProgressFn | None = None,
+                       cancel: threading.Event | None = None) -> None:
+        from .modelstore import activate
+
+        activate(self, version, progress=progress, cancel=cancel)
+
+    def delete_model(self, version: str) -> None:
+        from .modelstore import delete_model
+
+        delete_model(self, version)
+
+    def previous_model(self) -> str | None:
+        from .modelstore import previous_version
+
+        return previous_version(self)
+
+    def captioned_photo_count(self) -> int:
+        with self.catalog.session() as s:
+            return s.scalar(select(func.count(func.distinct(Caption.photo_id)))
+                            .join(Photo, Photo.id == Caption.photo_id)
+                            .where(Photo.status == "ok")) or 0
 
     # -- captions -------------------------------------------------------------------------------
     def captions(self, photo_id: int) -> list[str]:

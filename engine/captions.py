@@ -1,0 +1,236 @@
+"""Caption importers: CSV, COCO captions JSON, sidecar text files, and the description already
+inside a photo (EXIF ImageDescription / XPComment, XMP dc:description).
+
+Each import reports how many photos matched, how many captions were added, and every name it
+could not match with the reason. Captions are never duplicated on the same photo.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+from sqlalchemy import select
+
+from .catalog import Caption, Photo
+from .errors import DatasetError
+
+if TYPE_CHECKING:
+    from .library import Library
+
+# Descriptions cameras write by themselves: not captions a person wrote.
+CAMERA_BOILERPLATE = re.compile(
+    r"^(olympus digital camera|sony dsc|default|image|picture|photo|untitled|"
+    r"digital camera|camera|dsc\w*|img[_\- ]?\d*|\s*)$", re.I)
+_XMP_DESC = re.compile(rb"<dc:description[^>]*>(.*?)</dc:description>", re.S)
+_RDF_LI = re.compile(rb"<rdf:li[^>]*>(.*?)</rdf:li>", re.S)
+MAX_CAPTION = 2000
+
+
+@dataclass
+class ImportReport:
+    source: str
+    photos_matched: int = 0
+    captions_added: int = 0
+    duplicates: int = 0
+    unmatched: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+    def summary(self) -> str:
+        return (f"{self.source}: {self.captions_added} captions added to "
+                f"{self.photos_matched} photos, {self.duplicates} already there, "
+                f"{len(self.unmatched)} not matched")
+
+
+class _Matcher:
+    """Finds the library photo a name refers to: a full path, a relative path or a file name."""
+
+    def __init__(self, lib: Library) -> None:
+        with lib.catalog.session() as s:
+            rows = s.execute(select(Photo.id, Photo.path).where(Photo.status == "ok")).all()
+        self.by_path = {p: i for i, p in rows}
+        self.by_name: dict[str, list[tuple[int, str]]] = {}
+        for i, p in rows:
+            self.by_name.setdefault(os.path.basename(p), []).append((i, p))
+
+    def find(self, name: str) -> tuple[int | None, str]:
+        name = name.strip().replace("\\", "/")
+        if name in self.by_path:
+            return self.by_path[name], ""
+        candidates = self.by_name.get(os.path.basename(name), [])
+        if len(candidates) > 1:
+            candidates = [c for c in candidates if c[1].endswith("/" + name.lstrip("./"))]
+        if len(candidates) == 1:
+            return candidates[0][0], ""
+        if not candidates:
+            return None, "no photo with this name in the library"
+        return None, f"ambiguous: {len(candidates)} photos in the library have this name"
+
+
+def _clean(text: str) -> str | None:
+    text = " ".join(str(text).split())
+    if not text or CAMERA_BOILERPLATE.match(text):
+        return None
+    return text[:MAX_CAPTION]
+
+
+def _store(lib: Library, pairs: dict[int, list[str]], report: ImportReport, source: str) -> None:
+    with lib.catalog.session() as s:
+        existing: dict[int, set[str]] = {}
+        for pid, text in s.execute(select(Caption.photo_id, Caption.text)
+                                   .where(Caption.photo_id.in_(list(pairs)))):
+            existing.setdefault(pid, set()).add(text)
+        for pid, texts in pairs.items():
+            have = existing.setdefault(pid, set())
+            added = False
+            for t in texts:
+                if t in have:
+                    report.duplicates += 1
+                    continue
+                s.add(Caption(photo_id=pid, text=t, source=source))
+                have.add(t)
+                report.captions_added += 1
+                added = True
+            report.photos_matched += added or bool(texts)
+
+
+def _collect(lib: Library, rows, report: ImportReport) -> dict[int, list[str]]:
+    matcher, pairs, bad = _Matcher(lib), {}, {}
+    for name, text in rows:
+        text = _clean(text)
+        if text is None:
+            continue
+        pid, why = matcher.find(name)
+        if pid is None:
+            bad.setdefault(name, why)
+            continue
+        pairs.setdefault(pid, []).append(text)
+    report.unmatched.extend(sorted(bad.items()))
+    return pairs
+
+
+def import_csv(lib: Library, path: Path | str, split: str | None = None) -> ImportReport:
+    """Rows of ``image,caption`` (a header row naming both). ``split`` keeps only the train or
+    test part (sorted image names, first 80% train), as ``chikaku eval`` splits them."""
+    path = Path(path)
+    report = ImportReport(f"CSV {path.name}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
+                raise DatasetError(f"{path} needs a header row with the columns image,caption")
+            rows = [(r.get("image") or "", r.get("caption") or "") for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
+    if split is not None:
+        names = sorted({n for n, _ in rows if n.strip()})
+        cut = int(round(len(names) * 0.8))
+        keep = set(names[:cut] if split == "train" else names[cut:])
+        rows = [r for r in rows if r[0] in keep]
+    _store(lib, _collect(lib, rows, report), report, "csv")
+    return report
+
+
+def import_coco(lib: Library, path: Path | str) -> ImportReport:
+    """COCO captions JSON: ``images`` (id, file_name) and ``annotations`` (image_id, caption)."""
+    path = Path(path)
+    report = ImportReport(f"COCO {path.name}")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        files = {img["id"]: img["file_name"] for img in data["images"]}
+        rows = []
+        for ann in data["annotations"]:
+            name = files.get(ann["image_id"])
+            if name is None:
+                report.unmatched.append((str(ann["image_id"]), "annotation for an image id "
+                                         "that is not in the file's images list"))
+                continue
+            rows.append((str(name), str(ann["caption"])))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
+    except (KeyError, TypeError) as e:
+        raise DatasetError(f"{path} is not COCO captions JSON (missing {e})") from e
+    _store(lib, _collect(lib, rows, report), report, "coco")
+    return report
+
+
+def import_sidecars(lib: Library) -> ImportReport:
+    """``IMG_1234.jpg.txt`` or ``IMG_1234.txt`` beside a photo: one caption a line."""
+    report = ImportReport("sidecar text files")
+    pairs: dict[int, list[str]] = {}
+    for pid, path in _photos(lib):
+        for side in (Path(path + ".txt"), Path(path).with_suffix(".txt")):
+            try:
+                lines = side.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as e:
+                report.unmatched.append((str(side), f"cannot read: {e}"))
+                continue
+            texts = [t for t in map(_clean, lines) if t]
+            if texts:
+                pairs.setdefault(pid, []).extend(texts)
+    _store(lib, pairs, report, "sidecar")
+    return report
+
+
+def embedded_descriptions(data: bytes) -> list[str]:
+    """Descriptions written inside an image file's metadata."""
+    out: list[str] = []
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            exif = im.getexif()
+            desc = exif.get(0x010E)
+            xp = exif.get(0x9C9C)
+            xmp = im.info.get("xmp") or b""
+    except Exception:
+        return out
+    if isinstance(desc, bytes):
+        desc = desc.decode("utf-8", "replace")
+    if desc:
+        out.append(str(desc).strip("\x00 "))
+    if isinstance(xp, (bytes, tuple, list)):
+        raw = bytes(xp)
+        out.append(raw.decode("utf-16-le", "replace").strip("\x00 "))
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    for block in _XMP_DESC.findall(xmp):
+        items = _RDF_LI.findall(block) or [block]
+        for item in items:
+            out.append(html.unescape(item.decode("utf-8", "replace")).strip())
+    seen, unique = set(), []
+    for t in out:
+        c = _clean(t)
+        if c and c not in seen:
+            seen.add(c)
+            unique.append(c)
+    return unique
+
+
+def import_embedded(lib: Library) -> ImportReport:
+    report = ImportReport("descriptions inside the photos (EXIF, XMP)")
+    pairs: dict[int, list[str]] = {}
+    for pid, path in _photos(lib):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)  # metadata lives at the start of the file
+        except OSError as e:
+            report.unmatched.append((path, f"cannot read: {e.strerror or e}"))
+            continue
+        texts = embedded_descriptions(head)
+        if texts:
+            pairs[pid] = texts
+    _store(lib, pairs, report, "exif")
+    return report
+
+
+def _photos(lib: Library) -> list[tuple[int, str]]:
+    with lib.catalog.session() as s:
+        return list(s.execute(select(Photo.id, Photo.path).where(Photo.status == "ok")).all())

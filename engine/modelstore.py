@@ -1,0 +1,219 @@
+"""A library's models: train a new version, activate one (re-embedding in the background while
+search keeps the old vectors), go back, list and delete.
+
+Every model version is a checkpoint folder ``models/<version>/`` (safetensors + JSON config) and a
+row in the catalog; the bundled zero-shot model needs no folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from .catalog import Caption, Embedding, ModelRecord, Photo
+from .errors import Cancelled, LibraryError
+from .evaluate import recalls
+from .index import VectorIndex, _file_name
+from .indexer import Indexer, ProgressFn
+from .models import create_model, load_checkpoint, save_checkpoint
+from .models.base import DualEncoder
+from .train import (
+    CaptionedPhotos,
+    FeatureCache,
+    Trainer,
+    TrainEvent,
+    TrainOptions,
+    TrainResult,
+    run,
+    run_key,
+    score,
+    split_holdout,
+)
+
+if TYPE_CHECKING:
+    from .library import Library
+
+
+@dataclass
+class ModelInfo:
+    version: str
+    family: str
+    parent: str | None
+    active: bool
+    created_at: datetime
+    info: dict
+
+
+def list_models(lib: Library) -> list[ModelInfo]:
+    with lib.catalog.session() as s:
+        recs = s.scalars(select(ModelRecord).order_by(ModelRecord.created_at)).all()
+        return [ModelInfo(r.version, r.family, r.parent, r.active, r.created_at, r.info)
+                for r in recs]
+
+
+def load_record(rec: ModelRecord, device: str) -> DualEncoder:
+    if rec.path:
+        return load_checkpoint(Path(rec.path), device=device)
+    return create_model(json.loads(rec.config_json), device=device)
+
+
+def captioned_photos(lib: Library) -> CaptionedPhotos:
+    with lib.catalog.session() as s:
+        rows = s.execute(select(Photo.id, Photo.path, Photo.content_hash, Caption.text)
+                         .join(Caption, Caption.photo_id == Photo.id)
+                         .where(Photo.status == "ok").order_by(Photo.id, Caption.id)).all()
+    data = CaptionedPhotos([], [], [], [])
+    for pid, path, digest, text in rows:
+        if not data.ids or data.ids[-1] != pid:
+            data.ids.append(pid)
+            data.paths.append(path)
+            data.hashes.append(digest or str(pid))
+            data.captions.append([])
+        data.captions[-1].append(text)
+    return data
+
+
+def _held_recall_of(model: DualEncoder, held: CaptionedPhotos) -> dict:
+    from .evaluate import embed_images, embed_texts
+
+    iv = embed_images(model, [Path(p) for p in held.paths])
+    flat = [c for caps in held.captions for c in caps]
+    owner = np.repeat(np.arange(len(held.ids)), [len(c) for c in held.captions])
+    return recalls(iv, embed_texts(model, flat), owner)
+
+
+def train(lib: Library, options: TrainOptions | None = None,
+          cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
+    """Train a new model version on the library's captions; maybe activate it (see options)."""
+    opt = options or TrainOptions()
+    started = time.monotonic()
+    parent_rec = lib.active_model_record()
+    data = captioned_photos(lib)
+    train_set, held = split_holdout(data, opt.holdout, opt.seed)
+    same_family = opt.family in (None, parent_rec.family)
+    model = (load_record(parent_rec, lib.config.device) if same_family
+             else create_model({"family": opt.family}, device=lib.config.device))
+    model.parent = parent_rec.version
+    tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
+                                digest_size=8).hexdigest()
+    cache = FeatureCache(lib.config.cache_dir / "features" / f"{model.family}-{tower_key}.npz")
+    run_dir = lib.config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
+    trainer = Trainer(model, train_set, held, opt, cache, run_dir)
+    initial, after = yield from run(trainer, cancel)
+    before = initial if same_family else _held_recall_of(lib.model, held)
+    improved = score(after) > score(before) + 1e-9
+    info = {"parent": parent_rec.version, "photos": len(train_set.ids),
+            "captions": train_set.caption_count, "held_out_photos": len(held.ids),
+            "options": asdict(opt), "before": before, "after": after,
+            "seconds": round(time.monotonic() - started, 1)}
+    version = model.version
+    folder = save_checkpoint(model, lib.config.models_dir / _file_name(version), info)
+    lib._register(model, path=folder, activate=False, info=info)
+    result = TrainResult(version, parent_rec.version, before, after, improved, False,
+                         steps=opt.steps, photos=len(train_set.ids),
+                         captions=train_set.caption_count, seconds=info["seconds"],
+                         checkpoint=str(folder))
+    if opt.activate == "always" or (opt.activate == "if_better" and improved):
+        yield from _activate_events(lib, version, model, cancel)
+        result.activated = True
+    shutil.rmtree(run_dir, ignore_errors=True)
+    msg = ("the new model is active" if result.activated else
+           "the new model did not beat the active one on held-out recall; it was kept but not "
+           "activated" if not improved else "the new model was saved; activate it to use it")
+    yield TrainEvent("done", opt.steps, opt.steps, recall=after, message=msg, result=result)
+
+
+def _activate_events(lib: Library, version: str, model: DualEncoder | None,
+                     cancel: threading.Event | None) -> Iterator[TrainEvent]:
+    """Run activate() on a thread and stream its re-embedding progress as events."""
+    events: queue.Queue = queue.Queue()
+    failure: list[BaseException] = []
+
+    def progress(p) -> None:
+        if p.stage == "indexing":
+            events.put(TrainEvent("reembed", p.done, p.total,
+                                  message=f"re-embedding photos {p.done}/{p.total}"))
+
+    def work() -> None:
+        try:
+            activate(lib, version, progress=progress, cancel=cancel, model=model)
+        except BaseException as e:  # handed to the caller below
+            failure.append(e)
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=work, name="chikaku-activate", daemon=True)
+    worker.start()
+    last = None
+    while (event := events.get()) is not None:
+        if last is None or event.step != last.step:
+            yield event
+        last = event
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
+def activate(lib: Library, version: str, progress: ProgressFn | None = None,
+             cancel: threading.Event | None = None, model: DualEncoder | None = None) -> None:
+    """Make a model version the active one. Photos without its vectors are embedded first;
+    search keeps using the current vectors until they are all there, then switches at once."""
+    with lib.catalog.session() as s:
+        rec = s.get(ModelRecord, version)
+        if rec is None:
+            raise LibraryError(f"no model {version!r} in this library (see `chikaku models`)")
+    if rec.active:
+        return
+    model = model or load_record(rec, lib.config.device)
+    gen = lib.catalog.generation()
+    idx = (VectorIndex.load(lib.config.index_dir, version, model.dim, gen)
+           or VectorIndex(model.dim, version))
+    if len(idx) == 0:
+        ids, vecs = lib.catalog.vectors(version)
+        idx.add(ids, vecs)
+    roots = [Path(r) for r in lib.folders() if Path(r).is_dir()]
+    if roots:
+        Indexer(lib.catalog, model, idx, lib.config.indexing,
+                exclude_dirs=(lib.root,)).run(roots, progress=progress, cancel=cancel)
+    lib._switch_model(model, idx, version)
+
+
+def delete_model(lib: Library, version: str) -> None:
+    with lib.catalog.session() as s:
+        rec = s.get(ModelRecord, version)
+        if rec is None:
+            raise LibraryError(f"no model {version!r} in this library")
+        if rec.active:
+            raise LibraryError("the active model cannot be deleted; activate another one first")
+        path = rec.path
+        s.execute(delete(Embedding).where(Embedding.model_version == version))
+        s.delete(rec)
+    if path and Path(path).is_dir() and Path(path).parent == lib.config.models_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    for f in lib.config.index_dir.glob(_file_name(version) + ".*"):
+        f.unlink(missing_ok=True)
+
+
+def previous_version(lib: Library) -> str | None:
+    """The model that was active before the current one (its parent), if it still exists."""
+    rec = lib.active_model_record()
+    with lib.catalog.session() as s:
+        if rec.parent and s.get(ModelRecord, rec.parent) is not None:
+            return rec.parent
+    return None
+
+
+__all__ = ["ModelInfo", "list_models", "train", "activate", "delete_model", "previous_version",
+           "captioned_photos", "Cancelled"]

@@ -1,0 +1,358 @@
+"""Contrastive training on captioned photos, as a generator of progress events.
+
+Each step draws a batch of photos (one of each photo's captions, a random horizontal flip), embeds
+both sides, and takes a step on CLIP's symmetric InfoNCE loss. Frozen towers are run once: their
+features are cached (in memory and on disk, keyed by content), so repeated epochs cost only the
+heads. A held-out split of the photos (never of captions) measures Recall@K before, during and
+after; the best held-out state is kept (early stopping). Every yield is a cancel point; the run's
+state is saved at checkpoints so a cancelled or interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import TrainOptions
+from .errors import Cancelled, EngineError
+from .evaluate import decode_all, recalls
+from .loss import LogitScale, clip_loss
+from .models.base import DualEncoder
+
+MIN_PHOTOS = 8
+
+
+@dataclass
+class TrainResult:
+    version: str
+    parent: str
+    before: dict
+    after: dict
+    improved: bool
+    activated: bool
+    steps: int = 0
+    photos: int = 0
+    captions: int = 0
+    seconds: float = 0.0
+    checkpoint: str | None = None
+
+
+@dataclass
+class TrainEvent:
+    kind: str  # prepare | step | eval | done
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    recall: dict | None = None
+    message: str = ""
+    result: TrainResult | None = None
+
+
+@dataclass
+class CaptionedPhotos:
+    ids: list[int]
+    paths: list[str]
+    hashes: list[str]
+    captions: list[list[str]]
+
+    def subset(self, idx) -> CaptionedPhotos:
+        return CaptionedPhotos([self.ids[i] for i in idx], [self.paths[i] for i in idx],
+                               [self.hashes[i] for i in idx], [self.captions[i] for i in idx])
+
+    @property
+    def caption_count(self) -> int:
+        return sum(len(c) for c in self.captions)
+
+
+def split_holdout(data: CaptionedPhotos, fraction: float, seed: int
+                  ) -> tuple[CaptionedPhotos, CaptionedPhotos]:
+    """Split by photo (all captions of a photo fall on the same side), reproducibly."""
+    if len(data.ids) < MIN_PHOTOS:
+        raise EngineError(f"training needs at least {MIN_PHOTOS} captioned photos; the library "
+                          f"has {len(data.ids)}. Add captions to more photos first.")
+    order = np.argsort(np.array(data.ids))
+    perm = order[np.random.default_rng(seed).permutation(len(order))]
+    n_hold = min(max(2, int(round(len(perm) * fraction))), len(perm) - 2)
+    return data.subset(sorted(perm[n_hold:])), data.subset(sorted(perm[:n_hold]))
+
+
+def score(recall: dict) -> float:
+    """One number for early stopping and for "did it get better": mean of the six recalls."""
+    keys = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")
+    return float(np.mean([recall[k] for k in keys]))
+
+
+# -- features ------------------------------------------------------------------------------------
+class FeatureCache:
+    """Tower features on disk, keyed by content: a photo's hash or a caption's text."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.data: dict[str, np.ndarray] = {}
+        self.dirty = False
+        if path is not None and path.is_file():
+            try:
+                with np.load(path) as z:
+                    self.data = {k: z[k] for k in z.files}
+            except (OSError, ValueError):
+                self.data = {}  # a damaged cache is only lost time
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self.data.get(key)
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        self.data[key] = value
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez(tmp, **self.data)
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+def _text_key(text: str) -> str:
+    return "t" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def towers_frozen(model: DualEncoder) -> bool:
+    towers = [m for n, m in model.named_children() if n.endswith("_tower")]
+    return all(not p.requires_grad for t in towers for p in t.parameters())
+
+
+@torch.inference_mode()
+def image_features(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
+                   flip: bool, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+    keys = [f"i{h}" for h in data.hashes]
+    missing = [i for i, k in enumerate(keys) if cache.get(k) is None
+               or (flip and cache.get(k + "f") is None)]
+    for s in range(0, len(missing), batch):
+        chunk = missing[s : s + batch]
+        pixels = torch.as_tensor(decode_all([Path(data.paths[i]) for i in chunk],
+                                            model.input_size))
+        feats = model.image_features(pixels).float().cpu().numpy()
+        for i, f in zip(chunk, feats, strict=True):
+            cache.put(keys[i], f)
+        if flip:
+            flipped = model.image_features(pixels.flip(2)).float().cpu().numpy()
+            for i, f in zip(chunk, flipped, strict=True):
+                cache.put(keys[i] + "f", f)
+    plain = torch.tensor(np.stack([cache.get(k) for k in keys]))
+    mirrored = torch.tensor(np.stack([cache.get(k + "f") for k in keys])) if flip else None
+    return plain, mirrored
+
+
+@torch.inference_mode()
+def text_features(model: DualEncoder, texts: list[str], cache: FeatureCache,
+                  batch: int = 256) -> torch.Tensor:
+    keys = [_text_key(t) for t in texts]
+    missing = [i for i, k in enumerate(keys) if cache.get(k) is None]
+    for s in range(0, len(missing), batch):
+        chunk = missing[s : s + batch]
+        feats = model.text_features([texts[i] for i in chunk]).float().cpu().numpy()
+        for i, f in zip(chunk, feats, strict=True):
+            cache.put(keys[i], f)
+    return torch.tensor(np.stack([cache.get(k) for k in keys]))
+
+
+@dataclass
+class _Prepared:
+    """Training inputs: cached features (frozen towers) or decoded pixels (trainable towers)."""
+
+    frozen: bool
+    images: torch.Tensor  # features (N, F) or pixels (N, H, W, 3) uint8
+    flipped: torch.Tensor | None
+    texts: list[list[str]]
+    text_feats: list[torch.Tensor] = field(default_factory=list)  # per photo (captions, T)
+
+
+def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip: bool
+            ) -> _Prepared:
+    if towers_frozen(model):
+        plain, mirrored = image_features(model, data, cache, flip)
+        flat = [c for caps in data.captions for c in caps]
+        tf = text_features(model, flat, cache)
+        per, at = [], 0
+        for caps in data.captions:
+            per.append(tf[at : at + len(caps)])
+            at += len(caps)
+        return _Prepared(True, plain, mirrored, data.captions, per)
+    pixels = torch.as_tensor(decode_all([Path(p) for p in data.paths], model.input_size))
+    return _Prepared(False, pixels, None, data.captions)
+
+
+# -- the loop ------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, model: DualEncoder, train: CaptionedPhotos, held: CaptionedPhotos,
+                 options: TrainOptions, cache: FeatureCache, run_dir: Path | None) -> None:
+        self.model, self.train_data, self.held_data = model, train, held
+        self.opt = options
+        self.cache = cache
+        self.run_dir = run_dir
+        self.device = model.device
+        self.scale = LogitScale().to(self.device)
+        self.params = model.trainable_parameters() + list(self.scale.parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=options.lr,
+                                           weight_decay=options.weight_decay)
+        self.use_amp = self.device.type == "cuda"
+
+    def lr_at(self, step: int) -> float:
+        warm = max(1, self.opt.steps // 20)
+        if step < warm:
+            return self.opt.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, self.opt.steps - warm)
+        return self.opt.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _batch(self, prep: _Prepared, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.opt.seed, step])
+        n = len(prep.texts)
+        idx = rng.permutation(n)[: min(self.opt.batch_size, n)]
+        cap = [int(rng.integers(len(prep.texts[i]))) for i in idx]
+        flips = rng.random(len(idx)) < 0.5
+        m = self.model
+        if prep.frozen:
+            feats = prep.images[idx].clone()
+            if prep.flipped is not None and flips.any():
+                feats[torch.as_tensor(flips)] = prep.flipped[idx[flips]]
+            img = m.image_head(feats.to(self.device))
+            tf = torch.stack([prep.text_feats[i][c] for i, c in zip(idx, cap, strict=True)])
+            txt = m.text_head(tf.to(self.device))
+            return img, txt
+        pixels = prep.images[idx].clone()
+        if self.opt.flip and flips.any():
+            pixels[torch.as_tensor(flips)] = pixels[torch.as_tensor(flips)].flip(2)
+        img = m.image_head(m.image_features(pixels))
+        txt = m.text_head(m.text_features([prep.texts[i][c] for i, c in zip(idx, cap,
+                                                                             strict=True)]))
+        return img, txt
+
+    def step(self, prep: _Prepared, step: int) -> float:
+        self.model.train()
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(step)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            img, txt = self._batch(prep, step)
+            loss = clip_loss(img.float(), txt.float(), self.scale())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scale.clamp_()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def held_recall(self, prep: _Prepared) -> dict:
+        m = self.model
+        m.eval()
+        if prep.frozen:
+            iv = m.image_head(prep.images.to(self.device))
+            tv = m.text_head(torch.cat(prep.text_feats).to(self.device))
+        else:
+            iv = torch.cat([m.image_head(m.image_features(prep.images[i : i + 64]))
+                            for i in range(0, len(prep.images), 64)])
+            flat = [c for caps in prep.texts for c in caps]
+            tv = m.text_head(m.text_features(flat))
+        owner = np.repeat(np.arange(len(prep.texts)), [len(c) for c in prep.texts])
+        return recalls(iv.float().cpu().numpy(), tv.float().cpu().numpy(), owner)
+
+    # -- resumable state ------------------------------------------------------------------------
+    def state(self, step: int, best: dict, best_score: float, best_recall: dict | None,
+              stale: int) -> dict:
+        return {"step": step, "model": {k: v.detach().cpu() for k, v in
+                                        self.model.trained_state().items()},
+                "scale": self.scale.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "best": best, "best_score": best_score, "stale": stale,
+                "best_recall": json.dumps(best_recall)}
+
+    def save_state(self, state: dict) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.run_dir / "state.pt")
+
+    def load_state(self) -> dict | None:
+        path = self.run_dir / "state.pt" if self.run_dir else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            return None  # a damaged run state: start over
+        self.model.load_state_dict(state["model"], strict=False)
+        self.scale.load_state_dict(state["scale"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        return state
+
+
+def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
+    """The training loop. Yields events; returns (initial recall, best recall) on held-out
+    photos, and leaves the model holding its best held-out state."""
+    opt, model = trainer.opt, trainer.model
+    yield TrainEvent("prepare", 0, opt.steps, message=f"reading {len(trainer.train_data.ids)} "
+                     f"photos and {trainer.train_data.caption_count} captions")
+    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip)
+    held = prepare(model, trainer.held_data, trainer.cache, flip=False)
+    trainer.cache.save()
+    initial = trainer.held_recall(held)  # the starting model, before any step
+    yield TrainEvent("eval", 0, opt.steps, recall=initial, message="before training")
+    state = trainer.load_state() if opt.resume else None
+    if state is not None:
+        start, best, best_score = state["step"], state["best"], state["best_score"]
+        best_recall, stale = json.loads(state["best_recall"]), state["stale"]
+        yield TrainEvent("prepare", start, opt.steps, message=f"resuming at step {start}")
+    else:
+        # The best *trained* state wins, even if it is worse than the start: whether it is
+        # good enough to use is decided by comparing it with the active model afterwards.
+        start, best, best_score, stale = 0, copy.deepcopy(model.trained_state()), -1.0, 0
+        best_recall = initial
+    for step in range(start, opt.steps):
+        if cancel is not None and cancel.is_set():
+            trainer.save_state(trainer.state(step, best, best_score, best_recall, stale))
+            raise Cancelled("training was cancelled; the active model is unchanged")
+        loss = trainer.step(prep, step)
+        yield TrainEvent("step", step + 1, opt.steps, loss=loss)
+        done = step + 1
+        if done % opt.eval_every == 0 or done == opt.steps:
+            rec = trainer.held_recall(held)
+            yield TrainEvent("eval", done, opt.steps, recall=rec, loss=loss)
+            if score(rec) > best_score:
+                best, best_score, best_recall, stale = (
+                    copy.deepcopy(model.trained_state()), score(rec), rec, 0)
+            else:
+                stale += 1
+            if stale >= opt.patience:
+                yield TrainEvent("step", done, opt.steps, loss=loss,
+                                 message=f"stopped early at step {done}: held-out recall "
+                                 "stopped improving")
+                break
+        if done % opt.checkpoint_every == 0:
+            trainer.save_state(trainer.state(done, best, best_score, best_recall, stale))
+    with torch.no_grad():
+        model.load_state_dict(best, strict=False)
+    model.forget_version()
+    model.eval()
+    return initial, best_recall
+
+
+def run_key(options: TrainOptions, parent: str, data: CaptionedPhotos) -> str:
+    """Names a run by what determines it, so an interrupted run is found again."""
+    h = hashlib.blake2b(digest_size=8)
+    d = asdict(options)
+    d.pop("resume", None)
+    d.pop("activate", None)
+    h.update(json.dumps([d, parent, data.ids, data.captions], sort_keys=True).encode())
+    return h.hexdigest()

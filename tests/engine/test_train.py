@@ -1,0 +1,177 @@
+"""Training a model on captioned photos: it learns, it is saved and restored exactly, it can be
+cancelled and resumed, and a run that is no better is not activated."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from engine.errors import Cancelled, EngineError
+from engine.library import Library
+from engine.models import create_model, load_checkpoint, save_checkpoint
+from engine.train import TrainOptions
+from tests.conftest import TINY_MODEL
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220),
+           "yellow": (240, 220, 30)}
+SHAPES = ("circle", "square", "stripes")
+
+
+def _draw(colour, shape, rng) -> Image.Image:
+    bg = tuple(int(v) for v in rng.integers(0, 60, 3))
+    im = Image.new("RGB", (64, 64), bg)
+    d = ImageDraw.Draw(im)
+    x, y = (int(v) for v in rng.integers(4, 20, 2))
+    if shape == "circle":
+        d.ellipse((x, y, x + 40, y + 40), fill=colour)
+    elif shape == "square":
+        d.rectangle((x, y, x + 38, y + 38), fill=colour)
+    else:
+        for i in range(0, 64, 12):
+            d.rectangle((0, i, 63, i + 5), fill=colour)
+    return im
+
+
+@pytest.fixture
+def shapes_lib(tmp_path):
+    """48 synthetic photos of coloured shapes, each captioned with what it shows."""
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    truth = {}
+    for i in range(48):
+        colour = list(COLOURS)[i % 4]
+        shape = SHAPES[(i // 4) % 3]
+        name = f"{i:03d}.png"
+        _draw(COLOURS[colour], shape, rng).save(folder / name)
+        truth[name] = (colour, shape)
+    lib = Library.open(tmp_path / "lib", device="cpu", default_model=TINY_MODEL)
+    lib.add_folders([folder])
+    for name, (colour, shape) in truth.items():
+        photo = lib.photo_by_path(folder / name)
+        lib.set_captions(photo.id, [f"a {colour} {shape}", f"{shape} in {colour}"])
+    yield lib, folder, truth
+    lib.close()
+
+
+OPTS = dict(steps=60, batch_size=32, lr=3e-3, holdout=0.25, eval_every=10, patience=10)
+
+
+def _run(lib, **kw):
+    events = list(lib.train(TrainOptions(**{**OPTS, **kw})))
+    assert events[-1].kind == "done"
+    return events, events[-1].result
+
+
+def test_training_improves_held_out_recall_and_activates(shapes_lib):
+    lib, folder, truth = shapes_lib
+    before_version = lib.model.version
+    events, result = _run(lib)
+    assert result.improved and result.activated
+    assert result.after["t2i_r5"] > result.before["t2i_r5"]
+    assert any(e.kind == "step" and e.loss is not None for e in events)
+    assert lib.active_model_record().version == result.version != before_version
+    assert lib.active_model_record().parent == before_version
+    hits = lib.search("a yellow circle", k=3)
+    assert truth[hits[0].path.rsplit("/", 1)[1]] == ("yellow", "circle")
+    info = {m.version: m for m in lib.models()}[result.version].info
+    assert info["parent"] == before_version and info["photos"] == 36
+    assert info["options"]["steps"] == 60 and "after" in info
+
+
+def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
+    model = create_model(TINY_MODEL, device="cpu")
+    with np.errstate(all="ignore"):
+        for p in model.parameters():
+            p.data.add_(0.01)
+    model.forget_version()
+    save_checkpoint(model, tmp_path / "ckpt", {"note": "test"})
+    again = load_checkpoint(tmp_path / "ckpt", device="cpu")
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(model.encode_images(pixels), again.encode_images(pixels))
+    assert np.array_equal(model.encode_texts(["a red circle"]), again.encode_texts(["a red circle"]))
+    assert again.version == model.version
+
+
+def test_bundled_checkpoint_round_trip(tmp_path):
+    model = create_model({"family": "bundled"}, device="cpu")
+    import torch
+
+    with torch.no_grad():
+        model.image_proj.weight.normal_(0, 0.01)
+        model.text_proj.bias.fill_(0.02)
+    model.forget_version()
+    save_checkpoint(model, tmp_path / "b")
+    again = load_checkpoint(tmp_path / "b", device="cpu")
+    pixels = np.random.default_rng(1).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
+    assert np.array_equal(model.encode_images(pixels), again.encode_images(pixels))
+    assert np.array_equal(model.encode_texts(["x"]), again.encode_texts(["x"]))
+    # only the heads are stored: the towers come from the installed packages
+    assert (tmp_path / "b" / "weights.safetensors").stat().st_size < 5_000_000
+
+
+def test_damaged_checkpoint_is_a_clear_error(tmp_path):
+    from engine.errors import ModelLoadError
+
+    model = create_model(TINY_MODEL, device="cpu")
+    save_checkpoint(model, tmp_path / "c")
+    (tmp_path / "c" / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="unreadable"):
+        load_checkpoint(tmp_path / "c")
+    (tmp_path / "c" / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="unreadable"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_cancel_then_resume_gives_the_same_model_as_an_uninterrupted_run(shapes_lib, tmp_path):
+    lib, folder, _ = shapes_lib
+    cancel = threading.Event()
+    seen = []
+    with pytest.raises(Cancelled):
+        for ev in lib.train(TrainOptions(**{**OPTS, "checkpoint_every": 10,
+                                            "activate": "never"}), cancel=cancel):
+            seen.append(ev)
+            if ev.kind == "step" and ev.step == 30:
+                cancel.set()
+    assert lib.models()[-1].version == lib.model.version  # nothing new, nothing activated
+    events, resumed = _run(lib, checkpoint_every=10, activate="never")
+    assert any("resuming at step 30" in e.message for e in events)
+    assert min(e.step for e in events if e.kind == "step") == 31
+
+    fresh = Library.open(tmp_path / "lib2", device="cpu", default_model=TINY_MODEL)
+    fresh.add_folders([folder])
+    for photo_path in sorted(folder.iterdir()):
+        src = lib.photo_by_path(photo_path)
+        fresh.set_captions(fresh.photo_by_path(photo_path).id, lib.captions(src.id))
+    _, straight = _run(fresh, checkpoint_every=10, activate="never")
+    assert resumed.version == straight.version  # bit-identical weights
+    assert resumed.after == straight.after
+
+
+def test_a_run_that_is_not_better_is_not_activated_unless_insisted(shapes_lib):
+    lib, folder, _ = shapes_lib
+    active = lib.model.version
+    rng = np.random.default_rng(7)
+    for p in sorted(folder.iterdir()):  # captions that say nothing about the photos
+        words = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 6)) for _ in range(3)]
+        lib.set_captions(lib.photo_by_path(p).id, [" ".join(words)])
+    _, result = _run(lib)
+    assert not result.improved and not result.activated
+    assert lib.model.version == active and lib.active_model_record().version == active
+    assert result.version in {m.version for m in lib.models()}  # kept, to activate by hand
+    _, insisted = _run(lib, seed=1, activate="always")
+    assert insisted.activated and lib.active_model_record().version == insisted.version
+    # going back needs no re-embedding: the old vectors are still stored
+    totals = []
+    lib.activate_model(lib.previous_model(),
+                       progress=lambda p: totals.append(p.total) if p.stage == "indexing" else 0)
+    assert lib.active_model_record().version == active and max(totals, default=0) == 0
+
+
+def test_too_few_captioned_photos_is_a_clear_error(tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    with pytest.raises(EngineError, match="at least 8 captioned photos"):
+        list(tiny_lib.train())
