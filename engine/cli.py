@@ -109,15 +109,24 @@ def _add_training_commands(sub, common) -> None:
     tr.add_argument("--holdout", type=float, default=d.holdout,
                     help=f"fraction of captioned photos held out, default {d.holdout}")
     tr.add_argument("--activate", choices=("if_better", "always", "never"), default="if_better")
+    tr.add_argument("--unlock-image", type=int, default=0, metavar="N",
+                    help="CLIP models: also train the last N image transformer blocks")
+    tr.add_argument("--unlock-text", type=int, default=0, metavar="N",
+                    help="CLIP models: also train the last N text transformer blocks")
+    tr.add_argument("--wise-alpha", type=float, default=1.0, metavar="A",
+                    help="WiSE-FT: keep A of the fine-tuning (0..1, default 1)")
     tr.add_argument("--restart", action="store_true",
                     help="start over instead of resuming an interrupted run")
     tr.add_argument("--json", action="store_true", help="print the result as JSON")
 
     mo = sub.add_parser("models", parents=[common], help="list, activate or delete models")
     mo.add_argument("action", nargs="?", default="list",
-                    choices=("list", "activate", "delete", "back"),
-                    help="back: activate the model the active one was trained from")
+                    choices=("list", "activate", "delete", "back", "add-clip"),
+                    help="back: activate the model the active one was trained from; "
+                    "add-clip: add (and activate) CLIP weights from a local file")
     mo.add_argument("version", nargs="?", help="model version (for activate and delete)")
+    mo.add_argument("--arch", default="ViT-B-32", help="add-clip: open_clip architecture")
+    mo.add_argument("--weights", metavar="FILE", help="add-clip: local CLIP weights file")
     mo.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -272,7 +281,9 @@ def cmd_train(args) -> int:
 
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, holdout=args.holdout, activate=args.activate,
-                        family=args.family, resume=not args.restart)
+                        family=args.family, resume=not args.restart,
+                        unlock_image=args.unlock_image, unlock_text=args.unlock_text,
+                        wise_alpha=args.wise_alpha)
     lib = _open_library(args)
     cancel = threading.Event()
     bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,
@@ -319,6 +330,13 @@ def cmd_models(args) -> int:
     if args.action == "activate":
         lib.activate_model(args.version)
         print(f"active model: {args.version}")
+        return 0
+    if args.action == "add-clip":
+        if not args.weights:
+            raise EngineError("give the CLIP weights file with --weights FILE")
+        version = lib.add_model({"family": "openclip", "arch": args.arch,
+                                 "weights": args.weights})
+        print(f"active model: {version}")
         return 0
     if args.action == "back":
         previous = lib.previous_model()

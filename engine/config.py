@@ -75,3 +75,6 @@ class TrainOptions:
     family: str | None = None  # None: refine the active model; "scratch" / "bundled": new model
     checkpoint_every: int = 50
     resume: bool = True
+    unlock_image: int = 0  # CLIP only: last N image transformer blocks trained too
+    unlock_text: int = 0  # CLIP only: last N text transformer blocks trained too
+    wise_alpha: float = 1.0  # WiSE-FT: 1 keeps the fine-tuned weights, 0 the original ones

@@ -278,6 +278,14 @@ class Library:
 
         activate(self, version, progress=progress, cancel=cancel)
 
+    def add_model(self, config: dict, activate: bool = True, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None) -> str:
+        """Add a model from its config, e.g. {"family": "openclip", "arch": "ViT-B-32",
+        "weights": "/path/to/weights.pt"}; activating it embeds the library in the background."""
+        from .modelstore import add_model
+
+        return add_model(self, config, activate, progress=progress, cancel=cancel)
+
     def delete_model(self, version: str) -> None:
         from .modelstore import delete_model
 

@@ -69,6 +69,33 @@ def load_record(rec: ModelRecord, device: str) -> DualEncoder:
     return create_model(json.loads(rec.config_json), device=device)
 
 
+def derive(parent: ModelRecord, opt: TrainOptions, device: str) -> DualEncoder:
+    """A trainable copy of the parent; CLIP towers partly unlocked when asked."""
+    unlock = {k: getattr(opt, k) for k in ("unlock_image", "unlock_text") if getattr(opt, k)}
+    if not unlock:
+        return load_record(parent, device)
+    if parent.family != "openclip":
+        raise LibraryError("unlocking tower blocks is available for CLIP models only")
+    config = {**json.loads(parent.config_json), **unlock}
+    model = create_model(config, device=device)
+    if parent.path:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(Path(parent.path) / "weights.safetensors")),
+                              strict=False)
+    return model
+
+
+def add_model(lib: Library, config: dict, activate_now: bool = True,
+              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> str:
+    """Register a model built from a config (e.g. CLIP weights from a local file)."""
+    model = create_model(config, device=lib.config.device)
+    lib._register(model, path=None, activate=False)
+    if activate_now:
+        activate(lib, model.version, progress=progress, cancel=cancel, model=model)
+    return model.version
+
+
 def captioned_photos(lib: Library) -> CaptionedPhotos:
     with lib.catalog.session() as s:
         rows = s.execute(select(Photo.id, Photo.path, Photo.content_hash, Caption.text)
@@ -103,8 +130,12 @@ def train(lib: Library, options: TrainOptions | None = None,
     data = captioned_photos(lib)
     train_set, held = split_holdout(data, opt.holdout, opt.seed)
     same_family = opt.family in (None, parent_rec.family)
-    model = (load_record(parent_rec, lib.config.device) if same_family
-             else create_model({"family": opt.family}, device=lib.config.device))
+    if same_family:
+        model = derive(parent_rec, opt, lib.config.device)
+    elif opt.family == "openclip":
+        raise LibraryError("add a CLIP model first (chikaku models add-clip), then train it")
+    else:
+        model = create_model({"family": opt.family}, device=lib.config.device)
     model.parent = parent_rec.version
     tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
                                 digest_size=8).hexdigest()

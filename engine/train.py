@@ -308,6 +308,7 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
     held = prepare(model, trainer.held_data, trainer.cache, flip=False)
     trainer.cache.save()
     initial = trainer.held_recall(held)  # the starting model, before any step
+    initial_state = copy.deepcopy(model.trained_state())
     yield TrainEvent("eval", 0, opt.steps, recall=initial, message="before training")
     state = trainer.load_state() if opt.resume else None
     if state is not None:
@@ -343,9 +344,26 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
             trainer.save_state(trainer.state(done, best, best_score, best_recall, stale))
     with torch.no_grad():
         model.load_state_dict(best, strict=False)
+    if opt.wise_alpha < 1.0:
+        model.load_state_dict(interpolate(initial_state, best, opt.wise_alpha), strict=False)
+        best_recall = trainer.held_recall(held)
+        yield TrainEvent("eval", opt.steps, opt.steps, recall=best_recall,
+                         message=f"WiSE-FT: weights {opt.wise_alpha:g} of the way from the "
+                         "original to the fine-tuned model")
     model.forget_version()
     model.eval()
     return initial, best_recall
+
+
+def interpolate(original: dict, tuned: dict, alpha: float) -> dict:
+    """WiSE-FT: (1 - alpha) * original + alpha * fine-tuned, tensor by tensor."""
+    out = {}
+    for k, v in tuned.items():
+        if k in original and v.is_floating_point():
+            out[k] = (1 - alpha) * original[k].to(v.dtype) + alpha * v
+        else:
+            out[k] = v
+    return out
 
 
 def run_key(options: TrainOptions, parent: str, data: CaptionedPhotos) -> str:

@@ -35,8 +35,12 @@ def create_model(config: dict[str, Any] | None = None, device: str = "auto") -> 
         keys = ("dim", "width", "input_size", "buckets", "seed")
         return ScratchDualEncoder(device=dev, **_known(config, keys))
     if family == "openclip":
-        raise ModelLoadError(
-            "the openclip family needs the optional extra: pip install 'chikaku[openclip]'")
+        from .openclip import OpenClipDualEncoder
+
+        if not config.get("arch") or not config.get("weights"):
+            raise ModelLoadError("a CLIP model needs an architecture and a local weights file")
+        keys = ("arch", "weights", "unlock_image", "unlock_text", "model_config")
+        return OpenClipDualEncoder(device=dev, **_known(config, keys))
     raise ModelLoadError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
 
 

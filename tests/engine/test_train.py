@@ -7,55 +7,13 @@ import threading
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from engine.errors import Cancelled, EngineError
 from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
 from engine.train import TrainOptions
 from tests.conftest import TINY_MODEL
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220),
-           "yellow": (240, 220, 30)}
-SHAPES = ("circle", "square", "stripes")
-
-
-def _draw(colour, shape, rng) -> Image.Image:
-    bg = tuple(int(v) for v in rng.integers(0, 60, 3))
-    im = Image.new("RGB", (64, 64), bg)
-    d = ImageDraw.Draw(im)
-    x, y = (int(v) for v in rng.integers(4, 20, 2))
-    if shape == "circle":
-        d.ellipse((x, y, x + 40, y + 40), fill=colour)
-    elif shape == "square":
-        d.rectangle((x, y, x + 38, y + 38), fill=colour)
-    else:
-        for i in range(0, 64, 12):
-            d.rectangle((0, i, 63, i + 5), fill=colour)
-    return im
-
-
-@pytest.fixture
-def shapes_lib(tmp_path):
-    """48 synthetic photos of coloured shapes, each captioned with what it shows."""
-    folder = tmp_path / "shapes"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    truth = {}
-    for i in range(48):
-        colour = list(COLOURS)[i % 4]
-        shape = SHAPES[(i // 4) % 3]
-        name = f"{i:03d}.png"
-        _draw(COLOURS[colour], shape, rng).save(folder / name)
-        truth[name] = (colour, shape)
-    lib = Library.open(tmp_path / "lib", device="cpu", default_model=TINY_MODEL)
-    lib.add_folders([folder])
-    for name, (colour, shape) in truth.items():
-        photo = lib.photo_by_path(folder / name)
-        lib.set_captions(photo.id, [f"a {colour} {shape}", f"{shape} in {colour}"])
-    yield lib, folder, truth
-    lib.close()
-
+from tests.engine.conftest import COLOURS, SHAPES, _draw  # noqa: F401
 
 OPTS = dict(steps=60, batch_size=32, lr=3e-3, holdout=0.25, eval_every=10, patience=10)
 
@@ -175,3 +133,21 @@ def test_too_few_captioned_photos_is_a_clear_error(tiny_lib, photos):
     tiny_lib.add_folders([photos])
     with pytest.raises(EngineError, match="at least 8 captioned photos"):
         list(tiny_lib.train())
+
+
+def test_scratch_model_trains_end_to_end_on_the_flickr_train_split(tmp_path, dataset):
+    """Small towers from nothing, on 800 photos: low, but better than chance."""
+    from engine.captions import import_csv
+
+    lib = Library.open(tmp_path / "lib", device="cpu", default_model=TINY_MODEL)
+    lib.add_folders([dataset / "images"])
+    import_csv(lib, dataset / "captions.csv", split="train")
+    opts = TrainOptions(family="scratch", steps=600, batch_size=128, lr=2e-3, eval_every=100,
+                        patience=10, holdout=0.2, activate="never")
+    result = list(lib.train(opts))[-1].result
+    held = 160
+    chance_r10 = 100 * 10 / held
+    assert result.photos == 640
+    assert result.after["t2i_r10"] > 1.3 * chance_r10, result.after
+    assert result.after["i2t_r10"] > 1.3 * chance_r10, result.after
+    lib.close()
