@@ -22,6 +22,7 @@ examples:
   chikaku search --image holiday.jpg
   chikaku search '"beach" + 0.5*holiday.jpg - "people"'
   chikaku status
+  chikaku watch
   chikaku eval path/to/captioned-folder
   chikaku captions import --csv captions.csv
   chikaku train
@@ -73,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "test", "all"),
                     help="sorted image names: first 80%% train, last 20%% test (default test)")
     ev.add_argument("--json", action="store_true", help="print JSON")
+
+    wa = sub.add_parser("watch", parents=[common], help="keep the library current as folders "
+                        "change, until Ctrl+C",
+                        description="Index photos as they are added, edited, moved or deleted. "
+                        "Changes made while nothing watched are caught first.")
+    wa.add_argument("paths", nargs="*", metavar="PATH",
+                    help="folders to watch (default: every folder already in the library)")
+    wa.add_argument("--polling", action="store_true", help="look for changes every few seconds "
+                    "instead of waiting for change events (network folders are polled anyway)")
     _add_training_commands(sub, common)
     return p
 
@@ -363,7 +373,32 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_watch(args) -> int:
+    import time
+
+    from .watcher import Watcher, describe
+
+    def show(event) -> None:
+        if event.kind == "indexed":
+            print(f"{datetime.now():%H:%M:%S}  {describe(event)}", flush=True)
+        elif event.kind != "indexing":
+            print(f"chikaku: {describe(event)}", file=sys.stderr, flush=True)
+
+    lib = _open_library(args)
+    watcher = Watcher(lib, args.paths, on_event=show, polling=True if args.polling else None)
+    watcher.start()
+    try:
+        while watcher.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("chikaku: stopping (photos indexed so far are kept)", file=sys.stderr)
+    finally:
+        watcher.stop()
+    return 0
+
+
 COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "eval": cmd_eval,
+            "watch": cmd_watch,
             "captions": cmd_captions, "train": cmd_train, "models": cmd_models}
 
 

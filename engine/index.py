@@ -1,20 +1,32 @@
 """FAISS over the catalog's normalised vectors, keyed by photo id.
 
-Exact inner product (cosine on unit vectors). The index is a cache of one model version's
-``embeddings`` rows: it is saved atomically (temporary file, fsync, ``os.replace``) with a small
-JSON stamp naming the model version and the catalog's vectors generation, and it is rebuilt from
-the catalog whenever the stamp does not match.
+Inner product on unit vectors (cosine). Below ``IVF_THRESHOLD`` photos the index is exact
+(``IndexFlatIP``); above it, an inverted-file index (``IndexIVFFlat``, about 2·sqrt(N) lists) whose
+``nprobe`` is tuned at build time until recall@10 against exact search reaches ``TARGET_RECALL``
+on sample queries. A growing library is converted from exact to IVF off to the side and swapped in,
+so search never waits for it.
+
+The index is a cache of one model version's ``embeddings`` rows: it is saved atomically
+(temporary file, fsync, ``os.replace``) with a JSON stamp naming the model version and the
+catalog's vectors generation, and rebuilt from the catalog whenever the stamp does not match.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import threading
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+IVF_THRESHOLD = 200_000
+TARGET_RECALL = 0.97  # tuned on sample queries, so that real queries stay above 0.95
 
 
 def _fsync_write(path: Path, write) -> None:
@@ -33,25 +45,52 @@ def _fsync_write(path: Path, write) -> None:
         pass
 
 
+def _flat(dim: int) -> faiss.Index:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def recall_at(got: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(g[g >= 0]) & set(t)) for g, t in zip(got, truth, strict=True))
+    return hits / truth.size
+
+
 class VectorIndex:
-    """A thread-safe exact k-NN index over (photo id, unit vector) pairs of one model version."""
+    """A thread-safe k-NN index over (photo id, unit vector) pairs of one model version."""
 
     def __init__(self, dim: int, version: str) -> None:
         self.dim = dim
         self.version = version
         self._lock = threading.RLock()
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._index = _flat(dim)
+        self._converting = False
 
     def __len__(self) -> int:
         return self._index.ntotal
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    @property
+    def kind(self) -> str:
+        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
+
+    @classmethod
+    def build(cls, dim: int, version: str, ids: np.ndarray, vecs: np.ndarray) -> VectorIndex:
+        """The right index for this many vectors: exact below IVF_THRESHOLD, IVF above."""
+        idx = cls(dim, version)
+        if len(ids) >= IVF_THRESHOLD:
+            idx._index = _ivf_with_ids(ids, vecs)
+        else:
+            idx.add(ids, vecs)
+        return idx
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, replace: bool = True) -> None:
+        """Add vectors; with ``replace`` (the safe default) an id already present is replaced.
+        Callers that know the ids are new pass replace=False and skip a scan of the index."""
         if len(ids) == 0:
             return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vecs = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         with self._lock:
-            self._index.remove_ids(faiss.IDSelectorBatch(ids))  # re-adding replaces
+            if replace:
+                self._index.remove_ids(faiss.IDSelectorBatch(ids))
             self._index.add_with_ids(vecs, ids)
 
     def remove(self, ids) -> None:
@@ -60,16 +99,12 @@ class VectorIndex:
             with self._lock:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))
 
-    def ids(self) -> np.ndarray:
-        with self._lock:
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) for one query vector; ``allowed`` restricts to those ids."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
-        with self._lock:
-            n = self._index.ntotal
+        with self._lock:  # adds and removes are short; a conversion happens off to the side
+            index, n = self._index, self._index.ntotal
             if n == 0 or k <= 0:
                 return np.zeros(0, np.float32), np.zeros(0, np.int64)
             params = None
@@ -77,11 +112,48 @@ class VectorIndex:
                 allowed = np.ascontiguousarray(allowed, dtype=np.int64)
                 if len(allowed) == 0:
                     return np.zeros(0, np.float32), np.zeros(0, np.int64)
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+                sel = faiss.IDSelectorBatch(allowed)
+                params = (faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+                          if isinstance(index, faiss.IndexIVF)
+                          else faiss.SearchParameters(sel=sel))
                 n = min(n, len(allowed))
-            scores, ids = self._index.search(q, min(k, n), params=params)
+            scores, ids = index.search(q, min(k, n), params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
+
+    # -- growing ---------------------------------------------------------------------------------
+    def maybe_convert(self, vectors_of) -> threading.Thread | None:
+        """Once an exact index passes IVF_THRESHOLD, build the IVF index on a thread and swap
+        it in; searches go on against the exact index meanwhile. ``vectors_of()`` returns the
+        current (ids, vecs) from the catalog."""
+        if self.kind != "flat" or len(self) < IVF_THRESHOLD or self._converting:
+            return None
+        self._converting = True
+
+        def work() -> None:
+            try:
+                ids, vecs = vectors_of()
+                ivf = _ivf_with_ids(ids, vecs)
+                with self._lock:
+                    # vectors added meanwhile: carry them over
+                    present = set(ids.tolist())
+                    extra = [i for i in self._ids_flat() if i not in present]
+                    if extra:
+                        ex = np.array(extra, dtype=np.int64)
+                        ivf.add_with_ids(np.stack([self._index.reconstruct(int(i))
+                                                   for i in ex]), ex)
+                    self._index = ivf
+            except Exception:  # the exact index keeps serving
+                log.exception("converting the index to IVF failed")
+            finally:
+                self._converting = False
+
+        t = threading.Thread(target=work, name="chikaku-index-convert", daemon=True)
+        t.start()
+        return t
+
+    def _ids_flat(self) -> list[int]:
+        return faiss.vector_to_array(self._index.id_map).tolist()
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: Path, generation: int) -> None:
@@ -91,7 +163,7 @@ class VectorIndex:
             _fsync_write(base.with_suffix(".faiss"),
                          lambda p: faiss.write_index(self._index, str(p)))
             stamp = {"version": self.version, "generation": generation, "count": len(self),
-                     "dim": self.dim}
+                     "dim": self.dim, "kind": self.kind}
         _fsync_write(base.with_suffix(".json"), lambda p: p.write_text(json.dumps(stamp)))
 
     @classmethod
@@ -108,11 +180,39 @@ class VectorIndex:
             return None
         if raw.d != dim or raw.ntotal != stamp.get("count"):
             return None
-        idx = cls(dim, version)
-        idx._index = faiss.IndexIDMap2.cast(raw) if not isinstance(raw, faiss.IndexIDMap2) else raw
-        if not isinstance(idx._index, faiss.IndexIDMap2):
+        if not isinstance(raw, (faiss.IndexIDMap2, faiss.IndexIVFFlat)):
             return None
+        idx = cls(dim, version)
+        idx._index = raw
         return idx
+
+
+def _ivf_with_ids(ids: np.ndarray, vecs: np.ndarray) -> faiss.Index:
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    n, dim = vecs.shape
+    nlist = int(max(64, min(16384, 2 * math.sqrt(n))))
+    rng = np.random.default_rng(0)
+    sample = vecs[rng.choice(n, min(n, 32 * nlist), replace=False)]
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = 0
+    ivf.cp.niter = 20
+    ivf.train(sample)
+    ivf.add_with_ids(vecs, ids)
+    q = vecs[rng.choice(n, min(200, n), replace=False)].copy()
+    q += rng.normal(0, 0.5 / math.sqrt(dim), q.shape).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, pos = faiss.knn(q, vecs, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = ids[pos]
+    probe = 1
+    while probe < nlist:
+        ivf.nprobe = probe
+        _, got = ivf.search(q, 10)
+        if recall_at(got, truth) >= TARGET_RECALL:
+            break
+        probe *= 2
+    ivf.nprobe = min(probe, nlist)
+    return ivf
 
 
 def _file_name(version: str) -> str:

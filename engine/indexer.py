@@ -271,7 +271,12 @@ class Indexer:
             for item, vec in zip(batch, vectors, strict=True):
                 ids.append(self._write_row(s, item, vec, rows, root_ids, report))
             self.catalog.bump_generation(s)
-        self.index.add(np.array(ids, dtype=np.int64), np.stack(vectors))
+        known = [i for i, item in enumerate(batch) if item.entry.path in rows]
+        fresh = [i for i in range(len(batch)) if i not in set(known)]
+        for part, replace in ((known, True), (fresh, False)):
+            if part:
+                self.index.add(np.array([ids[i] for i in part], dtype=np.int64),
+                               np.stack([vectors[i] for i in part]), replace=replace)
 
     def _vectors_for(self, batch: list[_Decoded], report: IndexReport) -> list[np.ndarray]:
         digests = list({b.digest for b in batch})

@@ -121,9 +121,8 @@ class Library:
             return self._index
 
     def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
-        idx = VectorIndex(model.dim, model.version)
         ids, vecs = self.catalog.vectors(model.version)
-        idx.add(ids, vecs)
+        idx = VectorIndex.build(model.dim, model.version, ids, vecs)
         self._save_index(idx, generation)
         return idx
 
@@ -154,6 +153,7 @@ class Library:
             return indexer.run(folders, progress=progress, cancel=cancel)
         finally:
             self._save_index(idx)
+            idx.maybe_convert(lambda: self.catalog.vectors(idx.version))
 
     def reindex(self, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> IndexReport:

@@ -1,0 +1,338 @@
+"""Watched folders: filesystem events -> debounced batches -> one incremental pass per batch.
+
+A watchdog observer reports changes under each watched folder. The watcher waits until nothing
+has changed for a quiet period and every file written meanwhile has stopped growing, then runs one
+incremental pass over the affected folders through the Library, on its one worker thread:
+unchanged photos are only stat'ed, moved or renamed photos are matched by content hash and keep
+their vectors and captions, deleted ones leave. Folders of several watched roots go through one
+pass together, so a photo moved between them is still a move.
+
+On start, a reconciliation pass catches what changed while nothing was watching. Network and FUSE
+folders are polled (they send no change events), and so is everything once the system's watch
+limit is reached. A folder that disappears (unplugged, unmounted, renamed away) is reported and
+left alone until it is back: its photos stay in the catalog meanwhile.
+
+Status goes to ``on_event`` as plain :class:`WatchEvent` values, called on the watcher's threads
+(an app hands them to its GUI thread). No error inside the watcher stops it: each is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import TYPE_CHECKING
+
+from watchdog.events import FileSystemEvent
+
+from .changes import ChangeBatch, ChangeFilter
+from .errors import Cancelled, LibraryError
+from .indexer import IndexReport, Progress
+from .observers import Observers
+
+if TYPE_CHECKING:
+    from .library import Library
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    kind: str  # watching | indexing | indexed | unavailable | resumed | fallback | error | stopped
+    root: str | None = None  # the folder concerned, when there is one
+    message: str = ""
+    report: IndexReport | None = None  # for "indexed"
+    roots: tuple[str, ...] = ()  # every folder of an indexing pass
+    progress: tuple[int, int] | None = None  # (done, total) during a pass
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    quiet: float = 1.0  # seconds without a change before a batch is indexed
+    settle: float = 0.5  # how often a file that is still growing is looked at again
+    polling: bool | None = None  # True: poll every folder; None: poll network/FUSE folders only
+    poll_interval: float = 5.0
+    recheck: float = 5.0  # how often missing folders and the watch limit are checked
+    retry_max: float = 60.0  # longest wait before a failed pass is tried again
+
+
+def summarize(report: IndexReport) -> str:
+    return (f"{report.added} added, {report.updated} updated, {report.moved} moved, "
+            f"{report.removed} removed, {len(report.skipped)} skipped "
+            f"({report.embedded} embedded)")
+
+
+def describe(event: WatchEvent) -> str:
+    """One line for a person: the counts of an indexed batch, else the event's message."""
+    if event.kind == "indexed" and event.report is not None:
+        where = event.root or ", ".join(event.roots)
+        return f"{where}: {summarize(event.report)}"
+    return event.message
+
+
+def _resolve_roots(library: Library, folders: Iterable[str | Path] | None) -> list[str]:
+    if not folders:
+        roots = library.folders()
+        if not roots:
+            raise LibraryError("the library has no folders yet: give a folder to watch")
+        return roots
+    roots = []
+    for f in folders:
+        path = Path(f).expanduser().resolve()
+        if not path.exists():
+            raise LibraryError(f"no such folder: {f}")
+        if not path.is_dir():
+            raise LibraryError(f"not a folder: {f} (give the folder that holds your photos)")
+        roots.append(str(path))
+    return sorted(set(roots))
+
+
+class Watcher:
+    """Keeps a library current with its folders until stopped (``start`` / ``stop``, or ``with``).
+
+    ``folders``: the folders to watch (default: the library's); new ones are added to the library
+    by the first pass. ``polling``: True polls every folder, None (default) polls only network and
+    FUSE folders.
+    """
+
+    def __init__(self, library: Library, folders: Iterable[str | Path] | None = None, *,
+                 on_event: Callable[[WatchEvent], None] | None = None,
+                 options: WatchOptions | None = None, polling: bool | None = None) -> None:
+        self.library = library
+        opts = options or WatchOptions()
+        self.options = opts if polling is None else replace(opts, polling=polling)
+        self._on_event = on_event
+        self._roots = _resolve_roots(library, folders)
+        self._filter = ChangeFilter(self._roots, str(library.root),
+                                    library.config.indexing.exclude_globs)
+        self._batch = ChangeBatch(self.options.quiet, self.options.settle)
+        self._observers = Observers(self._on_fs_event, self._emit, self.options.polling,
+                                    self.options.poll_interval)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unavailable: dict[str, str] = {}  # root -> why
+        self._mounted: set[str] = set()  # roots seen as mount points
+        self._added: SimpleQueue[str] = SimpleQueue()
+        self._busy = True  # a pass is running, or the first one has not finished
+        self._failures = 0
+        self._current: tuple[str, ...] = ()
+        self._last_progress = 0.0
+        self._next_check = 0.0
+
+    # -- public ---------------------------------------------------------------------------------
+    @property
+    def roots(self) -> list[str]:
+        return list(self._roots)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting and nothing being indexed: the library matches what was seen."""
+        return not self._busy and not self._batch.pending() and self._added.empty()
+
+    def mode(self, root: str | Path) -> str | None:
+        """How a folder is watched now: "native", "polling", "unavailable", or None."""
+        root = str(Path(root).expanduser().resolve())
+        if root in self._unavailable:
+            return "unavailable"
+        return self._observers.mode(root)
+
+    def start(self) -> Watcher:
+        if self._thread is not None:
+            raise LibraryError("this watcher was already started; make a new one")
+        self._thread = threading.Thread(target=self._run, name="chikaku-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop watching; a pass in progress keeps the photos it finished."""
+        self._stop.set()
+        self._batch.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def add_folder(self, folder: str | Path) -> None:
+        """Watch one more folder (and index it into the library), from any thread."""
+        self._added.put(_resolve_roots(self.library, [folder])[0])
+        self._batch.wake()
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    # -- the worker thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._guard(self._begin)
+            self._busy = False
+            while not self._stop.is_set():
+                self._guard(self._step)
+        finally:
+            self._busy = False
+            self._observers.close()
+            self._emit("stopped", message="stopped watching")
+
+    def _guard(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Cancelled:
+            pass
+        except Exception as e:  # the watcher outlives every error, and each one is reported
+            log.exception("watcher step failed")
+            self._emit("error", message=f"{type(e).__name__}: {e}")
+            self._stop.wait(self.options.settle)
+
+    def _begin(self) -> None:
+        ready = []
+        for root in self._roots:
+            ok, why = self._available(root)
+            if not ok:
+                self._lose(root, why)
+                continue
+            try:
+                self._observers.watch(root)
+            except Exception as e:  # retried by the periodic check
+                self._emit("error", root, f"cannot watch {root}: {type(e).__name__}: {e}")
+            ready.append(root)
+        self._next_check = time.monotonic() + self.options.recheck
+        self._index(ready)  # reconciliation: what changed while nothing was watching
+
+    def _step(self) -> None:
+        self._batch.wait(max(0.0, self._next_check - time.monotonic()))
+        if self._stop.is_set():
+            return
+        self._take_added()
+        if time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + self.options.recheck
+            self._check_roots()
+        roots = self._batch.take()
+        if roots:
+            self._index(roots)
+
+    def _take_added(self) -> None:
+        while True:
+            try:
+                root = self._added.get_nowait()
+            except Empty:
+                return
+            if root not in self._roots:
+                self._roots.append(root)
+                self._observers.watch(root)
+            self._batch.note([root])
+
+    def _check_roots(self) -> None:
+        """Missing folders reported, returning ones resumed, dead watches renewed."""
+        for root in list(self._roots):
+            ok, why = self._available(root)
+            if root in self._unavailable:
+                if ok:
+                    del self._unavailable[root]
+                    self._emit("resumed", root, f"{root} is back; catching up with its changes")
+                    self._observers.watch(root)
+                    self._batch.note([root])
+            elif not ok:
+                self._lose(root, why)
+            elif not self._observers.alive(root):
+                self._observers.unwatch(root)
+                self._observers.watch(root)
+                self._batch.note([root])
+        self._observers.check_limit()
+
+    # -- folders --------------------------------------------------------------------------------
+    def _available(self, root: str) -> tuple[bool, str]:
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            return False, "is missing (removed, renamed or unplugged)"
+        except OSError as e:
+            return False, f"cannot be reached ({e.strerror or e})"
+        if not stat.S_ISDIR(st.st_mode):
+            return False, "is no longer a folder"
+        if os.path.ismount(root):
+            self._mounted.add(root)
+        elif root in self._mounted:  # the empty mount point of an unmounted disk or share
+            return False, "is no longer mounted"
+        return True, ""
+
+    def _lose(self, root: str, why: str) -> None:
+        if root in self._unavailable:
+            return
+        self._unavailable[root] = why
+        self._observers.unwatch(root)
+        self._emit("unavailable", root,
+                   f"{root} {why}; its photos stay in the library until it is back")
+
+    def _index(self, roots: list[str]) -> None:
+        ready = []
+        for root in roots:
+            ok, why = self._available(root)
+            if ok:
+                ready.append(root)
+            else:
+                self._lose(root, why)
+        if not ready:
+            return
+        self._busy, self._current = True, tuple(ready)
+        try:
+            self._emit("indexing", roots=ready, message=f"indexing {', '.join(ready)}")
+            report = self._pass(ready)
+            self._emit("indexed", roots=ready, report=report, message=summarize(report))
+        finally:
+            self._busy = False
+
+    def _pass(self, roots: list[str]) -> IndexReport:
+        try:
+            report = self.library.add_folders(roots, progress=self._progress, cancel=self._stop)
+        except Cancelled:
+            raise
+        except Exception:
+            self._failures += 1
+            self._batch.note(roots, delay=min(self.options.retry_max, 2.0 ** self._failures))
+            raise
+        self._failures = 0
+        return report
+
+    def _progress(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.stage != "indexing" or not p.total:
+            return
+        if p.done == p.total or now - self._last_progress >= 0.5:
+            self._last_progress = now
+            self._emit("indexing", roots=self._current, progress=(p.done, p.total),
+                       message=f"indexing {p.done}/{p.total}")
+
+    # -- events ---------------------------------------------------------------------------------
+    def _on_fs_event(self, event: FileSystemEvent) -> None:
+        """On the observer's thread: note which folders changed and which files were written."""
+        try:
+            roots, written = self._filter.classify(event)
+            if roots:
+                self._batch.note(roots, written)
+        except Exception as e:  # an observer thread must never die of this
+            self._emit("error", message=f"while noting a change: {type(e).__name__}: {e}")
+
+    def _emit(self, kind: str, root: str | None = None, message: str = "", *,
+              roots: Iterable[str] = (), report: IndexReport | None = None,
+              progress: tuple[int, int] | None = None) -> None:
+        roots = tuple(roots)
+        if root is None and len(roots) == 1:
+            root = roots[0]
+        event = WatchEvent(kind, root, message, report, roots, progress)
+        log.debug("%s %s", kind, describe(event))
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:  # the callback's own failure cannot be reported through it
+            log.exception("the watch status callback failed on %r", event)
