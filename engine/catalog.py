@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -37,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from .errors import LibraryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -62,6 +63,7 @@ class Root(Base):
     path: Mapped[str] = mapped_column(Text, unique=True)
     added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Photo(Base):
@@ -122,8 +124,13 @@ class Embedding(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+def _v1_to_v2(s: Session) -> None:
+    """Schema 2: folders can be paused (not watched, photos kept)."""
+    s.execute(text("ALTER TABLE roots ADD COLUMN paused BOOLEAN NOT NULL DEFAULT 0"))
+
+
 # Migrations: MIGRATIONS[n] upgrades a catalog from schema n to n + 1, keeping its data.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {}
+MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2}
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

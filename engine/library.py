@@ -19,6 +19,7 @@ from .errors import BadImage, LibraryError, QueryError
 from .imageio import decode_file
 from .index import VectorIndex
 from .indexer import Indexer, IndexReport, ProgressFn
+from .lock import WriterLock
 from .models import create_model, load_checkpoint
 from .models.base import DualEncoder
 from .search import Hit, Term, parse_query
@@ -48,9 +49,11 @@ class Library:
         except OSError as e:
             raise LibraryError(f"cannot create the library folder {self.root}: {e}") from e
         self.catalog = Catalog(config.catalog_url)
+        self.writer = WriterLock(self.root / "writer.lock")
         self._default_model = dict(default_model or DEFAULT_MODEL)
         self._model: DualEncoder | None = None
         self._index: VectorIndex | None = None
+        self._index_generation = -1
         self._lock = threading.RLock()
         self._ensure_active_model()
 
@@ -110,15 +113,23 @@ class Library:
     # -- index ----------------------------------------------------------------------------------
     @property
     def index(self) -> VectorIndex:
+        """The active model's index, reloaded when another process changed the catalog."""
         with self._lock:
             model = self.model
-            if self._index is None or self._index.version != model.version:
-                gen = self.catalog.generation()
-                idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, gen)
-                if idx is None:
-                    idx = self._rebuild_index(model, gen)
-                self._index = idx
-            return self._index
+            current = self._index is not None and self._index.version == model.version
+            if current and self.writer.busy:
+                return self._index  # this process is the writer: the index is kept in step
+            gen = self.catalog.generation()
+            if current and gen == self._index_generation:
+                return self._index
+            idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, gen)
+            if idx is None:
+                idx = self._rebuild_index(model, gen)
+            self._index, self._index_generation = idx, gen
+            return idx
+
+    def _index_in_step(self) -> None:
+        self._index_generation = self.catalog.generation()
 
     def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
         ids, vecs = self.catalog.vectors(model.version)
@@ -146,22 +157,63 @@ class Library:
             folders.append(path)
         if not folders:
             raise LibraryError("give at least one folder to index")
-        idx = self.index
-        indexer = Indexer(self.catalog, self.model, idx, self.config.indexing,
-                          exclude_dirs=(self.root,))
-        try:
-            return indexer.run(folders, progress=progress, cancel=cancel)
-        finally:
-            self._save_index(idx)
-            idx.maybe_convert(lambda: self.catalog.vectors(idx.version))
+        with self.writer.hold("indexing"):
+            idx = self.index
+            indexer = Indexer(self.catalog, self.model, idx, self.config.indexing,
+                              exclude_dirs=(self.root,))
+            try:
+                return indexer.run(folders, progress=progress, cancel=cancel)
+            finally:
+                self._index_in_step()
+                self._save_index(idx)
+                idx.maybe_convert(lambda: self.catalog.vectors(idx.version))
 
     def reindex(self, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> IndexReport:
         """Re-scan every folder of the library."""
-        folders = [f for f in self.folders() if Path(f).is_dir()]
+        paused = set(self.paused_folders())
+        folders = [f for f in self.folders() if Path(f).is_dir() and f not in paused]
         if not folders:
             raise LibraryError("the library has no folders yet: add one with `chikaku index PATH`")
         return self.add_folders(folders, progress=progress, cancel=cancel)
+
+    def remove_folder(self, path: Path | str) -> int:
+        """Take a folder out of the library: its photos, their vectors and captions leave the
+        catalog (the files on disk are never touched). Returns how many photos left."""
+        folder = str(Path(path).expanduser().resolve())
+        with self.writer.hold("removing a folder"), self._lock:
+            with self.catalog.session() as s:
+                root = s.scalar(select(Root).where(Root.path == folder))
+                if root is None:
+                    raise LibraryError(f"{path} is not a folder of this library")
+                prefix = folder.rstrip("/") + "/"
+                ids = list(s.scalars(select(Photo.id).where(
+                    Photo.path.startswith(prefix, autoescape=True))))
+                nested = s.scalars(select(Root.path).where(
+                    Root.path.startswith(prefix, autoescape=True))).all()
+                if nested:  # photos of a folder added on its own stay with it
+                    keep = tuple(n.rstrip("/") + "/" for n in nested)
+                    ids = [i for i in ids if not s.get(Photo, i).path.startswith(keep)]
+                self.catalog.delete_photos(s, ids)
+                s.delete(root)
+            if self._index is not None:
+                self._index.remove(ids)
+                self._index_in_step()
+                self._save_index(self._index)
+            return len(ids)
+
+    def set_folder_paused(self, path: Path | str, paused: bool) -> None:
+        """A paused folder is not watched or re-scanned; its photos stay searchable."""
+        folder = str(Path(path).expanduser().resolve())
+        with self.catalog.session() as s:
+            root = s.scalar(select(Root).where(Root.path == folder))
+            if root is None:
+                raise LibraryError(f"{path} is not a folder of this library")
+            root.paused = paused
+
+    def paused_folders(self) -> list[str]:
+        with self.catalog.session() as s:
+            return list(s.scalars(select(Root.path).where(Root.paused).order_by(Root.path)))
 
     def folders(self) -> list[str]:
         with self.catalog.session() as s:
@@ -259,6 +311,7 @@ class Library:
                     rec.active = False
                 s.get(ModelRecord, version).active = True
             self._model, self._index = model, index
+            self._index_in_step()
             self._save_index(index)
 
     def models(self) -> list:
@@ -270,13 +323,18 @@ class Library:
         """Train on the library's captions; a generator of engine.train.TrainEvent."""
         from .modelstore import train
 
-        return train(self, options, cancel)
+        def locked():
+            with self.writer.hold("training"):
+                yield from train(self, options, cancel)
+
+        return locked()
 
     def activate_model(self, version: str, progress: ProgressFn | None = None,
                        cancel: threading.Event | None = None) -> None:
         from .modelstore import activate
 
-        activate(self, version, progress=progress, cancel=cancel)
+        with self.writer.hold("switching models"):
+            activate(self, version, progress=progress, cancel=cancel)
 
     def add_model(self, config: dict, activate: bool = True, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None) -> str:
@@ -284,7 +342,8 @@ class Library:
         "weights": "/path/to/weights.pt"}; activating it embeds the library in the background."""
         from .modelstore import add_model
 
-        return add_model(self, config, activate, progress=progress, cancel=cancel)
+        with self.writer.hold("adding a model"):
+            return add_model(self, config, activate, progress=progress, cancel=cancel)
 
     def delete_model(self, version: str) -> None:
         from .modelstore import delete_model

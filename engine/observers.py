@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import warnings
 from collections.abc import Callable
 
 from watchdog.events import (
@@ -36,6 +37,11 @@ EVENT_TYPES = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeleted
                FileMovedEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 LIMIT_REASON = "the system's watch limit is reached"
+
+# watchdog warns when a folder created during its own recursive walk is watched twice; it keeps
+# one watch and loses nothing, so the warning is only noise on a person's terminal.
+warnings.filterwarnings("ignore", message=r"Callback with id .* already exists",
+                        category=RuntimeWarning, module=r"watchdog\.")
 
 Emit = Callable[[str, str | None, str], None]  # (kind, root, message)
 

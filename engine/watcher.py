@@ -80,7 +80,8 @@ def _resolve_roots(library: Library, folders: Iterable[str | Path] | None) -> li
     if not folders:
         roots = library.folders()
         if not roots:
-            raise LibraryError("the library has no folders yet: give a folder to watch")
+            raise LibraryError("the library has no folders yet: give a folder to watch "
+                               "(chikaku watch PATH)")
         return roots
     roots = []
     for f in folders:
@@ -157,8 +158,8 @@ class Watcher:
         """Stop watching; a pass in progress keeps the photos it finished."""
         self._stop.set()
         self._batch.wake()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)  # (from a status callback it stops after the callback)
 
     def add_folder(self, folder: str | Path) -> None:
         """Watch one more folder (and index it into the library), from any thread."""
@@ -212,13 +213,17 @@ class Watcher:
         self._batch.wait(max(0.0, self._next_check - time.monotonic()))
         if self._stop.is_set():
             return
-        self._take_added()
-        if time.monotonic() >= self._next_check:
-            self._next_check = time.monotonic() + self.options.recheck
-            self._check_roots()
-        roots = self._batch.take()
-        if roots:
-            self._index(roots)
+        self._busy = True  # until the step ends: what it took from the queues is not lost
+        try:
+            self._take_added()
+            if time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + self.options.recheck
+                self._check_roots()
+            roots = self._batch.take()
+            if roots:
+                self._index(roots)
+        finally:
+            self._busy = False
 
     def _take_added(self) -> None:
         while True:
@@ -283,13 +288,10 @@ class Watcher:
                 self._lose(root, why)
         if not ready:
             return
-        self._busy, self._current = True, tuple(ready)
-        try:
-            self._emit("indexing", roots=ready, message=f"indexing {', '.join(ready)}")
-            report = self._pass(ready)
-            self._emit("indexed", roots=ready, report=report, message=summarize(report))
-        finally:
-            self._busy = False
+        self._current = tuple(ready)
+        self._emit("indexing", roots=ready, message=f"indexing {', '.join(ready)}")
+        report = self._pass(ready)
+        self._emit("indexed", roots=ready, report=report, message=summarize(report))
 
     def _pass(self, roots: list[str]) -> IndexReport:
         try:
