@@ -45,6 +45,24 @@ def _fsync_write(path: Path, write) -> None:
         pass
 
 
+_GPU_RESOURCES = None
+
+
+def gpu_available() -> bool:
+    """True when the installed faiss has GPU support and sees a GPU."""
+    try:
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:
+        return False
+
+
+def _gpu_resources():
+    global _GPU_RESOURCES
+    if _GPU_RESOURCES is None:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return _GPU_RESOURCES
+
+
 def _flat(dim: int) -> faiss.Index:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
@@ -57,12 +75,15 @@ def recall_at(got: np.ndarray, truth: np.ndarray) -> float:
 class VectorIndex:
     """A thread-safe k-NN index over (photo id, unit vector) pairs of one model version."""
 
-    def __init__(self, dim: int, version: str) -> None:
+    def __init__(self, dim: int, version: str, use_gpu: bool | None = None) -> None:
         self.dim = dim
         self.version = version
         self._lock = threading.RLock()
         self._index = _flat(dim)
         self._converting = False
+        # On the GPU when faiss-gpu is installed and a GPU is there (None: automatic).
+        self.use_gpu = gpu_available() if use_gpu is None else bool(use_gpu and gpu_available())
+        self._gpu = None  # a GPU copy of _index for searching, made lazily after changes
 
     def __len__(self) -> int:
         return self._index.ntotal
@@ -72,9 +93,10 @@ class VectorIndex:
         return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
     @classmethod
-    def build(cls, dim: int, version: str, ids: np.ndarray, vecs: np.ndarray) -> VectorIndex:
+    def build(cls, dim: int, version: str, ids: np.ndarray, vecs: np.ndarray,
+              use_gpu: bool | None = None) -> VectorIndex:
         """The right index for this many vectors: exact below IVF_THRESHOLD, IVF above."""
-        idx = cls(dim, version)
+        idx = cls(dim, version, use_gpu)
         if len(ids) >= IVF_THRESHOLD:
             idx._index = _ivf_with_ids(ids, vecs)
         else:
@@ -92,12 +114,14 @@ class VectorIndex:
             if replace:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))
             self._index.add_with_ids(vecs, ids)
+            self._gpu = None
 
     def remove(self, ids) -> None:
         ids = np.ascontiguousarray(list(ids), dtype=np.int64)
         if len(ids):
             with self._lock:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))
+                self._gpu = None
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +141,27 @@ class VectorIndex:
                           if isinstance(index, faiss.IndexIVF)
                           else faiss.SearchParameters(sel=sel))
                 n = min(n, len(allowed))
-            scores, ids = index.search(q, min(k, n), params=params)
+            searcher = self._gpu_copy() if params is None else None
+            if searcher is not None:
+                scores, ids = searcher.search(q, min(k, n))
+            else:
+                scores, ids = index.search(q, min(k, n), params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
+
+    def _gpu_copy(self):
+        """The GPU copy of the index, remade after changes; None on the CPU or on failure."""
+        if not self.use_gpu:
+            return None
+        if self._gpu is None:
+            try:
+                self._gpu = faiss.index_cpu_to_gpu(_gpu_resources(), 0, self._index)
+            except Exception:  # an index type the GPU build cannot take: stay on the CPU
+                log.warning("searching on the CPU: the index could not be moved to the GPU",
+                            exc_info=True)
+                self.use_gpu = False
+                return None
+        return self._gpu
 
     # -- growing ---------------------------------------------------------------------------------
     def maybe_convert(self, vectors_of) -> threading.Thread | None:
@@ -143,6 +185,7 @@ class VectorIndex:
                         ivf.add_with_ids(np.stack([self._index.reconstruct(int(i))
                                                    for i in ex]), ex)
                     self._index = ivf
+                    self._gpu = None
             except Exception:  # the exact index keeps serving
                 log.exception("converting the index to IVF failed")
             finally:
@@ -167,7 +210,8 @@ class VectorIndex:
         _fsync_write(base.with_suffix(".json"), lambda p: p.write_text(json.dumps(stamp)))
 
     @classmethod
-    def load(cls, directory: Path, version: str, dim: int, generation: int) -> VectorIndex | None:
+    def load(cls, directory: Path, version: str, dim: int, generation: int,
+             use_gpu: bool | None = None) -> VectorIndex | None:
         """The saved index if it is current for this version and generation, else None."""
         base = directory / _file_name(version)
         try:
@@ -182,7 +226,7 @@ class VectorIndex:
             return None
         if not isinstance(raw, (faiss.IndexIDMap2, faiss.IndexIVFFlat)):
             return None
-        idx = cls(dim, version)
+        idx = cls(dim, version, use_gpu)
         idx._index = raw
         return idx
 

@@ -122,18 +122,24 @@ class Library:
             gen = self.catalog.generation()
             if current and gen == self._index_generation:
                 return self._index
-            idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, gen)
+            idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, gen,
+                                   use_gpu=self._index_gpu)
             if idx is None:
                 idx = self._rebuild_index(model, gen)
             self._index, self._index_generation = idx, gen
             return idx
+
+    @property
+    def _index_gpu(self) -> bool | None:
+        """FAISS on the GPU: automatic unless the library is set to the CPU."""
+        return False if self.config.device == "cpu" else None
 
     def _index_in_step(self) -> None:
         self._index_generation = self.catalog.generation()
 
     def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
         ids, vecs = self.catalog.vectors(model.version)
-        idx = VectorIndex.build(model.dim, model.version, ids, vecs)
+        idx = VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu)
         self._save_index(idx, generation)
         return idx
 

@@ -71,3 +71,19 @@ def bundled_library(tmp_path_factory):
     lib.add_folders([folder])
     yield lib, folder
     lib.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run only where CUDA is; elsewhere they are skipped with the reason."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -77,7 +77,8 @@ class DualEncoder(nn.Module):
             if isinstance(pixels, np.ndarray):
                 pixels = np.require(pixels, dtype=np.uint8, requirements=["C", "W"])
             t = torch.as_tensor(pixels)
-            return self.image_head(self.image_features(t)).float().cpu().numpy()
+            with self._autocast():
+                return self.image_head(self.image_features(t)).float().cpu().numpy()
         finally:
             self.train(was_training)
 
@@ -86,9 +87,15 @@ class DualEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self.text_head(self.text_features(list(texts))).float().cpu().numpy()
+            with self._autocast():
+                return self.text_head(self.text_features(list(texts))).float().cpu().numpy()
         finally:
             self.train(was_training)
+
+    def _autocast(self):
+        """Mixed precision on CUDA; full precision on the CPU."""
+        dev = self.device
+        return torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda")
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

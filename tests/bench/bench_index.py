@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "flickr8
 CHILD = r"""
 import json, resource, sys, time
 from engine.library import Library
-lib = Library.open(sys.argv[2], device="cpu")
+lib = Library.open(sys.argv[2], device=sys.argv[3])
 lib.model
 t = time.perf_counter()
 report = lib.add_folders([sys.argv[1]])
@@ -94,8 +95,9 @@ def measure_naive(model, paths: list[Path]) -> float:
     return rate(len(paths), time.perf_counter() - t)
 
 
-def measure_end_to_end(folder: Path, work: Path) -> dict:
-    run = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(work / "lib-e2e")],
+def measure_end_to_end(folder: Path, work: Path, device: str) -> dict:
+    run = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(work / "lib-e2e"),
+                          device],
                          capture_output=True, text=True, check=True)
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -104,21 +106,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", type=int, default=96)
     ap.add_argument("--work", default=None, help="folder for the synthetic photos (reused)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="chikaku-bench-index-"))
     paths = synthesise(work / "photos", args.photos)
     print(f"{len(paths)} photos of 4000x3000 in {work / 'photos'}")
-    e2e = measure_end_to_end(work / "photos", work)  # first, in a fresh process: peak RSS
+    shutil.rmtree(work / "lib-e2e", ignore_errors=True)
+    e2e = measure_end_to_end(work / "photos", work, args.device)  # first, in a fresh process: peak RSS
     from engine.library import Library
 
-    model = Library.open(work / "lib-bench", device="cpu").model
+    model = Library.open(work / "lib-bench", device=args.device).model
     a, pixels = measure_decode(paths, model.input_size)
     b = measure_encoder(model, pixels)
     d = measure_naive(model, paths[: max(8, len(paths) // 4)])
     c = rate(e2e["embedded"], e2e["wall"])
     bound = 1 / (1 / a + 1 / b)
     print()
-    print(f"cores: {os.cpu_count()}")
+    print(f"cores: {os.cpu_count()}, device: {args.device}")
     print(f"{'measure':<52} {'images/s':>9}")
     print(f"{'(a) decode+resize, production decoder, all cores':<52} {a:9.1f}")
     print(f"{'(b) encoder alone, pre-decoded batches of 32':<52} {b:9.1f}")
