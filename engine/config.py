@@ -15,6 +15,8 @@ JUNK_NAMES = frozenset({"@eaDir", ".thumbnails", "$RECYCLE.BIN", "System Volume 
                         "lost+found", "Thumbs.db", ".DS_Store"})
 
 LIBRARY_ENV = "CHIKAKU_LIBRARY"
+# A SQLAlchemy URL for the catalog on a database server (default: SQLite in the library).
+DATABASE_ENV = "CHIKAKU_DATABASE_URL"
 
 
 def default_library_dir() -> Path:

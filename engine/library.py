@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .catalog import Caption, Catalog, Embedding, ModelRecord, Photo, Root
-from .config import LibraryConfig, default_library_dir
+from .config import DATABASE_ENV, LibraryConfig, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
 from .imageio import decode_file
 from .index import VectorIndex
@@ -61,6 +62,7 @@ class Library:
     def open(cls, root: Path | str | None = None, device: str = "auto",
              default_model: dict[str, Any] | None = None, **kw) -> Library:
         root = Path(root).expanduser() if root else default_library_dir()
+        kw.setdefault("database_url", os.environ.get(DATABASE_ENV) or None)
         return cls(LibraryConfig(root=root, device=device, **kw), default_model=default_model)
 
     def close(self) -> None:
