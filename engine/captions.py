@@ -153,7 +153,7 @@ def import_coco(lib: Library, path: Path | str) -> ImportReport:
                                          "that is not in the file's images list"))
                 continue
             rows.append((str(name), str(ann["caption"])))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # nested too deep
         raise DatasetError(f"cannot read {path}: {e}") from e
     except (KeyError, TypeError) as e:
         raise DatasetError(f"{path} is not COCO captions JSON (missing {e})") from e

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,6 +133,16 @@ def _v1_to_v2(s: Session) -> None:
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2}
 
 
+def _unusable(url: str, e: OperationalError) -> str:
+    """What to tell a person when the database refuses a read or a write."""
+    why = str(e.orig if e.orig is not None else e)
+    low = why.lower()
+    hint = ("; the disk may be full" if "full" in low or "i/o" in low else
+            "; the library folder may be read-only" if "readonly" in low or "open" in low else
+            "")
+    return f"the catalog at {url} cannot be used: {why}{hint}"
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -160,6 +170,9 @@ class Catalog:
     def _prepare(self) -> None:
         with self.session() as s:
             fresh = not self.engine.dialect.has_table(s.connection(), "meta")
+            # A first creation cut short (the tables are made one at a time) is finished now:
+            # the schema version is written last, in the same transaction as the first data.
+            fresh = fresh or s.get(Meta, "schema_version") is None
         if fresh:
             Base.metadata.create_all(self.engine)
             with self.session() as s:
@@ -194,11 +207,16 @@ class Catalog:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One short transaction: committed on success, rolled back on any error."""
+        """One short transaction: committed on success, rolled back on any error. A catalog
+        that cannot be read or written (full disk, read-only folder) is a LibraryError."""
         s = Session(self.engine, expire_on_commit=False)
         try:
             yield s
             s.commit()
+        except OperationalError as e:
+            with suppress(Exception):  # the connection may be as broken as the disk
+                s.rollback()
+            raise LibraryError(_unusable(self.url, e)) from e
         except BaseException:
             s.rollback()
             raise

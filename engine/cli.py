@@ -373,7 +373,12 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_watch(args) -> int:
+    import signal
     import time
 
     from .watcher import Watcher, describe
@@ -385,8 +390,12 @@ def cmd_watch(args) -> int:
             print(f"chikaku: {describe(event)}", file=sys.stderr, flush=True)
 
     lib = _open_library(args)
+    if not args.paths and not lib.folders():
+        raise EngineError("the library has no folders yet: give a folder to watch "
+                          "(chikaku watch PATH)")
     watcher = Watcher(lib, args.paths, on_event=show, polling=True if args.polling else None)
     watcher.start()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: as Ctrl+C
     try:
         while watcher.running:
             time.sleep(0.2)
@@ -394,6 +403,7 @@ def cmd_watch(args) -> int:
         print("chikaku: stopping (photos indexed so far are kept)", file=sys.stderr)
     finally:
         watcher.stop()
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency, but decod
 
 # Our own pixel cap is checked before decoding; Pillow's guard stays on as a second line.
 Image.MAX_IMAGE_PIXELS = 1_000_000_000
+# Files are read whole: a bigger one (a video or disk image named .jpg) is refused unread. The
+# largest photo the pixel cap allows (120 MP, 16-bit RGBA, uncompressed) is 0.96 GB.
+MAX_FILE_BYTES = 1 << 30
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
@@ -51,7 +55,10 @@ def read_file(path: Path) -> bytes:
     """Read a photo's bytes, turning OS errors into reasons."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size <= MAX_FILE_BYTES:
+                data = f.read(MAX_FILE_BYTES + 1)
+                size = len(data)
     except FileNotFoundError as e:
         raise BadImage("file vanished while it was being indexed") from e
     except PermissionError as e:
@@ -60,6 +67,10 @@ def read_file(path: Path) -> bytes:
         raise BadImage("is a folder, not a file") from e
     except OSError as e:
         raise BadImage(f"cannot read file: {e.strerror or e}") from e
+    if size > MAX_FILE_BYTES:
+        raise BadImage(f"file too large to be a photo ({size / (1 << 30):.1f} GB; the limit is "
+                       f"{MAX_FILE_BYTES / (1 << 30):.0f} GB)")
+    return data
 
 
 def _open(data: bytes) -> Image.Image:
@@ -103,10 +114,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        hi = a.max() if a.size else 0.0
+        a = np.asarray(im)
+        hi = float(a.max()) if a.size else 0.0
         scale = 255.0 / hi if hi > 0 else 0.0
-        im = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8), "L")
+        out = np.empty(a.shape, dtype=np.uint8)
+        for top in range(0, a.shape[0], 256):  # in bands: a float copy of it all is 8 bytes/px
+            out[top : top + 256] = np.clip(a[top : top + 256] * scale, 0, 255)
+        im = Image.fromarray(out, "L")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -142,7 +156,7 @@ def decode(data: bytes, size: int = 224, max_pixels: int = 120_000_000) -> Decod
             if s < 1:
                 im.draft("RGB", (max(size, int(w * s + 1)), max(size, int(h * s + 1))))
         uw, uh = (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
-        im = ImageOps.exif_transpose(im)
+        ImageOps.exif_transpose(im, in_place=True)  # no copy of a large photo that is upright
         im = _to_rgb(im)
         pixels = _resize_crop(im, size)
     except BadImage:
@@ -165,8 +179,12 @@ def _resize_crop(im: Image.Image, size: int) -> np.ndarray:
     w, h = im.size
     s = size / min(w, h)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))
-    im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (nw - size) // 2, (nh - size) // 2
+    if nw * nh > 16 * size * size:  # a long strip (1 x 100000): resize only what the crop keeps
+        box = (left / s, top / s, (left + size) / s, (top + size) / s)
+        im = im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
+        return np.asarray(im, dtype=np.uint8)
+    im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
     im = im.crop((left, top, left + size, top + size))
     return np.asarray(im, dtype=np.uint8)
 

@@ -13,6 +13,7 @@ catalog's vectors generation, and rebuilt from the catalog whenever the stamp do
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -31,10 +32,15 @@ TARGET_RECALL = 0.97  # tuned on sample queries, so that real queries stay above
 
 def _fsync_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: leave no half-written file behind to fill it more
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -20,9 +20,10 @@ from .errors import BadImage, LibraryError, QueryError
 from .imageio import decode_file
 from .index import VectorIndex
 from .indexer import Indexer, IndexReport, ProgressFn
-from .lock import WriterLock
+from .lock import WriterLock, setup_lock
 from .models import create_model, load_checkpoint
 from .models.base import DualEncoder
+from .scan import is_utf8, shown_path
 from .search import Hit, Term, parse_query
 
 DEFAULT_MODEL: dict[str, Any] = {"family": "bundled"}
@@ -49,14 +50,15 @@ class Library:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LibraryError(f"cannot create the library folder {self.root}: {e}") from e
-        self.catalog = Catalog(config.catalog_url)
         self.writer = WriterLock(self.root / "writer.lock")
         self._default_model = dict(default_model or DEFAULT_MODEL)
         self._model: DualEncoder | None = None
         self._index: VectorIndex | None = None
         self._index_generation = -1
         self._lock = threading.RLock()
-        self._ensure_active_model()
+        with setup_lock(self.root / "setup.lock"):  # two first opens must not both create it
+            self.catalog = Catalog(config.catalog_url)
+            self._ensure_active_model()
 
     @classmethod
     def open(cls, root: Path | str | None = None, device: str = "auto",
@@ -147,7 +149,8 @@ class Library:
 
     def _save_index(self, idx: VectorIndex, generation: int | None = None) -> None:
         # The index is a cache: if it cannot be written it is rebuilt from the catalog next time.
-        with contextlib.suppress(OSError):
+        # (faiss reports a failed write, e.g. on a full disk, as a RuntimeError.)
+        with contextlib.suppress(OSError, RuntimeError):
             idx.save(self.config.index_dir,
                      self.catalog.generation() if generation is None else generation)
 
@@ -162,6 +165,9 @@ class Library:
                 raise LibraryError(f"no such folder: {p}")
             if not path.is_dir():
                 raise LibraryError(f"not a folder: {p} (give the folder that holds your photos)")
+            if not is_utf8(str(path)):
+                raise LibraryError(f"the folder name {shown_path(str(path))} is not valid UTF-8, "
+                                   "so the catalog cannot keep it: rename it to index it")
             folders.append(path)
         if not folders:
             raise LibraryError("give at least one folder to index")
@@ -228,23 +234,25 @@ class Library:
             return list(s.scalars(select(Root.path).order_by(Root.path)))
 
     # -- search ---------------------------------------------------------------------------------
-    def query_vector(self, terms: list[Term]) -> np.ndarray:
-        model = self.model
-        total = np.zeros(model.dim, dtype=np.float32)
+    def query_vector(self, terms: list[Term], model: DualEncoder | None = None) -> np.ndarray:
+        model = model or self.model
+        total = np.zeros(model.dim, dtype=np.float64)  # float64: large weights stay finite
         texts = [t for t in terms if t.kind == "text"]
-        if texts:
-            for t, v in zip(texts, model.encode_texts([t.value for t in texts]), strict=True):
-                total += t.weight * v
-        for t in terms:
-            if t.kind != "text":
-                total += t.weight * self._image_term_vector(t)
-        norm = float(np.linalg.norm(total))
+        vectors = [(t.weight, v) for t, v in zip(
+            texts, model.encode_texts([t.value for t in texts]) if texts else [], strict=True)]
+        vectors += [(t.weight, self._image_term_vector(t, model))
+                    for t in terms if t.kind != "text"]
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd weights: caught just below
+            for weight, v in vectors:
+                total += weight * v.astype(np.float64)
+            norm = float(np.linalg.norm(total))
+        if not np.isfinite(norm):
+            raise QueryError("a weight in the query is too large")
         if norm < 1e-6:
             raise QueryError("the terms of the query cancel each other out")
-        return total / norm
+        return (total / norm).astype(np.float32)
 
-    def _image_term_vector(self, term: Term) -> np.ndarray:
-        model = self.model
+    def _image_term_vector(self, term: Term, model: DualEncoder) -> np.ndarray:
         with self.catalog.session() as s:
             if term.kind == "photo":
                 photo = s.get(Photo, int(term.value))
@@ -279,11 +287,12 @@ class Library:
             raise QueryError("the query is empty: type some words or give a photo")
         if k <= 0:
             raise QueryError("the number of results must be at least 1")
-        idx = self.index
+        with self._lock:  # an index and the model that made it, even while models switch
+            idx, model = self.index, self.model
         if len(idx) == 0:
             raise LibraryError("the library is empty: add a folder of photos with "
                                "`chikaku index PATH`")
-        vec = self.query_vector(terms)
+        vec = self.query_vector(terms, model)
         allowed = self._filter_ids(folder, date_from, date_to)
         scores, ids = idx.search(vec, k, allowed)
         return self._hits(ids, scores)

@@ -14,6 +14,24 @@ from pathlib import Path
 from .errors import LibraryError
 
 
+@contextmanager
+def setup_lock(path: Path) -> Iterator[None]:
+    """Held while a process opens a library, waiting for it if need be: creating or migrating
+    the catalog and registering the first model happen one process at a time. Where the lock
+    file cannot be made (a read-only library) there is nothing to create, and no lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the file lets the lock go
+
+
 class WriterLock:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -37,6 +37,20 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def is_utf8(name: str) -> bool:
+    """False for names holding bytes that are not UTF-8 (Python gives them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(path: str) -> str:
+    """A path that can be printed and stored: bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def scan(roots: list[Path], exclude_globs: tuple[str, ...] = (),
          exclude_dirs: tuple[Path, ...] = ()) -> ScanResult:
     result = ScanResult()
@@ -78,7 +92,13 @@ def _visit(entry: os.DirEntry, ancestors, stack, result: ScanResult, globs) -> N
     try:
         is_dir = entry.is_dir(follow_symlinks=True)
     except OSError as e:  # ELOOP on a self-referencing link
-        result.problems[path] = f"symlink loop: {e.strerror or e}"
+        result.problems[shown_path(path)] = f"symlink loop: {e.strerror or e}"
+        return
+    if (is_dir or is_image_name(entry.name)) and not is_utf8(entry.name):
+        what = "folder" if is_dir else "file"
+        result.problems[shown_path(path)] = (
+            f"the {what} name is not valid UTF-8, so the catalog cannot keep it: rename the "
+            f"{what} to index {'the photos in it' if is_dir else 'it'}")
         return
     if is_dir:
         try:

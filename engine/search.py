@@ -12,6 +12,7 @@ image file is an image query; quote it to search for the words instead.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,6 +91,8 @@ def parse_query(query: str) -> list[Term]:
         m = _WEIGHT.match(lead)
         if m:
             weight = float(m.group(1))
+            if not math.isfinite(weight):
+                raise QueryError(f"a weight in the query is too large: {m.group(1)[:20]}...")
             body = m.group(2) + "".join(t for t, _ in parts)[len(lead):]
         body = body.strip()
         if not body:
@@ -104,10 +107,19 @@ def _term(weight: float, body: str, quoted: bool) -> Term:
     if not quoted:
         m = _PHOTO.match(body)
         if m:
+            if len(m.group(1)) > 19 or int(m.group(1)) >= 2**63:  # beyond any id there can be
+                raise QueryError(f"no photo with id {m.group(1)} in the library")
             return Term(weight, "photo", m.group(1))
-        candidate = Path(body).expanduser()
+        try:
+            candidate = Path(body).expanduser()
+        except (RuntimeError, ValueError):  # "~word" naming no user, a NUL character
+            candidate = Path(body)
         if is_image_name(body) and "\n" not in body:
-            if candidate.is_file():
+            try:
+                found = candidate.is_file()
+            except OSError:  # a name too long for the filesystem, a folder that cannot be read
+                found = False
+            if found:
                 return Term(weight, "image", str(candidate.resolve()))
             if " " not in body.strip():
                 raise QueryError(f"no such image file: {body} (put it in quotes to search for "

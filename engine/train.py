@@ -10,6 +10,7 @@ state is saved at checkpoints so a cancelled or interrupted run resumes where it
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import TrainOptions
-from .errors import Cancelled, EngineError
+from .errors import Cancelled, EngineError, LibraryError
 from .evaluate import decode_all, recalls
 from .loss import LogitScale, clip_loss
 from .models.base import DualEncoder
@@ -117,10 +118,15 @@ class FeatureCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp.npz")
-        np.savez(tmp, **self.data)
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, **self.data)
+            os.replace(tmp, self.path)
+        except OSError:  # a full disk: the features are computed again next time
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return
         self.dirty = False
 
 
@@ -279,10 +285,16 @@ class Trainer:
     def save_state(self, state: dict) -> None:
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.run_dir / "state.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "state.pt")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(state, tmp)
+            os.replace(tmp, self.run_dir / "state.pt")
+        except (OSError, RuntimeError) as e:  # torch reports a failed write as RuntimeError
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise LibraryError(f"cannot save the training state in {self.run_dir}: "
+                               f"{getattr(e, 'strerror', None) or e}") from e
 
     def load_state(self) -> dict | None:
         path = self.run_dir / "state.pt" if self.run_dir else None

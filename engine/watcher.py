@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WatchEvent:
-    kind: str  # watching | indexing | indexed | unavailable | resumed | fallback | error | stopped
+    """kind: watching, indexing, indexed, unavailable, resumed, paused, removed, fallback (the
+    watch limit), error, stopped."""
+
+    kind: str
     root: str | None = None  # the folder concerned, when there is one
     message: str = ""
     report: IndexReport | None = None  # for "indexed"
@@ -63,9 +66,10 @@ class WatchOptions:
 
 
 def summarize(report: IndexReport) -> str:
+    # A file moved or deleted while the pass ran is not unusable: the next pass places it.
+    skipped = sum(not why.startswith("file vanished") for why in report.skipped.values())
     return (f"{report.added} added, {report.updated} updated, {report.moved} moved, "
-            f"{report.removed} removed, {len(report.skipped)} skipped "
-            f"({report.embedded} embedded)")
+            f"{report.removed} removed, {skipped} skipped ({report.embedded} embedded)")
 
 
 def describe(event: WatchEvent) -> str:
@@ -76,13 +80,9 @@ def describe(event: WatchEvent) -> str:
     return event.message
 
 
-def _resolve_roots(library: Library, folders: Iterable[str | Path] | None) -> list[str]:
+def _resolve_roots(library: Library, folders: list[str | Path]) -> list[str]:
     if not folders:
-        roots = library.folders()
-        if not roots:
-            raise LibraryError("the library has no folders yet: give a folder to watch "
-                               "(chikaku watch PATH)")
-        return roots
+        return library.folders()
     roots = []
     for f in folders:
         path = Path(f).expanduser().resolve()
@@ -97,9 +97,11 @@ def _resolve_roots(library: Library, folders: Iterable[str | Path] | None) -> li
 class Watcher:
     """Keeps a library current with its folders until stopped (``start`` / ``stop``, or ``with``).
 
-    ``folders``: the folders to watch (default: the library's); new ones are added to the library
-    by the first pass. ``polling``: True polls every folder, None (default) polls only network and
-    FUSE folders.
+    ``folders``: the folders to watch; new ones are added to the library by the first pass.
+    Default: the library's folders, following the library as it changes (folders added there,
+    even to an empty library, are watched too). Either way a folder paused or removed in the
+    library stops being watched.
+    ``polling``: True polls every folder, None (default) polls only network and FUSE folders.
     """
 
     def __init__(self, library: Library, folders: Iterable[str | Path] | None = None, *,
@@ -109,7 +111,11 @@ class Watcher:
         opts = options or WatchOptions()
         self.options = opts if polling is None else replace(opts, polling=polling)
         self._on_event = on_event
+        folders = list(folders or [])
+        self._follow = not folders  # the library's folders, whatever they become
         self._roots = _resolve_roots(library, folders)
+        self._known: set[str] = set()  # roots the library holds (a first pass adds a new one)
+        self._paused: set[str] = set()  # roots paused in the library: not watched
         self._filter = ChangeFilter(self._roots, str(library.root),
                                     library.config.indexing.exclude_globs)
         self._batch = ChangeBatch(self.options.quiet, self.options.settle)
@@ -141,8 +147,10 @@ class Watcher:
         return not self._busy and not self._batch.pending() and self._added.empty()
 
     def mode(self, root: str | Path) -> str | None:
-        """How a folder is watched now: "native", "polling", "unavailable", or None."""
+        """How a folder is watched now: "native", "polling", "unavailable", "paused" or None."""
         root = str(Path(root).expanduser().resolve())
+        if root in self._paused:
+            return "paused"
         if root in self._unavailable:
             return "unavailable"
         return self._observers.mode(root)
@@ -195,17 +203,17 @@ class Watcher:
             self._stop.wait(self.options.settle)
 
     def _begin(self) -> None:
+        self._sync()
         ready = []
         for root in self._roots:
-            ok, why = self._available(root)
-            if not ok:
-                self._lose(root, why)
+            if root in self._paused:
                 continue
-            try:
-                self._observers.watch(root)
-            except Exception as e:  # retried by the periodic check
-                self._emit("error", root, f"cannot watch {root}: {type(e).__name__}: {e}")
-            ready.append(root)
+            ok, why = self._available(root)
+            if ok:
+                self._try_watch(root)
+                ready.append(root)
+            else:
+                self._lose(root, why)
         self._next_check = time.monotonic() + self.options.recheck
         self._index(ready)  # reconciliation: what changed while nothing was watching
 
@@ -233,26 +241,75 @@ class Watcher:
                 return
             if root not in self._roots:
                 self._roots.append(root)
-                self._observers.watch(root)
-            self._batch.note([root])
+            self._start(root)
 
     def _check_roots(self) -> None:
         """Missing folders reported, returning ones resumed, dead watches renewed."""
+        self._sync()
         for root in list(self._roots):
+            if root in self._paused:
+                continue
             ok, why = self._available(root)
             if root in self._unavailable:
                 if ok:
                     del self._unavailable[root]
                     self._emit("resumed", root, f"{root} is back; catching up with its changes")
-                    self._observers.watch(root)
-                    self._batch.note([root])
+                    self._start(root)
             elif not ok:
                 self._lose(root, why)
             elif not self._observers.alive(root):
                 self._observers.unwatch(root)
-                self._observers.watch(root)
-                self._batch.note([root])
+                self._start(root)
         self._observers.check_limit()
+
+    def _sync(self) -> None:
+        """Follow the library: folders removed or paused there are no longer watched, resumed
+        ones are again, and new ones are too when the watcher follows the library's folders."""
+        folders = set(self.library.folders())
+        paused = set(self.library.paused_folders())
+        if self._follow:
+            for root in sorted(folders - set(self._roots) - paused):
+                self._roots.append(root)
+                self._start(root)
+        self._known |= folders & set(self._roots)
+        for root in list(self._roots):
+            if root in self._known and root not in folders:
+                self._drop(root)
+            elif root in paused and root not in self._paused:
+                self._paused.add(root)
+                self._unavailable.pop(root, None)
+                self._observers.unwatch(root)
+                self._emit("paused", root, f"{root} is paused: its changes wait until it is "
+                           "resumed")
+            elif root not in paused and root in self._paused:
+                self._paused.discard(root)
+                self._emit("resumed", root, f"{root} is resumed; catching up with its changes")
+                self._start(root)
+
+    def _drop(self, root: str) -> None:
+        self._roots.remove(root)
+        self._known.discard(root)
+        self._paused.discard(root)
+        self._unavailable.pop(root, None)
+        self._observers.unwatch(root)
+        self._emit("removed", root, f"{root} was taken out of the library; no longer watched")
+
+    def _start(self, root: str) -> None:
+        """Watch a folder (again) and index what changed in it."""
+        ok, why = self._available(root)
+        if not ok:
+            self._lose(root, why)
+            return
+        if not self._observers.alive(root):
+            self._try_watch(root)
+        self._batch.note([root])
+
+    def _try_watch(self, root: str) -> None:
+        try:
+            self._observers.watch(root)
+        except Exception as e:  # tried again by the periodic check
+            log.exception("cannot watch %s", root)
+            self._emit("error", root, f"cannot watch {root}: {type(e).__name__}: {e}")
 
     # -- folders --------------------------------------------------------------------------------
     def _available(self, root: str) -> tuple[bool, str]:
@@ -279,31 +336,33 @@ class Watcher:
                    f"{root} {why}; its photos stay in the library until it is back")
 
     def _index(self, roots: list[str]) -> None:
-        ready = []
-        for root in roots:
-            ok, why = self._available(root)
-            if ok:
-                ready.append(root)
-            else:
-                self._lose(root, why)
-        if not ready:
-            return
-        self._current = tuple(ready)
-        self._emit("indexing", roots=ready, message=f"indexing {', '.join(ready)}")
-        report = self._pass(ready)
-        self._emit("indexed", roots=ready, report=report, message=summarize(report))
-
-    def _pass(self, roots: list[str]) -> IndexReport:
         try:
-            report = self.library.add_folders(roots, progress=self._progress, cancel=self._stop)
+            with self.library.writer.hold("indexing changes in watched folders"):
+                self._sync()  # a folder removed or paused meanwhile is neither indexed nor re-added
+                ready = [r for r in roots if r in self._roots and r not in self._paused
+                         and self._still_there(r)]
+                if ready:
+                    self._pass(ready)
         except Cancelled:
             raise
         except Exception:
             self._failures += 1
             self._batch.note(roots, delay=min(self.options.retry_max, 2.0 ** self._failures))
             raise
+
+    def _still_there(self, root: str) -> bool:
+        ok, why = self._available(root)
+        if not ok:
+            self._lose(root, why)
+        return ok
+
+    def _pass(self, roots: list[str]) -> None:
+        self._current = tuple(roots)
+        self._emit("indexing", roots=roots, message=f"indexing {', '.join(roots)}")
+        report = self.library.add_folders(roots, progress=self._progress, cancel=self._stop)
         self._failures = 0
-        return report
+        self._known.update(roots)
+        self._emit("indexed", roots=roots, report=report, message=summarize(report))
 
     def _progress(self, p: Progress) -> None:
         now = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelLoadError
+from ..errors import LibraryError, ModelLoadError
 from .base import DualEncoder, pick_device
 
 __all__ = ["DualEncoder", "create_model", "load_checkpoint", "save_checkpoint", "pick_device",
@@ -53,16 +54,22 @@ def save_checkpoint(model: DualEncoder, directory: Path, info: dict[str, Any] | 
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {"config": model.config(), "version": model.version, "parent": model.parent,
             "info": info or {}}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.trained_state().items()}
     tmp_w = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp_w))
-    _fsync_replace(tmp_w, directory / WEIGHTS_FILE)
     tmp_c = directory / (CONFIG_FILE + ".tmp")
-    tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    _fsync_replace(tmp_c, directory / CONFIG_FILE)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp_w))
+        _fsync_replace(tmp_w, directory / WEIGHTS_FILE)
+        tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        _fsync_replace(tmp_c, directory / CONFIG_FILE)
+    except OSError as e:  # a full disk: say so, and leave no half-written file behind
+        for tmp in (tmp_w, tmp_c):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise LibraryError(f"cannot save the model in {directory}: {e.strerror or e}") from e
     return directory
 
 
@@ -91,7 +98,13 @@ def load_checkpoint(directory: Path, device: str = "auto") -> DualEncoder:
     from safetensors.torch import load_file
 
     meta = read_checkpoint_meta(directory)
-    model = create_model(meta["config"], device=device)
+    try:
+        model = create_model(meta["config"], device=device)
+    except ModelLoadError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as e:  # sizes of the wrong type or sign
+        raise ModelLoadError(f"the model checkpoint config in {directory} does not describe a "
+                             f"model Chikaku can build: {e}") from e
     try:
         tensors = load_file(str(Path(directory) / WEIGHTS_FILE))
     except (OSError, SafetensorError, ValueError) as e:

@@ -23,10 +23,15 @@ from engine import observers
 from engine.catalog import Catalog, Photo
 from engine.changes import ChangeBatch
 from engine.config import IndexingConfig, LibraryConfig
+from engine.fsinfo import filesystem_type, inotify_room, needs_polling, watch_limit_message
 from engine.imageio import content_hash
 from engine.library import Library
 from engine.watcher import Watcher, WatchEvent, WatchOptions
 from tests.conftest import TINY_MODEL, dataset_images
+
+# watchdog's own notice when a new folder is watched twice during its walk (harmless; the engine
+# hides it too, but pytest resets warning filters for each test).
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 FAST = WatchOptions(quiet=0.4, settle=0.2, poll_interval=0.3, recheck=0.3)
 DEADLINE = 60.0
@@ -286,6 +291,38 @@ def test_a_missing_folder_keeps_its_photos_and_resumes(tiny_lib, photos, tmp_pat
     assert rec.of("error") == []
 
 
+def test_the_watcher_follows_the_folders_of_the_library(tiny_lib, photos, tmp_path):
+    images = dataset_images()
+    tiny_lib.add_folders([photos])
+    scans = tmp_path / "Scans"
+    scans.mkdir()
+    shutil.copy2(images[12], scans / "scan-1.jpg")
+    found = lambda p: tiny_lib.photo_by_path(p) is not None  # noqa: E731
+    rec = Recorder()
+    with Watcher(tiny_lib, on_event=rec, options=FAST) as w:  # the library's folders
+        wait_current(w, tiny_lib, photos)
+        tiny_lib.add_folders([scans])  # added in the app: watched from now on
+        wait_for(lambda: w.mode(scans) == "native", "the new folder to be watched")
+        shutil.copy2(images[13], scans / "scan-2.jpg")
+        wait_for(lambda: found(scans / "scan-2.jpg"), "a photo in the new folder")
+
+        tiny_lib.set_folder_paused(photos, True)
+        wait_for(lambda: w.mode(photos) == "paused", "the folder to be paused")
+        shutil.copy2(images[14], photos / "while-paused.jpg")
+        time.sleep(5 * FAST.quiet)
+        assert not found(photos / "while-paused.jpg")
+        tiny_lib.set_folder_paused(photos, False)
+        wait_for(lambda: found(photos / "while-paused.jpg"), "the paused folder to catch up")
+
+        tiny_lib.remove_folder(scans)
+        wait_for(lambda: rec.of("removed"), "the removed folder to be let go")
+        shutil.copy2(images[15], scans / "scan-3.jpg")
+        time.sleep(5 * FAST.quiet)
+        assert str(scans) not in tiny_lib.folders() and not found(scans / "scan-3.jpg")
+        assert w.mode(scans) is None and w.mode(photos) == "native"
+    assert rec.of("error") == []
+
+
 def test_excluded_folders_and_the_library_itself_start_nothing(tmp_path):
     root = tmp_path / "Pictures"
     root.mkdir()
@@ -321,6 +358,8 @@ def test_chikaku_watch_prints_one_line_per_batch(tmp_path, photos, capsys):
     from engine.cli import main as cli
 
     Library.open(tmp_path / "lib", device="cpu", default_model=TINY_MODEL).close()
+    assert cli(["watch", "--library", str(tmp_path / "lib")]) == 1
+    assert "no folders yet" in capsys.readouterr().err
     catalog = Catalog(f"sqlite:///{tmp_path / 'lib' / 'catalog.db'}")
     done = threading.Event()
 
@@ -352,6 +391,27 @@ def test_chikaku_watch_prints_one_line_per_batch(tmp_path, photos, capsys):
     assert "12 added, 0 updated, 0 moved, 0 removed, 0 skipped (12 embedded)" in lines[0]
     assert "1 added" in lines[1] and str(photos) in lines[1]
     assert "watching" in out.err and "stopped" in out.err
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:35 / /mnt/nas rw,relatime shared:20 - nfs4 nas:/photos rw,vers=4.2
+41 22 0:36 / /home/me/My\\040Phone rw,nosuid shared:21 - fuse.sshfs me@phone:/DCIM rw
+42 40 8:17 / /mnt/nas/usb rw shared:22 - vfat /dev/sdb1 rw
+"""
+
+
+def test_network_and_fuse_folders_are_recognised():
+    assert filesystem_type("/home/me/Pictures", MOUNTINFO) == "ext4"
+    assert filesystem_type("/mnt/nas/2024/a.jpg", MOUNTINFO) == "nfs4"
+    assert filesystem_type("/mnt/nas/usb/DCIM", MOUNTINFO) == "vfat"  # mounted inside the share
+    assert filesystem_type("/home/me/My Phone/Camera", MOUNTINFO) == "fuse.sshfs"
+    assert filesystem_type("/srv", "nas:/x /srv cifs rw 0 0\n") == "cifs"  # /proc/mounts
+    assert [needs_polling(t) for t in ("ext4", "nfs4", "cifs", "fuse.sshfs", "vfat", None)] == [
+        False, True, True, True, False, False]
+    assert "fs.inotify.max_user_watches" in watch_limit_message(OSError(errno.ENOSPC, "full"))
+    assert "fs.inotify.max_user_instances" in watch_limit_message(OSError(errno.EMFILE, "full"))
+    assert inotify_room() is not False  # this machine has room for one more watch
 
 
 def test_a_file_still_growing_holds_the_batch(tmp_path):

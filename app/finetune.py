@@ -1,0 +1,247 @@
+"""Fine-tuning on the person's own captions: start, watch the loss, compare held-out recall
+before and after, then keep the new model or go back to the previous one.
+
+The training itself is the engine's (``Library.train``, a generator of events); this panel runs
+it in the write lane and shows its events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import Cancelled
+
+from .workers import error_text
+
+RECALL_ROWS = (("t2i_r1", "Text → photo, top 1"), ("t2i_r5", "Text → photo, top 5"),
+               ("t2i_r10", "Text → photo, top 10"), ("i2t_r1", "Photo → text, top 1"),
+               ("i2t_r5", "Photo → text, top 5"), ("i2t_r10", "Photo → text, top 10"))
+BEFORE, AFTER = 0, 1
+
+
+def train_job(library, steps: int, base_options=None, cancel=None):
+    """The engine's training generator with the chosen number of steps (runs in a worker)."""
+    from engine.train import TrainOptions
+
+    options = replace(base_options or TrainOptions(), steps=steps)
+    return library.train(options, cancel=cancel)
+
+
+class FineTunePanel(QWidget):
+    model_changed = Signal()
+
+    def __init__(self, window, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window_ = window  # the main window: jobs, tasks, status bar, settings
+        self.base_options = None  # engine.train.TrainOptions; None: the engine's defaults
+        self.result = None  # the last run's engine.train.TrainResult
+        self._worker = None
+        self._last_step = 0
+        self._build()
+        self._set_running(False)
+
+    def _build(self) -> None:
+        self.count_label = QLabel(self)
+        self.count_label.setWordWrap(True)
+        self.steps = QSpinBox(self, minimum=10, maximum=100_000, singleStep=50)
+        self.steps.setValue(self.window_.settings.train_steps)
+        self.start_button = QPushButton("Start fine-tuning", self)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar(self)
+        self.step_label = QLabel("", self)
+        self.table = QTableWidget(len(RECALL_ROWS), 2, self)
+        self.table.setHorizontalHeaderLabels(["Before", "After"])
+        self.table.setVerticalHeaderLabels([label for _, label in RECALL_ROWS])
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setFixedHeight(self.table.verticalHeader().length()
+                                  + self.table.horizontalHeader().height() + 4)
+        self.result_label = QLabel(self)
+        self.result_label.setWordWrap(True)
+        self.keep_button = QPushButton("Keep new model", self)
+        self.keep_button.clicked.connect(self.keep)
+        self.back_button = QPushButton("Go back", self)
+        self.back_button.clicked.connect(self.go_back)
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        controls = QGridLayout()
+        controls.addWidget(QLabel("Training steps", self), 0, 0)
+        controls.addWidget(self.steps, 0, 1)
+        controls.addWidget(self.start_button, 0, 2)
+        controls.addWidget(self.cancel_button, 0, 3)
+        controls.setColumnStretch(4, 1)
+        decide = QHBoxLayout()
+        decide.addStretch(1)
+        decide.addWidget(self.keep_button)
+        decide.addWidget(self.back_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.count_label)
+        layout.addLayout(controls)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.step_label)
+        layout.addWidget(QLabel("Search quality on held-out captioned photos (recall, %)", self))
+        layout.addWidget(self.table)
+        layout.addWidget(self.result_label)
+        layout.addLayout(decide)
+        layout.addStretch(1)
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def library(self):
+        return self.window_.library
+
+    def refresh_count(self) -> None:
+        if self.library is not None:
+            self.window_.jobs.submit(self.library.captioned_photo_count, name="caption count",
+                                     done=self._show_count)
+
+    def _show_count(self, n: int) -> None:
+        self.count_label.setText(
+            f"{n:,} photo{'s' * (n != 1)} {'have' if n != 1 else 'has'} captions. Fine-tuning "
+            "teaches the model the words you use for your photos; a part of the captioned "
+            "photos is held out to measure whether search got better. It needs at least 8.")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running and self.library is not None)
+        self.steps.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        decided = self.result is None or running
+        self.keep_button.setEnabled(not decided)
+        self.back_button.setEnabled(not decided)
+
+    def is_running(self) -> bool:
+        return self._worker is not None
+
+    def _set_recall(self, column: int, recall: dict | None) -> None:
+        for row, (key, _label) in enumerate(RECALL_ROWS):
+            text = f"{recall[key]:.1f}" if recall and key in recall else "–"
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.table.setItem(row, column, item)
+
+    def recall_text(self, column: int) -> list[str]:
+        return [self.table.item(r, column).text() if self.table.item(r, column) else ""
+                for r in range(len(RECALL_ROWS))]
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.library is None or self._worker is not None:
+            return
+        self.result = None
+        self._last_step = 0
+        for column in (BEFORE, AFTER):
+            self._set_recall(column, None)
+        self.result_label.clear()
+        self.progress.setRange(0, self.steps.value())
+        self.progress.setValue(0)
+        self.step_label.setText("Preparing…")
+        self._worker = self.window_.jobs.submit(
+            train_job, self.library, self.steps.value(), self.base_options, name="train",
+            lane="write", cancellable=True, progress=self._event, done=self._finished,
+            failed=self._failed)
+        self.window_.statusbar.start_activity("train", "Fine-tuning…", self._worker.cancel)
+        self._set_running(True)
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self.step_label.setText("Cancelling…")
+
+    def _event(self, ev) -> None:
+        if ev.kind == "step":
+            self._last_step = ev.step
+            self.progress.setValue(ev.step)
+            loss = f"  ·  loss {ev.loss:.3f}" if ev.loss is not None else ""
+            self.step_label.setText(f"Step {ev.step:,} of {ev.total:,}{loss}"
+                                    + (f"  ·  {ev.message}" if ev.message else ""))
+            self.window_.statusbar.update_activity(
+                "train", f"Fine-tuning: step {ev.step:,} of {ev.total:,}{loss}", ev.step,
+                ev.total)
+        elif ev.kind == "eval" and ev.recall:
+            self._set_recall(BEFORE if ev.step == 0 else AFTER, ev.recall)
+        elif ev.kind == "done" and ev.result is not None:
+            self.result = ev.result
+        elif ev.message:
+            self.step_label.setText(ev.message[:1].upper() + ev.message[1:])
+            if ev.total:
+                self.window_.statusbar.update_activity("train", ev.message, ev.step, ev.total)
+
+    def _finished(self, _value) -> None:
+        self._worker = None
+        self.window_.statusbar.end_activity("train", "Fine-tuning finished.")
+        r = self.result
+        if r is not None:
+            self.progress.setValue(self.progress.maximum())
+            photos = getattr(r, "photos", 0)
+            on = f" on {photos:,} captioned photos" if photos else ""
+            self.step_label.setText(f"Finished after {self._last_step:,} steps{on}.")
+            self._set_recall(BEFORE, r.before)
+            self._set_recall(AFTER, r.after)
+            self.result_label.setText(self._verdict(r))
+            if r.activated:
+                self.model_changed.emit()
+        self._set_running(False)
+
+    @staticmethod
+    def _verdict(r) -> str:
+        if r.activated:
+            return ("Search got better on the held-out photos; the new model is now in use. "
+                    "Keep it, or go back to the previous one.")
+        return ("The new model did not search the held-out photos better, so the previous "
+                "model is still in use. You can keep the new one anyway.")
+
+    def _failed(self, exc: BaseException) -> None:
+        self._worker = None
+        self.window_.statusbar.end_activity("train")
+        if isinstance(exc, Cancelled):
+            self.step_label.setText("Cancelled. The model in use is unchanged.")
+        else:
+            self.step_label.setText(f"Fine-tuning stopped: {error_text(exc)}")
+            self.window_.show_error("train", exc)
+        self._set_running(False)
+
+    # -- deciding ---------------------------------------------------------------------------------
+    def keep(self) -> None:
+        r, self.result = self.result, None
+        self._set_running(False)
+        if r is None:
+            return
+        if r.activated:
+            self.result_label.setText("The new model stays in use.")
+            return
+        self.result_label.setText("Switching to the new model…")
+        self.window_.tasks.activate_model(r.version, done=lambda ok: self._switched(
+            ok, "The new model is now in use."))
+
+    def go_back(self) -> None:
+        r, self.result = self.result, None
+        self._set_running(False)
+        if r is None:
+            return
+        if not r.activated:
+            self.result_label.setText("The previous model stays in use.")
+            return
+        self.result_label.setText("Going back to the previous model…")
+        self.window_.tasks.activate_model(r.parent, done=lambda ok: self._switched(
+            ok, "The previous model is in use again."))
+
+    def _switched(self, ok: bool, text: str) -> None:
+        self.result_label.setText(text if ok else "The model in use is unchanged.")

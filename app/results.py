@@ -1,0 +1,173 @@
+"""The results grid: a list model over a search's hits and the icon-mode view that shows it.
+
+The model holds every hit of the current query (tens of thousands are fine) and asks for a
+thumbnail only when the view asks for a row's icon, which a ``QListView`` with uniform item sizes
+does for the visible rows alone. Minimum score and sort order are presentation: they re-arrange
+the hits the engine returned and never search again.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QSize,
+    Qt,
+)
+from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap, QPolygon
+from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
+
+from .thumbs import ICON_SIDE, ThumbnailLoader
+
+SORT_RELEVANCE = "relevance"
+SORT_DATE = "date"
+ICON = QSize(ICON_SIDE, ICON_SIDE)
+GRID = QSize(ICON_SIDE + 20, ICON_SIDE + 36)  # the smallest cell; cells widen to fill a row
+ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+def _placeholder(broken: bool) -> QIcon:
+    """A grey tile with a little landscape (or a cross, for a photo that cannot be shown)."""
+    pm = QPixmap(ICON)
+    pm.fill(QColor("#d9dce1"))
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(QColor("#9aa1ab"), 4))
+    if broken:
+        p.drawLine(60, 60, 100, 100)
+        p.drawLine(100, 60, 60, 100)
+    else:
+        p.setBrush(QColor("#9aa1ab"))
+        p.drawEllipse(98, 48, 18, 18)
+        p.drawPolygon(QPolygon([QPoint(40, 112), QPoint(70, 76), QPoint(92, 100),
+                                QPoint(104, 88), QPoint(124, 112)]))
+    p.end()
+    return QIcon(pm)
+
+
+class ResultsModel(QAbstractListModel):
+    HitRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, loader: ThumbnailLoader, parent=None) -> None:
+        super().__init__(parent)
+        self.loader = loader
+        self.min_score: float | None = None
+        self.sort = SORT_RELEVANCE
+        self._all: list = []
+        self._rows: list = []
+        self._row_of: dict[str, list[int]] = {}
+        self._placeholder: QIcon | None = None
+        self._broken: QIcon | None = None
+        loader.ready.connect(self._icon_ready)
+
+    # -- what is shown ----------------------------------------------------------------------------
+    def set_hits(self, hits: list) -> None:
+        """A new query's hits (engine.search.Hit): older thumbnails still in flight are dropped."""
+        self.loader.new_generation()
+        self._all = list(hits)
+        self._relayout()
+
+    def clear(self) -> None:
+        self.set_hits([])
+
+    def set_min_score(self, value: float | None) -> None:
+        self.min_score = value
+        self._relayout()
+
+    def set_sort(self, key: str) -> None:
+        self.sort = key
+        self._relayout()
+
+    def total_hits(self) -> int:
+        return len(self._all)
+
+    def hit(self, row: int):
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def row_of(self, photo_id: int) -> int:
+        return next((i for i, h in enumerate(self._rows) if h.photo_id == photo_id), -1)
+
+    def _relayout(self) -> None:
+        self.beginResetModel()
+        rows = [h for h in self._all if self.min_score is None or h.score >= self.min_score]
+        if self.sort == SORT_DATE:
+            rows.sort(key=lambda h: h.date or datetime.min, reverse=True)
+        self._rows = rows
+        self._row_of = {}
+        for i, h in enumerate(rows):
+            self._row_of.setdefault(h.path, []).append(i)
+        self.endResetModel()
+
+    # -- the Qt model -----------------------------------------------------------------------------
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        hit = self.hit(index.row()) if index.isValid() else None
+        if hit is None:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return os.path.basename(hit.path)
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._icon(hit.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            when = f"\n{hit.date:%Y-%m-%d %H:%M}" if hit.date else ""
+            return f"score {hit.score:.3f}{when}\n{hit.path}"
+        if role == self.HitRole:
+            return hit
+        return None
+
+    def _icon(self, path: str) -> QIcon:
+        icon = self.loader.icon(path)
+        if icon is not None:
+            return icon
+        if self.loader.failed(path):
+            self._broken = self._broken or _placeholder(broken=True)
+            return self._broken
+        self._placeholder = self._placeholder or _placeholder(broken=False)
+        return self._placeholder
+
+    def _icon_ready(self, path: str) -> None:
+        for row in self._row_of.get(path, ()):
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+class ResultsView(QListView):
+    """An icon grid that lays out thousands of rows cheaply and paints only what is visible."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setUniformItemSizes(True)
+        self.setIconSize(ICON)
+        self.setGridSize(GRID)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setWrapping(True)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setDragEnabled(False)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.setAccessibleName("Search results")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Widen the cells so the columns fill the row instead of leaving a gap on the right."""
+        width = self.viewport().width()
+        columns = max(1, width // GRID.width())
+        cell = QSize(max(GRID.width(), width // columns), GRID.height())
+        if cell != self.gridSize():
+            self.setGridSize(cell)
+        super().resizeEvent(event)
+
+    def current_hit(self):
+        idx = self.currentIndex()
+        return idx.data(ResultsModel.HitRole) if idx.isValid() else None

@@ -1,0 +1,191 @@
+"""The search field, the image being searched with, and the filters under them.
+
+Typing searches after a short pause (250 ms without a key); Enter searches at once. Folder and
+dates are passed to the engine; minimum score and sort order only re-arrange the results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from PySide6.QtCore import QDate, QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .results import SORT_DATE, SORT_RELEVANCE
+
+DEBOUNCE_MS = 250
+HINT = "Describe a photo, or drop one here  (e.g. beach + sunset - people)"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    text: str
+    image: str | None = None
+    folder: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+
+    def is_empty(self) -> bool:
+        return not self.text.strip() and not self.image
+
+
+class SearchBar(QWidget):
+    search_requested = Signal(object)  # SearchRequest
+    presentation_changed = Signal()  # minimum score or sort order
+    paste_requested = Signal()  # Ctrl+V in the field while the clipboard holds an image
+    leave_down = Signal()  # the Down arrow in the field: move into the results
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.image: str | None = None
+        self.clipboard_has_image = lambda: False
+        self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._timer.timeout.connect(self.search_now)
+        self._build_field()
+        self._build_filters()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._top)
+        layout.addLayout(self._filters)
+
+    def _build_field(self) -> None:
+        self.field = QLineEdit(self)
+        self.field.setPlaceholderText(HINT)
+        self.field.setClearButtonEnabled(True)
+        self.field.setAccessibleName("Search")
+        self.field.setMinimumHeight(34)
+        self.field.setStyleSheet("QLineEdit { font-size: 12pt; padding: 2px 6px; }")
+        self.field.textEdited.connect(lambda _t: self._timer.start())
+        self.field.returnPressed.connect(self.search_now)
+        self.field.installEventFilter(self)
+        self.image_chip = QLabel(self)
+        self.image_chip.setStyleSheet("QLabel { background: palette(midlight); "
+                                      "border-radius: 4px; padding: 3px 6px; }")
+        self.clear_image_button = QToolButton(self, text="✕", autoRaise=True)
+        self.clear_image_button.setToolTip("Stop searching with this image")
+        self.clear_image_button.clicked.connect(lambda: self.set_image(None, search=True))
+        self.open_button = QPushButton("Search with image…", self)
+        self.settings_button = QPushButton("Settings", self)
+        self._top = QHBoxLayout()
+        for w in (self.field, self.image_chip, self.clear_image_button, self.open_button,
+                  self.settings_button):
+            self._top.addWidget(w, 1 if w is self.field else 0)
+        self.set_image(None)
+
+    def _build_filters(self) -> None:
+        self.folder = QComboBox(self)
+        self.folder.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.folder.setAccessibleName("Folder")
+        self.set_folders([])
+        self.dates = QCheckBox("Taken between", self)
+        today = QDate.currentDate()
+        self.date_from = QDateEdit(today.addYears(-1), self, calendarPopup=True)
+        self.date_to = QDateEdit(today, self, calendarPopup=True)
+        for d in (self.date_from, self.date_to):
+            d.setDisplayFormat("yyyy-MM-dd")
+            d.setEnabled(False)
+            d.dateChanged.connect(self._filters_changed)
+        self.dates.toggled.connect(self._dates_toggled)
+        self.folder.currentIndexChanged.connect(self._filters_changed)
+        self.min_score_box = QDoubleSpinBox(self, minimum=0.0, maximum=1.0, singleStep=0.05,
+                                            decimals=2, specialValueText="any")
+        self.min_score_box.valueChanged.connect(self.presentation_changed)
+        self.sort_box = QComboBox(self)
+        self.sort_box.addItem("Best match first", SORT_RELEVANCE)
+        self.sort_box.addItem("Newest first", SORT_DATE)
+        self.sort_box.currentIndexChanged.connect(self.presentation_changed)
+        self._filters = QHBoxLayout()
+        for w in (QLabel("Folder", self), self.folder, self.dates, self.date_from,
+                  QLabel("and", self), self.date_to, QLabel("Minimum score", self),
+                  self.min_score_box, QLabel("Sort", self), self.sort_box):
+            self._filters.addWidget(w)
+        self._filters.addStretch(1)
+
+    # -- state ------------------------------------------------------------------------------------
+    def request(self) -> SearchRequest:
+        date_from = date_to = None
+        if self.dates.isChecked():
+            date_from = datetime.combine(self.date_from.date().toPython(), time.min)
+            date_to = datetime.combine(self.date_to.date().toPython(), time.max)
+        return SearchRequest(self.field.text().strip(), self.image, self.folder.currentData(),
+                             date_from, date_to)
+
+    def min_score(self) -> float | None:
+        value = self.min_score_box.value()
+        return None if value <= self.min_score_box.minimum() else value
+
+    def sort_key(self) -> str:
+        return self.sort_box.currentData()
+
+    def set_folders(self, folders: list[str]) -> None:
+        current = self.folder.currentData()
+        self.folder.blockSignals(True)
+        self.folder.clear()
+        self.folder.addItem("All folders", None)
+        for f in folders:
+            self.folder.addItem(os.path.basename(f.rstrip(os.sep)) or f, f)
+            self.folder.setItemData(self.folder.count() - 1, f, Qt.ItemDataRole.ToolTipRole)
+        index = self.folder.findData(current)
+        self.folder.setCurrentIndex(max(index, 0))
+        self.folder.blockSignals(False)
+
+    def set_searchable(self, on: bool) -> None:
+        """Nothing to search in an empty library: the field and filters wait for photos."""
+        for w in (self.field, self.open_button, self.folder, self.dates, self.min_score_box,
+                  self.sort_box):
+            w.setEnabled(on)
+
+    def set_image(self, path: str | None, search: bool = False) -> None:
+        """Search with this image (with any words typed as well); None stops."""
+        self.image = path
+        self.image_chip.setText(f"Image: {os.path.basename(path)}" if path else "")
+        self.image_chip.setToolTip(path or "")
+        self.image_chip.setVisible(bool(path))
+        self.clear_image_button.setVisible(bool(path))
+        if search:
+            self.search_now()
+
+    def set_query(self, text: str) -> None:
+        """Replace the query (e.g. ``photo:42`` from "Find similar") and search at once."""
+        self.field.setText(text)
+        self.set_image(None)
+        self.search_now()
+
+    def search_now(self) -> None:
+        self._timer.stop()
+        self.search_requested.emit(self.request())
+
+    # -- events -----------------------------------------------------------------------------------
+    def _filters_changed(self, *_args) -> None:
+        if not self.request().is_empty():
+            self.search_now()
+
+    def _dates_toggled(self, on: bool) -> None:
+        self.date_from.setEnabled(on)
+        self.date_to.setEnabled(on)
+        self._filters_changed()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if obj is self.field and event.type() == QEvent.Type.KeyPress:
+            if event.matches(QKeySequence.StandardKey.Paste) and self.clipboard_has_image():
+                self.paste_requested.emit()
+                return True
+            if event.key() == Qt.Key.Key_Down:
+                self.leave_down.emit()
+                return True
+        return super().eventFilter(obj, event)

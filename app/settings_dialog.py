@@ -1,0 +1,217 @@
+"""The settings dialog (Ctrl+,): the library's folders and exclusions, the models, fine-tuning.
+
+Changes are written to the settings file when the dialog closes (the device at once).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .about import show_about
+from .finetune import FineTunePanel
+from .settings import save_settings
+
+log = logging.getLogger(__name__)
+
+DEVICE_CHOICES = (("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU"),
+                  ("cuda", "GPU (CUDA)"))
+NEXT_START = "Used from the next time Chikaku starts."
+
+
+def _note(text: str, parent: QWidget) -> QLabel:
+    label = QLabel(text, parent)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: palette(placeholder-text);")
+    return label
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window_ = window
+        self.setWindowTitle("Chikaku settings")
+        self.resize(760, 560)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self._library_tab(), "Library")
+        self.tabs.addTab(self._model_tab(), "Model")
+        self.finetune = FineTunePanel(window, self)
+        self.finetune.model_changed.connect(window.model_changed)
+        self.tabs.addTab(self.finetune, "Fine-tuning")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        about = buttons.addButton("About Chikaku", QDialogButtonBox.ButtonRole.HelpRole)
+        about.clicked.connect(lambda: show_about(self))
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        layout.addWidget(buttons)
+
+    # -- tabs -------------------------------------------------------------------------------------
+    def _library_tab(self) -> QWidget:
+        tab = QWidget(self)
+        self.folders = QListWidget(tab)
+        self.folders.itemSelectionChanged.connect(self._folder_selected)
+        add = QPushButton("Add a folder…", tab)
+        add.clicked.connect(self.window_.choose_folder)
+        self.remove_button = QPushButton("Remove from library…", tab)
+        self.remove_button.clicked.connect(self._remove_clicked)
+        self.patterns = QPlainTextEdit("\n".join(self.window_.settings.exclude_patterns), tab)
+        self.patterns.setPlaceholderText("*.png\nScreenshots\ntmp*")
+        self.patterns.setFixedHeight(90)
+        self.catalog = QLineEdit(tab, readOnly=True)
+        self.library_dir = QLineEdit(tab, readOnly=True)
+        folders_box = QGroupBox("Folders of photos", tab)
+        fl = QVBoxLayout(folders_box)
+        fl.addWidget(self.folders)
+        row = QHBoxLayout()
+        row.addWidget(_note("Removing a folder takes its photos out of the library; the files "
+                            "stay where they are.", tab), 1)
+        row.addWidget(self.remove_button)
+        row.addWidget(add)
+        fl.addLayout(row)
+        excl = QGroupBox("Leave out files and folders named (one pattern a line)", tab)
+        el = QVBoxLayout(excl)
+        el.addWidget(self.patterns)
+        el.addWidget(_note(NEXT_START, tab))
+        where = QFormLayout()
+        where.addRow("Library folder", self.library_dir)
+        where.addRow("Catalog", self.catalog)
+        layout = QVBoxLayout(tab)
+        layout.addWidget(folders_box, 1)
+        layout.addWidget(excl)
+        layout.addLayout(where)
+        return tab
+
+    def _model_tab(self) -> QWidget:
+        tab = QWidget(self)
+        self.active_label = QLabel(tab)
+        self.active_label.setWordWrap(True)
+        self.models = QTreeWidget(tab)
+        self.models.setHeaderLabels(["Version", "Kind", "Created", "Held-out R@10", ""])
+        self.models.setRootIsDecorated(False)
+        self.models.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.models.itemSelectionChanged.connect(self._model_selected)
+        self.use_button = QPushButton("Use this model", tab)
+        self.use_button.clicked.connect(self._use_selected)
+        self.device = QComboBox(tab)
+        for value, text in DEVICE_CHOICES:
+            self.device.addItem(text, value)
+        self.device.setCurrentIndex(max(0, self.device.findData(self.window_.settings.device)))
+        self.device.currentIndexChanged.connect(self.apply)
+        row = QHBoxLayout()
+        row.addWidget(_note("Switching models re-embeds photos the model has not seen; search "
+                            "keeps working meanwhile.", tab), 1)
+        row.addWidget(self.use_button)
+        device_row = QFormLayout()
+        device_row.addRow("Run the model on", self.device)
+        layout = QVBoxLayout(tab)
+        layout.addWidget(self.active_label)
+        layout.addWidget(self.models, 1)
+        layout.addLayout(row)
+        layout.addLayout(device_row)
+        layout.addWidget(_note(NEXT_START, tab))
+        return tab
+
+    # -- filling ----------------------------------------------------------------------------------
+    def set_status(self, status) -> None:
+        """The library's current state (engine LibraryStatus); reloads the model list."""
+        self.folders.clear()
+        self.folders.addItems(status.folders or ["(no folders yet)"])
+        self._folder_selected()
+        lib = self.window_.library
+        if lib is not None:
+            self.library_dir.setText(str(lib.root))
+            self.catalog.setText(str(lib.root / "catalog.db"))
+            self.window_.jobs.submit(lib.models, name="models", done=self._show_models)
+        self.active_label.setText(f"In use: <b>{status.model_version}</b> "
+                                  f"({status.model_family})")
+        self.finetune.refresh_count()
+        self.finetune._set_running(self.finetune.is_running())
+
+    def _show_models(self, models: list) -> None:
+        self.models.clear()
+        for m in models:
+            after = (m.info or {}).get("after", {})
+            r10 = f"{after['t2i_r10']:.1f}" if "t2i_r10" in after else ""
+            created = f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else ""
+            item = QTreeWidgetItem([m.version, m.family, created, r10,
+                                    "in use" if m.active else ""])
+            item.setData(0, Qt.ItemDataRole.UserRole, m.version)
+            if m.active:
+                font = QFont(item.font(0))
+                font.setBold(True)
+                for col in range(5):
+                    item.setFont(col, font)
+            self.models.addTopLevelItem(item)
+        for col in range(1, 5):
+            self.models.resizeColumnToContents(col)
+        self._model_selected()
+
+    def _folder_selected(self) -> None:
+        items = self.folders.selectedItems()
+        self.remove_button.setEnabled(bool(items) and self.window_.tasks.can_remove_folders()
+                                      and bool(self.window_.status and self.window_.status.folders))
+
+    def _remove_clicked(self) -> None:
+        items = self.folders.selectedItems()
+        if not items:
+            return
+        folder = items[0].text()
+        answer = QMessageBox.question(
+            self, "Remove the folder?", f"Remove {folder} from the library? Its photos, their "
+            "vectors and captions leave the catalog. The files on disk are not touched.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.remove_folder(folder)
+
+    def remove_folder(self, folder: str) -> None:
+        self.remove_button.setEnabled(False)
+        self.window_.tasks.remove_folder(folder)
+
+    def _model_selected(self) -> None:
+        items = self.models.selectedItems()
+        self.use_button.setEnabled(bool(items) and items[0].text(4) != "in use")
+
+    def _use_selected(self) -> None:
+        items = self.models.selectedItems()
+        if items:
+            self.use_button.setEnabled(False)
+            self.window_.tasks.activate_model(items[0].data(0, Qt.ItemDataRole.UserRole))
+
+    # -- saving -----------------------------------------------------------------------------------
+    def apply(self) -> None:
+        settings = self.window_.settings
+        settings.exclude_patterns = [ln.strip() for ln in self.patterns.toPlainText().splitlines()
+                                     if ln.strip()]
+        settings.device = self.device.currentData()
+        settings.train_steps = self.finetune.steps.value()
+        try:
+            save_settings(settings)
+        except OSError as e:
+            log.warning("cannot save the settings: %s", e)
+            self.window_.banner.show_message(f"Could not save the settings: {e}")
+
+    def done(self, result: int) -> None:
+        self.apply()
+        super().done(result)

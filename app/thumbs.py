@@ -1,0 +1,137 @@
+"""Thumbnails: decoded off the UI thread, kept in a disk cache, handed over as QImages.
+
+The disk cache lives in ``<library>/cache/thumbs``; an entry's name is a hash of the photo's
+path, modification time and size, so an edited photo gets a new thumbnail. Workers make
+``QImage``s only; the loader turns them into icons on the UI thread. Each new query starts a new
+generation: requests from an older one are skipped before they decode, and their results are
+dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
+
+from .workers import Jobs
+
+THUMB_SIDE = 256  # on disk
+ICON_SIDE = 160  # in memory and on screen: a square, the photo centred in it
+MEMORY_ITEMS = 1000  # icons kept in memory (100 KB each)
+
+
+def to_qimage(im) -> QImage:
+    """A Pillow RGB image as a QImage that owns its pixels (safe to pass between threads)."""
+    im = im.convert("RGB") if im.mode != "RGB" else im
+    data = im.tobytes()
+    w, h = im.size
+    return QImage(data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def square_icon_image(image: QImage, side: int = ICON_SIDE) -> QImage:
+    """The image fitted into a transparent square, so every cell of the grid lines up."""
+    scaled = image.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                          Qt.TransformationMode.SmoothTransformation)
+    square = QImage(side, side, QImage.Format.Format_ARGB32_Premultiplied)
+    square.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(square)
+    painter.drawImage((side - scaled.width()) // 2, (side - scaled.height()) // 2, scaled)
+    painter.end()
+    return square
+
+
+def cache_file(cache_dir: Path, path: str) -> Path:
+    st = os.stat(path)
+    key = hashlib.blake2b(f"{path}\0{st.st_mtime_ns}\0{st.st_size}".encode(),
+                          digest_size=16).hexdigest()
+    return cache_dir / key[:2] / f"{key}.jpg"
+
+
+def load_thumbnail(path: str, cache_dir: Path | None, side: int = THUMB_SIDE) -> QImage:
+    """The photo's thumbnail from the disk cache, or decoded (upright) and cached. Runs in a
+    worker; raises engine.errors.BadImage or OSError for a photo that cannot be shown."""
+    from engine.imageio import open_upright
+
+    target = cache_file(cache_dir, path) if cache_dir is not None else None
+    if target is not None and target.is_file():
+        image = QImage(str(target))
+        if not image.isNull():
+            return image
+    im = open_upright(Path(path), max_side=side)
+    if target is not None:
+        # The cache only saves time: a read-only or full disk just means decoding again.
+        with contextlib.suppress(OSError):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{target.stem}.{threading.get_ident()}.tmp")
+            im.save(tmp, "JPEG", quality=85)
+            os.replace(tmp, target)
+    return to_qimage(im)
+
+
+class ThumbnailLoader(QObject):
+    """Hands out icons; asks a worker for each missing one at most once per generation."""
+
+    ready = Signal(str)  # a photo path whose icon is now available
+
+    def __init__(self, jobs: Jobs, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.jobs = jobs
+        self.cache_dir: Path | None = None
+        self.generation = 0
+        self.requested = 0  # thumbnail jobs asked for, ever (the 10,000-results test reads it)
+        self._icons: OrderedDict[str, QIcon] = OrderedDict()
+        self._pending: set[str] = set()
+        self._failed: set[str] = set()
+
+    def new_generation(self) -> None:
+        """A new query: anything still queued for the old one is no longer wanted."""
+        self.generation += 1
+        self._pending.clear()
+
+    def icon(self, path: str) -> QIcon | None:
+        """The icon if it is ready; otherwise None, and a worker is asked for it."""
+        icon = self._icons.get(path)
+        if icon is not None:
+            self._icons.move_to_end(path)
+            return icon
+        if path not in self._pending and path not in self._failed:
+            self._request(path)
+        return None
+
+    def failed(self, path: str) -> bool:
+        return path in self._failed
+
+    def _request(self, path: str) -> None:
+        self._pending.add(path)
+        self.requested += 1
+        gen = self.generation
+        self.jobs.submit(self._work, path, gen, name="thumbnail", lane="thumbs",
+                         log_failures=False, done=lambda image: self._arrived(path, gen, image),
+                         failed=lambda _exc: self._broken(path, gen))
+
+    def _work(self, path: str, gen: int) -> QImage | None:
+        if gen != self.generation:  # the person has moved on to another query
+            return None
+        return square_icon_image(load_thumbnail(path, self.cache_dir))
+
+    def _arrived(self, path: str, gen: int, image: QImage | None) -> None:
+        if gen != self.generation or image is None:
+            return
+        self._pending.discard(path)
+        self._icons[path] = QIcon(QPixmap.fromImage(image))
+        while len(self._icons) > MEMORY_ITEMS:
+            self._icons.popitem(last=False)
+        self.ready.emit(path)
+
+    def _broken(self, path: str, gen: int) -> None:
+        if gen != self.generation:
+            return
+        self._pending.discard(path)
+        self._failed.add(path)
+        self.ready.emit(path)

@@ -1,0 +1,395 @@
+"""The main window: search field and filters, the results grid, the preview pane.
+
+It shows itself at once and opens the library (which loads the model) in a worker. Everything
+slow runs through ``Jobs``; the window only wires signals and shows what comes back.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from functools import partial
+
+from PySide6.QtCore import QModelIndex, QSettings, Qt
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QMainWindow,
+    QMenu,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import QueryError
+
+from . import imagequery
+from .pages import Banner, EmptyState, LoadingPage, Notice
+from .preview import PreviewPane, show_in_folder
+from .results import ResultsModel, ResultsView
+from .searchbar import SearchBar, SearchRequest
+from .settings import Settings, config_dir, library_location, load_settings
+from .statusbar import StatusBar
+from .tasks import LibraryTasks
+from .thumbs import ThumbnailLoader
+from .workers import Jobs, error_text
+
+log = logging.getLogger(__name__)
+
+
+def open_library(settings: Settings):
+    """The library the settings point at (heavy: imports torch and loads the model)."""
+    from engine.config import IndexingConfig
+    from engine.library import Library
+
+    return Library.open(library_location(settings), device=settings.device,
+                        indexing=IndexingConfig(exclude_globs=tuple(settings.exclude_patterns)))
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, library=None, library_factory: Callable[[], object] | None = None,
+                 settings: Settings | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Chikaku")
+        self.settings = settings or load_settings()
+        self.library = None
+        self.status = None
+        self._owns_library = library is None
+        self._search_gen = 0
+        self.shown: SearchRequest | None = None  # the query whose results are on screen
+        self._pending: SearchRequest | None = None
+        self._settings_dialog = None
+        self.jobs = Jobs(self, on_error=self.show_error)
+        self.loader = ThumbnailLoader(self.jobs, self)
+        self.results = ResultsModel(self.loader, self)
+        self._build()
+        self._build_actions()
+        self.setAcceptDrops(True)
+        self._restore_geometry()
+        if library is not None:
+            self._library_ready(library)
+        else:
+            self._open(library_factory or partial(open_library, self.settings))
+
+    # -- building ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.search = SearchBar(self)
+        self.search.clipboard_has_image = lambda: imagequery.pixels_from_mime(
+            QGuiApplication.clipboard().mimeData()) is not None
+        self.banner = Banner(self)
+        self.loading, self.empty = LoadingPage(self), EmptyState(self)
+        self.grid = ResultsView(self)
+        self.grid.setModel(self.results)
+        self.notice = Notice(self)
+        self.results_stack = QStackedWidget(self)
+        self.results_stack.addWidget(self.notice)
+        self.results_stack.addWidget(self.grid)
+        self.preview = PreviewPane(self.jobs, self)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.results_stack)
+        self.splitter.addWidget(self.preview)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.pages = QStackedWidget(self)
+        for page in (self.loading, self.empty, self.splitter):
+            self.pages.addWidget(page)
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(10, 10, 10, 4)
+        for w in (self.search, self.banner, self.pages):
+            layout.addWidget(w, 1 if w is self.pages else 0)
+        self.setCentralWidget(central)
+        self.statusbar = StatusBar(self)
+        self.setStatusBar(self.statusbar)
+        self.tasks = LibraryTasks(self.jobs, self.statusbar, self)
+        self._connect()
+
+    def _connect(self) -> None:
+        self.search.search_requested.connect(self.run_search)
+        self.search.presentation_changed.connect(self._presentation_changed)
+        self.search.paste_requested.connect(self.paste_image)
+        self.search.leave_down.connect(self.focus_results)
+        self.search.open_button.clicked.connect(self.open_image_query)
+        self.search.settings_button.clicked.connect(self.open_settings)
+        self.empty.add_folder.connect(self.choose_folder)
+        self.tasks.changed.connect(self.model_changed)
+        self.tasks.indexing.connect(self.empty.set_busy)
+        self.grid.selectionModel().currentChanged.connect(self._current_changed)
+        self.grid.doubleClicked.connect(lambda _i: self.open_current())
+        self.grid.customContextMenuRequested.connect(self._context_menu)
+        self.preview.find_similar.connect(self.find_similar)
+        self.preview.message.connect(lambda text: self.statusbar.showMessage(text, 5000))
+
+    def _action(self, text: str, keys, slot, widget: QWidget | None = None) -> QAction:
+        action = QAction(text, widget or self)
+        action.setShortcuts(keys if isinstance(keys, list) else [QKeySequence(keys)])
+        context = (Qt.ShortcutContext.WidgetShortcut if widget is not None
+                   else Qt.ShortcutContext.WindowShortcut)
+        action.setShortcutContext(context)
+        action.triggered.connect(slot)
+        (widget or self).addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self._action("Search", "Ctrl+F", self.focus_search)
+        self._action("Search with an image file…", "Ctrl+O", self.open_image_query)
+        self._action("Settings…", [QKeySequence("Ctrl+,"),
+                                   QKeySequence(QKeySequence.StandardKey.Preferences)],
+                     self.open_settings)
+        self._action("Paste an image to search with", QKeySequence.StandardKey.Paste,
+                     self.paste_image)
+        self._action("Find similar", "Ctrl+Shift+F", lambda: self.find_similar(None))
+        self._action("Find similar", "S", lambda: self.find_similar(None), self.grid)
+        self._action("Show or hide the preview", "Space", self.toggle_preview, self.grid)
+        self._action("Open", "Return", self.open_current, self.grid)
+
+    # -- the library ------------------------------------------------------------------------------
+    def _open(self, factory: Callable[[], object]) -> None:
+        self.pages.setCurrentWidget(self.loading)
+        self.jobs.submit(factory, name="open library", done=self._library_ready,
+                         failed=self._library_failed)
+
+    def _library_ready(self, library) -> None:
+        # The engine and its model leave hundreds of thousands of long-lived objects. A full
+        # garbage collection over them, started by whichever thread happens to allocate, holds
+        # the interpreter lock long enough for the UI to stutter; frozen, they are skipped.
+        gc.freeze()
+        self.library = library
+        self.loader.cache_dir = library.root / "cache" / "thumbs"
+        self.preview.library = library
+        self.tasks.library = library
+        self.refresh_status()
+
+    def _library_failed(self, exc: BaseException) -> None:
+        self.loading.show_problem(f"Could not open the library: {error_text(exc)}")
+        self.show_error("open library", exc)
+
+    def refresh_status(self) -> None:
+        if self.library is not None:
+            self.jobs.submit(self.library.status, name="status", done=self._status_ready)
+
+    def _status_ready(self, status) -> None:
+        self.status = status
+        self.statusbar.set_library(status)
+        self.search.set_folders(status.folders)
+        if self._settings_dialog is not None:
+            self._settings_dialog.set_status(status)
+        empty = status.photos == 0
+        self.pages.setCurrentWidget(self.empty if empty else self.splitter)
+        self.search.set_searchable(not empty)
+        if not empty and self.search.request().is_empty() and self._pending is None:
+            self._show_notice(f"Type what you are looking for to search {status.photos:,} "
+                              "photos, or drop a photo here to find similar ones.")
+        if self._pending is not None:
+            request, self._pending = self._pending, None
+            self.run_search(request)
+
+    # -- searching --------------------------------------------------------------------------------
+    def run_search(self, request: SearchRequest) -> None:
+        self._search_gen += 1
+        gen = self._search_gen
+        if self.library is None:
+            self._pending = request
+            return
+        if request.is_empty():
+            self.results.clear()
+            self._show_notice("Type what you are looking for, or drop a photo here.")
+            return
+        self.statusbar.showMessage("Searching…")
+        self.jobs.submit(self.library.search, request.text or None, self.settings.results,
+                         image=request.image, folder=request.folder,
+                         date_from=request.date_from, date_to=request.date_to, name="search",
+                         log_failures=False,  # a half-typed query is not worth a traceback
+                         done=lambda hits: self._search_done(gen, request, hits),
+                         failed=lambda exc: self._search_failed(gen, exc))
+
+    def _search_done(self, gen: int, request: SearchRequest, hits: list) -> None:
+        if gen != self._search_gen:
+            return  # an older query finished after a newer one was asked for
+        self.statusbar.clearMessage()
+        self.show_hits(hits, request)
+
+    def show_hits(self, hits: list, request: SearchRequest | None = None) -> None:
+        """Put a search's hits (engine.search.Hit) in the grid."""
+        self.shown = request
+        self.results.set_hits(hits)
+        self._after_results()
+
+    def _after_results(self) -> None:
+        shown, total = self.results.rowCount(), self.results.total_hits()
+        if shown:
+            self.results_stack.setCurrentWidget(self.grid)
+            self.grid.setCurrentIndex(self.results.index(0))
+            self.grid.scrollToTop()
+        elif total:
+            self._show_notice(f"None of the {total:,} photos found reach the minimum score.")
+        else:
+            self._show_notice("No photos match the folder and dates chosen.")
+
+    def _search_failed(self, gen: int, exc: BaseException) -> None:
+        if gen != self._search_gen:
+            return
+        self.statusbar.clearMessage()
+        self.results.clear()
+        self._show_notice(error_text(exc)[:1].upper() + error_text(exc)[1:])
+        if not isinstance(exc, QueryError):
+            log.error("search failed", exc_info=(type(exc), exc, exc.__traceback__))
+            self.show_error("search", exc)
+
+    def _presentation_changed(self) -> None:
+        self.results.set_min_score(self.search.min_score())
+        self.results.set_sort(self.search.sort_key())
+        if self.results.total_hits():
+            self._after_results()
+
+    def _show_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.results_stack.setCurrentWidget(self.notice)
+        self.preview.show_hit(None)
+
+    def find_similar(self, photo_id: int | None = None) -> None:
+        if photo_id is None:
+            hit = self.grid.current_hit()
+            if hit is None:
+                return
+            photo_id = hit.photo_id
+        self.search.set_query(f"photo:{photo_id}")
+
+    def search_with_image(self, path: str) -> None:
+        self.search.set_image(path, search=True)
+
+    # -- images as queries ------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if imagequery.can_query(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if imagequery.can_query(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if self.query_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def query_from_mime(self, mime) -> bool:
+        """Search with the image a drop or the clipboard carries; False if it holds none."""
+        path = imagequery.image_file_from_mime(mime)
+        if path is not None:
+            self.search_with_image(path)
+            return True
+        pixels = imagequery.pixels_from_mime(mime)
+        if pixels is None or self.library is None:
+            return False
+        self.jobs.submit(imagequery.save_pasted, pixels, self.library.root / "cache" / "queries",
+                         name="paste image", done=self.search_with_image)
+        return True
+
+    def paste_image(self) -> None:
+        if not self.query_from_mime(QGuiApplication.clipboard().mimeData()):
+            self.statusbar.showMessage("The clipboard holds no image to search with.", 5000)
+
+    def open_image_query(self) -> None:
+        exts = " ".join(f"*{e}" for e in sorted(imagequery.IMAGE_EXTENSIONS))
+        path, _ = QFileDialog.getOpenFileName(self, "Search with an image", "",
+                                              f"Images ({exts})")
+        if path:
+            self.search_with_image(path)
+
+    # -- folders ----------------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
+        if path:
+            self.add_folder(path)
+
+    def add_folder(self, path: str) -> None:
+        self.tasks.add_folder(path)
+
+    def model_changed(self) -> None:
+        """The photos or the active model changed: refresh counts and the current results."""
+        self.refresh_status()
+        request = self.search.request()
+        if not request.is_empty():
+            self.run_search(request)
+
+    # -- the selected photo -----------------------------------------------------------------------
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        hit = current.data(ResultsModel.HitRole) if current.isValid() else None
+        if self.preview.isVisible():
+            self.preview.show_hit(hit)
+
+    def toggle_preview(self) -> None:
+        self.preview.setVisible(not self.preview.isVisible())
+        if self.preview.isVisible():
+            self.preview.show_hit(self.grid.current_hit())
+
+    def open_current(self) -> None:
+        hit = self.grid.current_hit()
+        if hit is not None:
+            from PySide6.QtCore import QUrl
+            from PySide6.QtGui import QDesktopServices
+
+            QDesktopServices.openUrl(QUrl.fromLocalFile(hit.path))
+
+    def _context_menu(self, pos) -> None:
+        index = self.grid.indexAt(pos)
+        hit = index.data(ResultsModel.HitRole) if index.isValid() else None
+        if hit is None:
+            return
+        self.grid.setCurrentIndex(index)
+        menu = QMenu(self)
+        menu.addAction("Find similar", lambda: self.find_similar(hit.photo_id))
+        menu.addAction("Open", self.open_current)
+        menu.addAction("Show in folder", lambda: show_in_folder(hit.path))
+        menu.addAction("Copy path", lambda: QGuiApplication.clipboard().setText(hit.path))
+        menu.popup(self.grid.viewport().mapToGlobal(pos))
+
+    def focus_search(self) -> None:
+        self.search.field.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.field.selectAll()
+
+    def focus_results(self) -> None:
+        if self.results.rowCount():
+            self.grid.setFocus(Qt.FocusReason.OtherFocusReason)
+            if not self.grid.currentIndex().isValid():
+                self.grid.setCurrentIndex(self.results.index(0))
+
+    # -- settings, errors, closing ----------------------------------------------------------------
+    def open_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        if self._settings_dialog is None:
+            self._settings_dialog = SettingsDialog(self)
+        if self.status is not None:
+            self._settings_dialog.set_status(self.status)
+        self._settings_dialog.show()
+        self._settings_dialog.raise_()
+
+    def show_error(self, job: str, exc: BaseException) -> None:
+        self.banner.show_failure(job, exc)
+
+    def _window_state(self) -> QSettings:
+        return QSettings(str(config_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+    def _restore_geometry(self) -> None:
+        state = self._window_state()
+        if not self.restoreGeometry(state.value("geometry", b"")):
+            self.resize(1200, 780)
+        if not self.splitter.restoreState(state.value("splitter", b"")):
+            self.splitter.setSizes([720, 460])
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        state = self._window_state()
+        state.setValue("geometry", self.saveGeometry())
+        state.setValue("splitter", self.splitter.saveState())
+        state.sync()
+        if self._settings_dialog is not None:
+            self._settings_dialog.apply()
+        if self.preview.is_dirty():
+            self.preview.save_captions()
+        self.jobs.cancel_all()
+        self.jobs.wait()  # catalog writes finish; long jobs stop at their next step
+        if self._owns_library and self.library is not None:
+            self.library.close()
+        super().closeEvent(event)

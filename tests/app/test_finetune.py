@@ -1,0 +1,105 @@
+"""Fine-tuning from the settings dialog: it runs to the end showing progress and recall before
+and after, the person can go back or keep the new model, and a cancelled run changes nothing."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.app.conftest import WAIT_MS
+from tests.conftest import DATASET
+
+train = pytest.importorskip("engine.train", reason="the training engine is not there yet")
+TrainOptions = train.TrainOptions
+
+
+def _caption_every_photo(lib, photos) -> int:
+    """Give each of the 12 photos its real captions from the data set."""
+    texts: dict[str, list[str]] = {}
+    with open(DATASET / "captions.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            texts.setdefault(row["image"], []).append(row["caption"])
+    n = 0
+    for path in sorted(photos.iterdir()):
+        lib.set_captions(lib.photo_by_path(path).id, texts[path.name][:3])
+        n += 1
+    return n
+
+
+@pytest.fixture
+def panel(qtbot, tiny_window, tiny_lib, photos):
+    n = _caption_every_photo(tiny_lib, photos)
+    tiny_window.refresh_status()
+    tiny_window.open_settings()
+    dialog = tiny_window._settings_dialog
+    dialog.tabs.setCurrentWidget(dialog.finetune)
+    panel = dialog.finetune
+    qtbot.waitUntil(lambda: panel.count_label.text().startswith(f"{n} photos have captions"),
+                    timeout=WAIT_MS)
+    yield panel
+    dialog.close()
+
+
+def _run(qtbot, panel, steps: int, **options) -> None:
+    panel.base_options = TrainOptions(batch_size=8, lr=3e-3, holdout=0.2, seed=0, **options)
+    panel.steps.setValue(steps)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert panel.is_running() and panel.cancel_button.isEnabled()
+
+
+def test_fine_tuning_runs_to_the_end_and_can_go_back(qtbot, panel, tiny_lib):
+    original = tiny_lib.active_model_record().version
+    _run(qtbot, panel, steps=30, activate="always")
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    assert panel.result is not None, panel.step_label.text()
+    assert panel.progress.value() == panel.progress.maximum() == 30
+    for column in (0, 1):  # before and after, as numbers
+        assert all(float(v) >= 0 for v in panel.recall_text(column))
+    assert panel.result.before == pytest.approx({k: float(v) for k, v in zip(
+        ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"),
+        panel.recall_text(0), strict=True)}, abs=0.05)
+    assert "now in use" in panel.result_label.text()
+    new = panel.result.version
+    assert tiny_lib.active_model_record().version == new != original
+    assert panel.keep_button.isEnabled() and panel.back_button.isEnabled()
+
+    qtbot.mouseClick(panel.back_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tiny_lib.active_model_record().version == original,
+                    timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "in use again" in panel.result_label.text(), timeout=WAIT_MS)
+
+    # A second, long run cancelled midway leaves the model in use as it was.
+    _run(qtbot, panel, steps=100_000, activate="always")
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=WAIT_MS)
+    assert "loss" in panel.step_label.text()  # live loss while it trains
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    assert "Cancelled" in panel.step_label.text()
+    assert tiny_lib.active_model_record().version == original
+    assert not panel.window_.banner.isVisible()  # cancelling is not an error
+
+
+def test_keeping_a_model_that_was_not_activated_switches_to_it(qtbot, panel, tiny_lib):
+    original = tiny_lib.active_model_record().version
+    _run(qtbot, panel, steps=20, activate="never")
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    assert panel.result is not None and not panel.result.activated
+    assert tiny_lib.active_model_record().version == original
+    new = panel.result.version
+    qtbot.mouseClick(panel.keep_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tiny_lib.active_model_record().version == new, timeout=WAIT_MS)
+    assert not panel.keep_button.isEnabled()
+
+
+def test_too_few_captions_is_explained(qtbot, tiny_window):
+    tiny_window.open_settings()
+    panel = tiny_window._settings_dialog.finetune
+    panel.base_options = TrainOptions(batch_size=8)
+    panel.steps.setValue(10)
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
+    assert "at least 8 captioned photos" in panel.step_label.text()
+    assert tiny_window.banner.isVisible()
+    tiny_window._settings_dialog.close()

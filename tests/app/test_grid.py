@@ -1,0 +1,72 @@
+"""The results grid: 10,000 results stay cheap, thumbnails come from a disk cache, upright."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import Qt
+
+from app.results import SORT_DATE
+from app.thumbs import load_thumbnail
+from engine.search import Hit
+from tests.app.conftest import WAIT_MS
+
+
+def _synthetic_hits(n: int) -> list[Hit]:
+    return [Hit(i + 1, f"/nowhere/photo-{i:05d}.jpg", 1.0 - i / n, datetime(2020, 1, 1 + i % 28))
+            for i in range(n)]
+
+
+def test_ten_thousand_results_ask_only_for_visible_thumbnails(qtbot, tiny_window):
+    w = tiny_window
+    before = w.loader.requested
+    w.show_hits(_synthetic_hits(10_000))
+    assert w.results.rowCount() == 10_000
+    assert w.grid.isVisible()
+    qtbot.waitUntil(lambda: w.loader.requested > before, timeout=WAIT_MS)
+    qtbot.wait(200)  # let the view paint and ask for whatever it wants
+    first_screen = w.loader.requested - before
+    assert 0 < first_screen <= 200
+    w.grid.scrollToBottom()
+    qtbot.wait(200)
+    assert w.loader.requested - before <= 2 * first_screen + 50  # one more screenful at most
+    last = w.results.index(9_999)
+    assert w.results.data(last, Qt.ItemDataRole.DisplayRole) == "photo-09999.jpg"
+
+
+def test_a_new_query_drops_thumbnails_still_coming_for_the_old_one(qtbot, tiny_window):
+    w = tiny_window
+    w.show_hits(_synthetic_hits(500))
+    old_generation = w.loader.generation
+    w.show_hits(_synthetic_hits(20))
+    assert w.loader.generation == old_generation + 1
+    w.loader._arrived("/nowhere/photo-00003.jpg", old_generation, None)  # a late old result
+    assert w.loader.icon("/nowhere/photo-00003.jpg") is None
+
+
+def test_minimum_score_and_date_order_rearrange_the_results(tiny_window):
+    w = tiny_window
+    w.show_hits(_synthetic_hits(100))
+    w.search.min_score_box.setValue(0.5)
+    assert w.results.rowCount() == 51  # scores 1.00 down to 0.50
+    w.search.sort_box.setCurrentIndex(w.search.sort_box.findData(SORT_DATE))
+    dates = [w.results.hit(r).date for r in range(w.results.rowCount())]
+    assert dates == sorted(dates, reverse=True)
+    w.search.min_score_box.setValue(0.0)
+    assert w.results.rowCount() == 100
+
+
+def test_thumbnails_are_cached_on_disk_and_upright(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "portrait.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored sideways: rotate 90° counter-clockwise to view
+    Image.new("RGB", (600, 300), (20, 120, 200)).save(photo, exif=exif)
+    cache = tmp_path / "thumbs"
+    first = load_thumbnail(str(photo), cache)
+    assert (first.width(), first.height()) == (128, 256)  # upright, long side 256
+    cached = list(cache.rglob("*.jpg"))
+    assert len(cached) == 1
+    second = load_thumbnail(str(photo), cache)  # read back from the cache
+    assert (second.width(), second.height()) == (128, 256)
