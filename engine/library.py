@@ -388,11 +388,19 @@ class Library:
         with self.catalog.session() as s:
             if s.get(Photo, photo_id) is None:
                 raise LibraryError(f"no photo with id {photo_id} in the library")
-            s.query(Caption).filter(Caption.photo_id == photo_id,
-                                    Caption.source == source).delete()
-            for t in texts:
-                if t.strip():
-                    s.add(Caption(photo_id=photo_id, text=t.strip(), source=source))
+            # The given list becomes the photo's captions: kept lines keep their row (and where
+            # they were imported from), removed lines go, new lines are added with ``source``.
+            wanted = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+            existing = s.scalars(select(Caption).where(Caption.photo_id == photo_id)).all()
+            have = set()
+            for cap in existing:
+                if cap.text in wanted and cap.text not in have:
+                    have.add(cap.text)
+                else:
+                    s.delete(cap)
+            for t in wanted:
+                if t not in have:
+                    s.add(Caption(photo_id=photo_id, text=t, source=source))
 
     def photo(self, photo_id: int) -> Photo | None:
         with self.catalog.session() as s:

@@ -120,3 +120,13 @@ def test_malformed_coco_is_a_clear_error(lib_with_photos, tmp_path, content, mes
         captions.import_coco(lib, path)
     with pytest.raises(DatasetError, match="cannot read"):
         captions.import_coco(lib, tmp_path / "missing.json")
+
+
+def test_editing_imported_captions_does_not_duplicate_them(lib_with_photos, dataset):
+    lib, photos = lib_with_photos
+    captions.import_csv(lib, dataset / "captions.csv")
+    first = sorted(photos.iterdir())[0]
+    pid = lib.photo_by_path(first).id
+    shown = lib.captions(pid)
+    lib.set_captions(pid, shown[:4] + ["Mia on the stairs"])  # one removed, one added
+    assert lib.captions(pid) == shown[:4] + ["Mia on the stairs"]
