@@ -74,12 +74,12 @@ def load_settings(path: Path | None = None) -> Settings:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Settings()
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         log.warning("cannot read the settings file %s (%s); using the defaults", path, e)
         return Settings()
     try:
         data = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         log.warning("the settings file %s is damaged (%s); using the defaults", path, e)
         return Settings()
     if not isinstance(data, dict) or not isinstance(data.get("version"), int):
