@@ -7,10 +7,12 @@ smallest size that still covers the model's input (JPEG draft mode decodes a 12 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +37,8 @@ Image.MAX_IMAGE_PIXELS = 1_000_000_000
 MAX_FILE_BYTES = 1 << 30
 
 _EXIF_IFD = 0x8769
+LARGE_PIXELS = 24_000_000
+_LARGE_DECODES = threading.Lock()
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
 
@@ -148,17 +152,21 @@ def decode(data: bytes, size: int = 224, max_pixels: int = 120_000_000) -> Decod
                 f"image too large: {w}x{h} pixels ({w * h / 1e6:.0f} MP, "
                 f"limit {max_pixels / 1e6:.0f} MP)"
             )
-        taken = _taken_at(im)
-        if getattr(im, "is_animated", False):
-            im.seek(0)
-        if is_jpeg:
-            s = size / min(w, h)
-            if s < 1:
-                im.draft("RGB", (max(size, int(w * s + 1)), max(size, int(h * s + 1))))
-        uw, uh = (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
-        ImageOps.exif_transpose(im, in_place=True)  # no copy of a large photo that is upright
-        im = _to_rgb(im)
-        pixels = _resize_crop(im, size)
+        # Large decodes (a big PNG or TIFF) take one at a time, so that several decoding
+        # threads never hold several of them in memory at once.
+        big = decoded_pixels > LARGE_PIXELS
+        with _LARGE_DECODES if big else contextlib.nullcontext():
+            taken = _taken_at(im)
+            if getattr(im, "is_animated", False):
+                im.seek(0)
+            if is_jpeg:
+                s = size / min(w, h)
+                if s < 1:
+                    im.draft("RGB", (max(size, int(w * s + 1)), max(size, int(h * s + 1))))
+            uw, uh = (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of a large photo that is upright
+            im = _to_rgb(im)
+            pixels = _resize_crop(im, size)
     except BadImage:
         raise
     except MemoryError as e:
