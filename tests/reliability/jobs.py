@@ -50,7 +50,25 @@ def _open(spec: dict) -> Library:
                         indexing=indexing)
 
 
+def _reset_peak_rss() -> None:
+    """A new process inherits its parent's peak-RSS mark; start counting from here."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def index_job(spec: dict, started) -> None:
+    _reset_peak_rss()
     """``started`` is called at once, or with ``signal_at`` "indexing" when embedding begins."""
     if spec.get("signal_at") != "indexing":
         started()
@@ -89,7 +107,7 @@ def index_job(spec: dict, started) -> None:
     say("DONE " + json.dumps({k: getattr(report, k) for k in (
         "scanned", "added", "updated", "moved", "removed", "unchanged", "embedded",
         "reused")} | {"skipped": len(report.skipped), "reasons": report.skipped,
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "maxrss_mb": _peak_rss_mb()}))
 
 
 def train_job(spec: dict, started) -> None:
