@@ -29,6 +29,19 @@ from .search import Hit, Term, parse_query
 DEFAULT_MODEL: dict[str, Any] = {"family": "bundled"}
 
 
+def photo_folder(p: Path | str) -> Path:
+    """The absolute folder a person named, or a LibraryError saying what is wrong with it."""
+    path = Path(p).expanduser().resolve()
+    if not path.exists():
+        raise LibraryError(f"no such folder: {p}")
+    if not path.is_dir():
+        raise LibraryError(f"not a folder: {p} (give the folder that holds your photos)")
+    if not is_utf8(str(path)):
+        raise LibraryError(f"the folder name {shown_path(str(path))} is not valid UTF-8, "
+                           "so the catalog cannot keep it: rename it to index it")
+    return path
+
+
 @dataclass
 class LibraryStatus:
     root: str
@@ -158,17 +171,7 @@ class Library:
     def add_folders(self, paths: list[Path | str], progress: ProgressFn | None = None,
                     cancel: threading.Event | None = None) -> IndexReport:
         """Index (or re-index) folders: new photos are embedded, changes picked up."""
-        folders = []
-        for p in paths:
-            path = Path(p).expanduser().resolve()
-            if not path.exists():
-                raise LibraryError(f"no such folder: {p}")
-            if not path.is_dir():
-                raise LibraryError(f"not a folder: {p} (give the folder that holds your photos)")
-            if not is_utf8(str(path)):
-                raise LibraryError(f"the folder name {shown_path(str(path))} is not valid UTF-8, "
-                                   "so the catalog cannot keep it: rename it to index it")
-            folders.append(path)
+        folders = [photo_folder(p) for p in paths]
         if not folders:
             raise LibraryError("give at least one folder to index")
         with self.writer.hold("indexing"):

@@ -34,6 +34,7 @@ from watchdog.events import FileSystemEvent
 from .changes import ChangeBatch, ChangeFilter
 from .errors import Cancelled, LibraryError
 from .indexer import IndexReport, Progress
+from .library import photo_folder
 from .observers import Observers
 
 if TYPE_CHECKING:
@@ -83,15 +84,7 @@ def describe(event: WatchEvent) -> str:
 def _resolve_roots(library: Library, folders: list[str | Path]) -> list[str]:
     if not folders:
         return library.folders()
-    roots = []
-    for f in folders:
-        path = Path(f).expanduser().resolve()
-        if not path.exists():
-            raise LibraryError(f"no such folder: {f}")
-        if not path.is_dir():
-            raise LibraryError(f"not a folder: {f} (give the folder that holds your photos)")
-        roots.append(str(path))
-    return sorted(set(roots))
+    return sorted({str(photo_folder(f)) for f in folders})
 
 
 class Watcher:

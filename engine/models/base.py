@@ -109,6 +109,13 @@ class DualEncoder(nn.Module):
         """The weights a checkpoint must carry (frozen pretrained towers are not repeated)."""
         return {k: v for k, v in self.state_dict().items()}
 
+    def heads_and_unlocked_state(self) -> dict[str, torch.Tensor]:
+        """For pretrained towers: the heads and any unlocked tower weights, nothing frozen."""
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        heads = ("image_proj.", "text_proj.")
+        return {k: v for k, v in self.state_dict().items()
+                if k.startswith(heads) or k in trainable}
+
     @property
     def version(self) -> str:
         """A stable name for exactly this model: family, config and trained weights."""

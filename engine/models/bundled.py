@@ -159,7 +159,4 @@ class BundledDualEncoder(DualEncoder):
                 "image_tower": "tf_efficientnet_lite0", "text_tower": "all-MiniLM-L6-v2"}
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        state = self.state_dict()
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        heads = ("image_proj.", "text_proj.")
-        return {k: v for k, v in state.items() if k.startswith(heads) or k in trainable}
+        return self.heads_and_unlocked_state()
