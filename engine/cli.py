@@ -119,10 +119,13 @@ def _add_training_commands(sub, common) -> None:
     tr.add_argument("--holdout", type=float, default=d.holdout,
                     help=f"fraction of captioned photos held out, default {d.holdout}")
     tr.add_argument("--activate", choices=("if_better", "always", "never"), default="if_better")
-    tr.add_argument("--unlock-image", type=int, default=0, metavar="N",
-                    help="CLIP models: also train the last N image transformer blocks")
-    tr.add_argument("--unlock-text", type=int, default=0, metavar="N",
-                    help="CLIP models: also train the last N text transformer blocks")
+    tr.add_argument("--crops", type=int, default=d.crops, metavar="N",
+                    help="add N random crops of each photo as training views "
+                    f"(default {d.crops})")
+    tr.add_argument("--unlock-image", type=int, default=d.unlock_image, metavar="N",
+                    help="also train the last N blocks of the image tower")
+    tr.add_argument("--unlock-text", type=int, default=d.unlock_text, metavar="N",
+                    help="also train the last N layers of the text tower")
     tr.add_argument("--wise-alpha", type=float, default=1.0, metavar="A",
                     help="WiSE-FT: keep A of the fine-tuning (0..1, default 1)")
     tr.add_argument("--restart", action="store_true",
@@ -292,8 +295,8 @@ def cmd_train(args) -> int:
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, holdout=args.holdout, activate=args.activate,
                         family=args.family, resume=not args.restart,
-                        unlock_image=args.unlock_image, unlock_text=args.unlock_text,
-                        wise_alpha=args.wise_alpha)
+                        crops=args.crops, unlock_image=args.unlock_image,
+                        unlock_text=args.unlock_text, wise_alpha=args.wise_alpha)
     lib = _open_library(args)
     cancel = threading.Event()
     bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,

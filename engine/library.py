@@ -24,7 +24,7 @@ from .lock import WriterLock, setup_lock
 from .models import create_model, load_checkpoint
 from .models.base import DualEncoder
 from .scan import is_utf8, shown_path
-from .search import Hit, Term, parse_query
+from .search import Hit, Term, parse_query, sample_queries
 
 DEFAULT_MODEL: dict[str, Any] = {"family": "bundled"}
 
@@ -156,9 +156,16 @@ class Library:
 
     def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
         ids, vecs = self.catalog.vectors(model.version)
-        idx = VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu)
+        idx = VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu,
+                                queries=lambda: self.tuning_queries(model))
         self._save_index(idx, generation)
         return idx
+
+    @staticmethod
+    def tuning_queries(model: DualEncoder) -> np.ndarray:
+        """Text query vectors like people's, for tuning an approximate index (large libraries
+        only: computed when one is built)."""
+        return model.encode_texts(sample_queries())
 
     def _save_index(self, idx: VectorIndex, generation: int | None = None) -> None:
         # The index is a cache: if it cannot be written it is rebuilt from the catalog next time.
@@ -183,7 +190,9 @@ class Library:
             finally:
                 self._index_in_step()
                 self._save_index(idx)
-                idx.maybe_convert(lambda: self.catalog.vectors(idx.version))
+                model = self.model
+                idx.maybe_convert(lambda: self.catalog.vectors(idx.version),
+                                  lambda: self.tuning_queries(model))
 
     def reindex(self, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> IndexReport:

@@ -70,12 +70,13 @@ def load_record(rec: ModelRecord, device: str) -> DualEncoder:
 
 
 def derive(parent: ModelRecord, opt: TrainOptions, device: str) -> DualEncoder:
-    """A trainable copy of the parent; CLIP towers partly unlocked when asked."""
+    """A trainable copy of the parent; its towers' last blocks unlocked when asked."""
     unlock = {k: getattr(opt, k) for k in ("unlock_image", "unlock_text") if getattr(opt, k)}
     if not unlock:
         return load_record(parent, device)
-    if parent.family != "openclip":
-        raise LibraryError("unlocking tower blocks is available for CLIP models only")
+    if parent.family not in ("bundled", "openclip"):
+        raise LibraryError(f"a {parent.family} model trains its whole towers already; "
+                           "unlocking blocks applies to the bundled and CLIP models")
     config = {**json.loads(parent.config_json), **unlock}
     model = create_model(config, device=device)
     if parent.path:

@@ -26,6 +26,17 @@ _PHOTO = re.compile(r"^photo:(\d+)$")
 QUOTES = "\"'“”"
 
 
+_SUBJECTS = ("a dog", "a cat", "a child", "two people", "a man", "a woman", "a group of friends",
+             "a bird", "a car", "a bicycle", "a boat", "a horse")
+_PLACES = ("on the beach", "in the snow", "in a park", "on a city street", "at home",
+           "in the water", "on a mountain", "at a party", "in a forest", "at night")
+
+
+def sample_queries() -> list[str]:
+    """Everyday text queries, for tuning an approximate index to how people search."""
+    return [f"{s} {p}" for s in _SUBJECTS for p in _PLACES]
+
+
 @dataclass(frozen=True)
 class Term:
     weight: float

@@ -1,11 +1,14 @@
 """Contrastive training on captioned photos, as a generator of progress events.
 
-Each step draws a batch of photos (one of each photo's captions, a random horizontal flip), embeds
-both sides, and takes a step on CLIP's symmetric InfoNCE loss. Frozen towers are run once: their
-features are cached (in memory and on disk, keyed by content), so repeated epochs cost only the
-heads. A held-out split of the photos (never of captions) measures Recall@K before, during and
-after; the best held-out state is kept (early stopping). Every yield is a cancel point; the run's
-state is saved at checkpoints so a cancelled or interrupted run resumes where it stopped.
+Each step draws a batch of photos (one of each photo's captions, one of the photo's views: as
+is, mirrored, or a random crop), embeds both sides, and takes a step on CLIP's symmetric InfoNCE
+loss. The frozen part of each tower is run once and its output cached (in memory and on disk,
+keyed by content): with locked towers that is the feature embedding and a step costs only the
+heads; with the last blocks unlocked it is the map or token states going into those blocks, and a
+step runs just them. A held-out split of the photos (never of captions) measures Recall@K before,
+during and after; the best held-out state is kept (early stopping). Every yield is a cancel
+point; the run's state is saved at checkpoints so a cancelled or interrupted run resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from .config import TrainOptions
 from .errors import Cancelled, EngineError, LibraryError
 from .evaluate import decode_all, recalls
 from .loss import LogitScale, clip_loss
-from .models.base import DualEncoder
+from .models.base import HEADS, DualEncoder
 
 MIN_PHOTOS = 8
+TOWER_LR_SHARE = 0.1  # unlocked tower blocks learn at this share of the heads' rate
 
 
 @dataclass
@@ -112,7 +116,9 @@ class FeatureCache:
         return self.data.get(key)
 
     def put(self, key: str, value: np.ndarray) -> None:
-        self.data[key] = value
+        # Feature vectors are kept exactly; the larger maps and token states of partly unlocked
+        # towers in half precision (half the memory and disk, far below the training noise).
+        self.data[key] = value.astype(np.float16) if value.ndim > 1 else value
         self.dirty = True
 
     def save(self) -> None:
@@ -134,70 +140,100 @@ def _text_key(text: str) -> str:
     return "t" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def towers_frozen(model: DualEncoder) -> bool:
-    towers = [m for n, m in model.named_children() if n.endswith("_tower")]
-    return all(not p.requires_grad for t in towers for p in t.parameters())
+CROP_SCALE = (0.5, 1.0)  # share of the photo's area a crop view keeps
+CROP_DECODE = 1.3  # crop views are cut from a decode this much larger than the model's input
+
+
+def views(flip: bool, crops: int) -> list[str]:
+    """Names of the cached views of a training photo: "" the photo as search sees it, "f" its
+    mirror image, "c0", "c0f", ... random crops (and their mirror images)."""
+    out = [""] + (["f"] if flip else [])
+    for j in range(crops):
+        out += [f"c{j}"] + ([f"c{j}f"] if flip else [])
+    return out
+
+
+def _crop(pixels: np.ndarray, key: str, size: int) -> torch.Tensor:
+    """A random-resized crop of one (S, S, 3) image, the same every time for the same key."""
+    seed = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+    rng = np.random.default_rng(seed)
+    full = pixels.shape[0]
+    area = rng.uniform(*CROP_SCALE) * full * full
+    ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+    w = min(full, int(round(math.sqrt(area * ratio))))
+    h = min(full, int(round(math.sqrt(area / ratio))))
+    y, x = int(rng.integers(0, full - h + 1)), int(rng.integers(0, full - w + 1))
+    part = torch.as_tensor(pixels[y : y + h, x : x + w]).permute(2, 0, 1)[None].float()
+    out = torch.nn.functional.interpolate(part, size=(size, size), mode="bilinear",
+                                          antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
 
 
 @torch.inference_mode()
-def image_features(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
-                   flip: bool, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
-    keys = [f"i{h}" for h in data.hashes]
-    missing = [i for i, k in enumerate(keys) if cache.get(k) is None
-               or (flip and cache.get(k + "f") is None)]
+def image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
+                names: list[str], batch: int = 64) -> torch.Tensor:
+    """(views, photos, ...) outputs of the image tower's frozen part, cached by content."""
+    keys = [[f"i{h}{v}" for v in names] for h in data.hashes]
+    missing = [i for i, ks in enumerate(keys) if any(cache.get(k) is None for k in ks)]
+    size = model.input_size
+    crops = any(v.startswith("c") for v in names)
     for s in range(0, len(missing), batch):
         chunk = missing[s : s + batch]
-        pixels = torch.as_tensor(decode_all([Path(data.paths[i]) for i in chunk],
-                                            model.input_size))
-        feats = model.image_features(pixels).float().cpu().numpy()
-        for i, f in zip(chunk, feats, strict=True):
-            cache.put(keys[i], f)
-        if flip:
-            flipped = model.image_features(pixels.flip(2)).float().cpu().numpy()
-            for i, f in zip(chunk, flipped, strict=True):
-                cache.put(keys[i] + "f", f)
-    plain = torch.tensor(np.stack([cache.get(k) for k in keys]))
-    mirrored = torch.tensor(np.stack([cache.get(k + "f") for k in keys])) if flip else None
-    return plain, mirrored
+        paths = [Path(data.paths[i]) for i in chunk]
+        pixels = torch.as_tensor(decode_all(paths, size))
+        large = decode_all(paths, int(round(size * CROP_DECODE))) if crops else None
+        for v in names:
+            if v.startswith("c"):
+                x = torch.stack([_crop(large[j], keys[i][0] + v.rstrip("f"), size)
+                                 for j, i in enumerate(chunk)])
+            else:
+                x = pixels
+            if v.endswith("f"):
+                x = x.flip(2)
+            stems = model.image_stem(x).float().cpu().numpy()
+            for i, f in zip(chunk, stems, strict=True):
+                cache.put(f"i{data.hashes[i]}{v}", f)
+    with torch.inference_mode(False):  # training takes gradients through what comes next
+        return torch.stack([torch.from_numpy(np.stack([cache.get(ks[n]) for ks in keys]))
+                            .float() for n in range(len(names))])
 
 
 @torch.inference_mode()
-def text_features(model: DualEncoder, texts: list[str], cache: FeatureCache,
-                  batch: int = 256) -> torch.Tensor:
+def text_stems(model: DualEncoder, texts: list[str], cache: FeatureCache,
+               batch: int = 256) -> list[torch.Tensor]:
     keys = [_text_key(t) for t in texts]
     missing = [i for i, k in enumerate(keys) if cache.get(k) is None]
     for s in range(0, len(missing), batch):
         chunk = missing[s : s + batch]
-        feats = model.text_features([texts[i] for i in chunk]).float().cpu().numpy()
-        for i, f in zip(chunk, feats, strict=True):
-            cache.put(keys[i], f)
-    return torch.tensor(np.stack([cache.get(k) for k in keys]))
+        stems = model.text_stem([texts[i] for i in chunk])
+        for i, f in zip(chunk, stems, strict=True):
+            cache.put(keys[i], f.float().cpu().numpy())
+    with torch.inference_mode(False):
+        return [torch.from_numpy(cache.get(k)).float() for k in keys]
 
 
 @dataclass
 class _Prepared:
-    """Training inputs: cached features (frozen towers) or decoded pixels (trainable towers)."""
+    """Training inputs: cached stems (frozen tower parts) or decoded pixels (trainable towers)."""
 
-    frozen: bool
-    images: torch.Tensor  # features (N, F) or pixels (N, H, W, 3) uint8
-    flipped: torch.Tensor | None
+    cached: bool
+    images: torch.Tensor  # stems (views, N, ...) or pixels (N, H, W, 3) uint8
     texts: list[list[str]]
-    text_feats: list[torch.Tensor] = field(default_factory=list)  # per photo (captions, T)
+    text_stems: list[list[torch.Tensor]] = field(default_factory=list)  # per photo, per caption
 
 
-def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip: bool
-            ) -> _Prepared:
-    if towers_frozen(model):
-        plain, mirrored = image_features(model, data, cache, flip)
-        flat = [c for caps in data.captions for c in caps]
-        tf = text_features(model, flat, cache)
+def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip: bool,
+            crops: int = 0) -> _Prepared:
+    if model.cacheable():
+        stems = image_stems(model, data, cache, views(flip, crops))
+        flat = text_stems(model, [c for caps in data.captions for c in caps], cache)
         per, at = [], 0
         for caps in data.captions:
-            per.append(tf[at : at + len(caps)])
+            per.append(flat[at : at + len(caps)])
             at += len(caps)
-        return _Prepared(True, plain, mirrored, data.captions, per)
+        return _Prepared(True, stems, data.captions, per)
     pixels = torch.as_tensor(decode_all([Path(p) for p in data.paths], model.input_size))
-    return _Prepared(False, pixels, None, data.captions)
+    return _Prepared(False, pixels, data.captions)
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -210,8 +246,15 @@ class Trainer:
         self.run_dir = run_dir
         self.device = model.device
         self.scale = LogitScale().to(self.device)
-        self.params = model.trainable_parameters() + list(self.scale.parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=options.lr,
+        heads, towers = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (heads if name.startswith(HEADS) else towers).append(p)
+        groups = [{"params": heads + list(self.scale.parameters()), "share": 1.0}]
+        if towers:  # pretrained blocks move more gently than the fresh heads
+            groups.append({"params": towers, "share": TOWER_LR_SHARE})
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.AdamW(groups, lr=options.lr,
                                            weight_decay=options.weight_decay)
         self.use_amp = self.device.type == "cuda"
 
@@ -227,16 +270,14 @@ class Trainer:
         n = len(prep.texts)
         idx = rng.permutation(n)[: min(self.opt.batch_size, n)]
         cap = [int(rng.integers(len(prep.texts[i]))) for i in idx]
-        flips = rng.random(len(idx)) < 0.5
         m = self.model
-        if prep.frozen:
-            feats = prep.images[idx].clone()
-            if prep.flipped is not None and flips.any():
-                feats[torch.as_tensor(flips)] = prep.flipped[idx[flips]]
-            img = m.image_head(feats.to(self.device))
-            tf = torch.stack([prep.text_feats[i][c] for i, c in zip(idx, cap, strict=True)])
-            txt = m.text_head(tf.to(self.device))
+        if prep.cached:
+            view = rng.integers(len(prep.images), size=len(idx))  # a random view of each photo
+            img = m.image_head(m.image_rest(prep.images[torch.as_tensor(view), torch.as_tensor(idx)]))
+            txt = m.text_head(m.text_rest([prep.text_stems[i][c]
+                                           for i, c in zip(idx, cap, strict=True)]))
             return img, txt
+        flips = rng.random(len(idx)) < 0.5
         pixels = prep.images[idx].clone()
         if self.opt.flip and flips.any():
             pixels[torch.as_tensor(flips)] = pixels[torch.as_tensor(flips)].flip(2)
@@ -248,7 +289,7 @@ class Trainer:
     def step(self, prep: _Prepared, step: int) -> float:
         self.model.train()
         for g in self.optimizer.param_groups:
-            g["lr"] = self.lr_at(step)
+            g["lr"] = self.lr_at(step) * g.get("share", 1.0)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             img, txt = self._batch(prep, step)
             loss = clip_loss(img.float(), txt.float(), self.scale())
@@ -262,9 +303,13 @@ class Trainer:
     def held_recall(self, prep: _Prepared) -> dict:
         m = self.model
         m.eval()
-        if prep.frozen:
-            iv = m.image_head(prep.images.to(self.device))
-            tv = m.text_head(torch.cat(prep.text_feats).to(self.device))
+        if prep.cached:
+            stems = prep.images[0]
+            iv = torch.cat([m.image_head(m.image_rest(stems[i : i + 256]))
+                            for i in range(0, len(stems), 256)])
+            flat = [t for caps in prep.text_stems for t in caps]
+            tv = torch.cat([m.text_head(m.text_rest(flat[i : i + 256]))
+                            for i in range(0, len(flat), 256)])
         else:
             iv = torch.cat([m.image_head(m.image_features(prep.images[i : i + 64]))
                             for i in range(0, len(prep.images), 64)])
@@ -316,7 +361,7 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
     opt, model = trainer.opt, trainer.model
     yield TrainEvent("prepare", 0, opt.steps, message=f"reading {len(trainer.train_data.ids)} "
                      f"photos and {trainer.train_data.caption_count} captions")
-    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip)
+    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops)
     held = prepare(model, trainer.held_data, trainer.cache, flip=False)
     trainer.cache.save()
     initial = trainer.held_recall(held)  # the starting model, before any step

@@ -29,7 +29,8 @@ def create_model(config: dict[str, Any] | None = None, device: str = "auto") -> 
     if family == "bundled":
         from .bundled import BundledDualEncoder
 
-        return BundledDualEncoder(device=dev, **_known(config, ("temperature",)))
+        keys = ("temperature", "unlock_image", "unlock_text")
+        return BundledDualEncoder(device=dev, **_known(config, keys))
     if family == "scratch":
         from .scratch import ScratchDualEncoder
 

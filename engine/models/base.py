@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+HEADS = ("image_proj.", "text_proj.")  # parameter names of the heads every family has
+
 
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
@@ -48,6 +50,32 @@ class DualEncoder(nn.Module):
     def text_features(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    # -- towers split for training -------------------------------------------------------------
+    # Training runs the frozen part of each tower once and caches its output (the *stem*); each
+    # step then runs only the trainable rest. With both towers frozen the stem is the feature
+    # embedding itself and the rest is nothing.
+    def cacheable(self) -> bool:
+        """Whether training may cache stems instead of running the towers on every step: by
+        default only when nothing but the heads is trained."""
+        return all(not p.requires_grad for n, p in self.named_parameters()
+                   if not n.startswith(HEADS))
+
+    def image_stem(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, ...) output of the image tower's frozen part."""
+        return self.image_features(pixels)
+
+    def image_rest(self, stems: torch.Tensor) -> torch.Tensor:
+        """(B, ...) stems -> (B, F) image features, through the tower's trainable part."""
+        return stems
+
+    def text_stem(self, texts: list[str]) -> list[torch.Tensor]:
+        """One tensor per text: the output of the text tower's frozen part."""
+        return list(self.text_features(texts))
+
+    def text_rest(self, stems: list[torch.Tensor]) -> torch.Tensor:
+        """Stems (one per text) -> (B, F) text features, through the trainable part."""
+        return torch.stack(stems).to(self.device)
+
     # -- heads (into the shared space) ----------------------------------------------------------
     def image_head(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -72,7 +100,8 @@ class DualEncoder(nn.Module):
     def encode_images(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
         """(B, H, W, 3) uint8 -> (B, dim) float32, L2-normalised."""
         was_training = self.training
-        self.eval()
+        if was_training:  # walking every module costs milliseconds: only when needed
+            self.eval()
         try:
             if isinstance(pixels, np.ndarray):
                 pixels = np.require(pixels, dtype=np.uint8, requirements=["C", "W"])
@@ -80,17 +109,20 @@ class DualEncoder(nn.Module):
             with self._autocast():
                 return self.image_head(self.image_features(t)).float().cpu().numpy()
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         try:
             with self._autocast():
                 return self.text_head(self.text_features(list(texts))).float().cpu().numpy()
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def _autocast(self):
         """Mixed precision on CUDA; full precision on the CPU."""
@@ -112,9 +144,8 @@ class DualEncoder(nn.Module):
     def heads_and_unlocked_state(self) -> dict[str, torch.Tensor]:
         """For pretrained towers: the heads and any unlocked tower weights, nothing frozen."""
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        heads = ("image_proj.", "text_proj.")
         return {k: v for k, v in self.state_dict().items()
-                if k.startswith(heads) or k in trainable}
+                if k.startswith(HEADS) or k in trainable}
 
     @property
     def version(self) -> str:

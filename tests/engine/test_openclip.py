@@ -81,11 +81,12 @@ def test_clip_in_a_library_fine_tunes_with_an_unlocked_block_and_wise_ft(shapes_
     tuned = load_checkpoint(result.checkpoint, device="cpu")
     assert tuned.config()["unlock_text"] == 1
     assert any(k.startswith("clip.transformer.resblocks.1.") for k in tuned.trained_state())
+    original = create_model(_config(clip_weights, unlock_text=1), device="cpu")
+    key = "clip.transformer.resblocks.1.mlp.c_fc.weight"
+    assert not torch.equal(tuned.state_dict()[key], original.state_dict()[key])  # it learned
 
     half = list(lib.train(TrainOptions(**{**opts.__dict__, "wise_alpha": 0.5})))[-1].result
     mid = load_checkpoint(half.checkpoint, device="cpu")
-    original = create_model(_config(clip_weights, unlock_text=1), device="cpu")
-    key = "clip.transformer.resblocks.1.mlp.c_fc.weight"
     expected = (original.state_dict()[key] + tuned.state_dict()[key]) / 2
     assert torch.allclose(mid.state_dict()[key], expected, atol=1e-6)
 

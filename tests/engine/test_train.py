@@ -151,3 +151,46 @@ def test_scratch_model_trains_end_to_end_on_the_flickr_train_split(tmp_path, dat
     assert result.after["t2i_r10"] > 1.3 * chance_r10, result.after
     assert result.after["i2t_r10"] > 1.3 * chance_r10, result.after
     lib.close()
+
+
+def test_bundled_fine_tune_with_unlocked_blocks_and_crops_trains_those_blocks(tmp_path, dataset):
+    """Unlocked tower blocks really learn (their weights move), crop views are cached, and the
+    checkpoint, with the unlocked blocks in it, gives back the same embeddings."""
+    import csv
+    import shutil
+
+    import torch
+
+    from engine.captions import import_csv
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    with open(dataset / "captions.csv", newline="") as f:
+        names = list(dict.fromkeys(r["image"] for r in csv.DictReader(f)))[:40]
+    for n in names:
+        shutil.copy2(dataset / "images" / n, folder / n)
+    lib = Library.open(tmp_path / "lib", device="cpu")
+    lib.add_folders([folder])
+    import_csv(lib, dataset / "captions.csv")
+    opts = TrainOptions(steps=12, batch_size=32, lr=5e-4, holdout=0.2, eval_every=4,
+                        patience=10, crops=1, unlock_image=1, unlock_text=1, activate="never")
+    events = list(lib.train(opts))
+    result = events[-1].result
+    assert result.photos == 32 and "t2i_r1" in result.after
+    tuned = load_checkpoint(result.checkpoint, device="cpu")
+    assert tuned.config()["unlock_image"] == 1 and tuned.config()["unlock_text"] == 1
+    pretrained = create_model({"family": "bundled"}, device="cpu")
+    for key in ("image_tower.conv_head.weight",
+                "text_tower.0.model.encoder.layer.5.output.dense.weight"):
+        assert not torch.equal(tuned.state_dict()[key], pretrained.state_dict()[key]), key
+    frozen = "text_tower.0.model.encoder.layer.4.output.dense.weight"
+    assert torch.equal(tuned.state_dict()[frozen], pretrained.state_dict()[frozen])
+    again = load_checkpoint(result.checkpoint, device="cpu")
+    pixels = np.random.default_rng(2).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
+    assert np.array_equal(tuned.encode_images(pixels), again.encode_images(pixels))
+    assert np.array_equal(tuned.encode_texts(["a dog"]), again.encode_texts(["a dog"]))
+    cache = next((tmp_path / "lib" / "cache" / "features").glob("bundled-*.npz"))
+    with np.load(cache) as z:
+        crop_views = [k for k in z.files if k.endswith("c0f")]
+    assert len(crop_views) == 32  # every training photo: a mirrored crop besides the plain view
+    lib.close()
