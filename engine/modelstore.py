@@ -36,6 +36,7 @@ from .train import (
     TrainEvent,
     TrainOptions,
     TrainResult,
+    check_options,
     run,
     run_key,
     score,
@@ -126,6 +127,7 @@ def train(lib: Library, options: TrainOptions | None = None,
           cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
     """Train a new model version on the library's captions; maybe activate it (see options)."""
     opt = options or TrainOptions()
+    check_options(opt)
     started = time.monotonic()
     parent_rec = lib.active_model_record()
     data = captioned_photos(lib)

@@ -91,6 +91,29 @@ def split_holdout(data: CaptionedPhotos, fraction: float, seed: int
     return data.subset(sorted(perm[n_hold:])), data.subset(sorted(perm[:n_hold]))
 
 
+def check_options(opt: TrainOptions) -> None:
+    """Say plainly which training option is out of range, before anything starts."""
+    problems = []
+    if opt.steps < 1:
+        problems.append(f"steps must be at least 1 (got {opt.steps})")
+    if opt.batch_size < 2:
+        problems.append(f"the batch size must be at least 2 (got {opt.batch_size})")
+    if not opt.lr > 0 or not math.isfinite(opt.lr):
+        problems.append(f"the learning rate must be a positive number (got {opt.lr})")
+    if not 0 < opt.holdout < 1:
+        problems.append(f"the held-out share must be between 0 and 1 (got {opt.holdout})")
+    if opt.eval_every < 1:
+        problems.append(f"evaluating every {opt.eval_every} steps is not possible")
+    if not 0 <= opt.crops <= 16:
+        problems.append(f"crops must be between 0 and 16 (got {opt.crops})")
+    if opt.unlock_image < 0 or opt.unlock_text < 0:
+        problems.append("the number of unlocked blocks cannot be negative")
+    if not 0 <= opt.wise_alpha <= 1:
+        problems.append(f"the WiSE-FT weight must be between 0 and 1 (got {opt.wise_alpha})")
+    if problems:
+        raise EngineError("cannot train: " + "; ".join(problems))
+
+
 def score(recall: dict) -> float:
     """One number for early stopping and for "did it get better": mean of the six recalls."""
     keys = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")

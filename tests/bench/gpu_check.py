@@ -53,10 +53,12 @@ def main() -> int:
     print(out)
     for size in ("10000", "100000", "1000000"):
         rows.append((f"query at {size}", grab(rf"^\s*{size}\s+(.*)$", out)))
-    rc, out, _ = run([py, "tests/bench/bench_train.py", "--device", "cuda", "--quick"], 1200)
+    rc, out, _ = run([py, "tests/bench/bench_train.py", "--device", "cuda", "--seeds", "0",
+                      "--only", "default,both"], 1200)
     print(out)
-    rows.append(("fine-tune (default recipe)", grab(r"^lr 5e-4, 10% held out.*?\s{2,}(.*)$",
-                                                   out)))
+    rows.append(("fine-tune (default recipe)", grab(r"^locked towers, flips.*?\s{2,}(.*)$", out)))
+    rows.append(("fine-tune (last blocks unlocked)", grab(r"^last text layer \+.*?\s{2,}(.*)$",
+                                                         out)))
     width = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows))
     return 0

@@ -95,3 +95,18 @@ def test_asking_to_unlock_more_blocks_than_a_tower_has_is_a_clear_error():
 
     with pytest.raises(ModelLoadError, match="text tower has 6 blocks"):
         create_model({"family": "bundled", "unlock_text": 7}, device="cpu")
+
+
+def test_zero_shot_prompts_are_cached_and_a_damaged_cache_is_recomputed(tmp_path, monkeypatch):
+    """Later starts read the class prompts' embeddings back instead of computing them again;
+    a damaged cache file only costs that time once more, never a wrong model."""
+    import torch
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = create_model({"family": "bundled"}, device="cpu")
+    (cached,) = (tmp_path / "chikaku").glob("zero-shot-*.npy")
+    assert np.array_equal(np.load(cached), first.class_text.numpy())
+    cached.write_bytes(b"\x93NUMPY damaged")
+    second = create_model({"family": "bundled"}, device="cpu")
+    assert torch.equal(second.class_text, first.class_text)
+    assert np.array_equal(np.load(cached), first.class_text.numpy())  # written again

@@ -194,3 +194,13 @@ def test_bundled_fine_tune_with_unlocked_blocks_and_crops_trains_those_blocks(tm
         crop_views = [k for k in z.files if k.endswith("c0f")]
     assert len(crop_views) == 32  # every training photo: a mirrored crop besides the plain view
     lib.close()
+
+
+def test_out_of_range_training_options_are_refused_with_the_reason(shapes_lib):
+    lib, _folder, _truth = shapes_lib
+    before = lib.active_model_record().version
+    with pytest.raises(EngineError, match="held-out share must be between 0 and 1.*crops must"):
+        list(lib.train(TrainOptions(holdout=1.5, crops=-1)))
+    with pytest.raises(EngineError, match="learning rate must be a positive number"):
+        list(lib.train(TrainOptions(lr=float("nan"))))
+    assert lib.active_model_record().version == before and len(lib.models()) == 1
