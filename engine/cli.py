@@ -126,6 +126,9 @@ def _add_training_commands(sub, common) -> None:
                     help="also train the last N blocks of the image tower")
     tr.add_argument("--unlock-text", type=int, default=d.unlock_text, metavar="N",
                     help="also train the last N layers of the text tower")
+    tr.add_argument("--ema", type=float, default=d.ema, metavar="D",
+                    help="decay of the running weight average that is evaluated and kept "
+                    f"(0 keeps the last step's weights; default {d.ema})")
     tr.add_argument("--wise-alpha", type=float, default=1.0, metavar="A",
                     help="WiSE-FT: keep A of the fine-tuning (0..1, default 1)")
     tr.add_argument("--restart", action="store_true",
@@ -295,7 +298,7 @@ def cmd_train(args) -> int:
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, holdout=args.holdout, activate=args.activate,
                         family=args.family, resume=not args.restart,
-                        crops=args.crops, unlock_image=args.unlock_image,
+                        crops=args.crops, ema=args.ema, unlock_image=args.unlock_image,
                         unlock_text=args.unlock_text, wise_alpha=args.wise_alpha)
     lib = _open_library(args)
     cancel = threading.Event()

@@ -77,6 +77,7 @@ class TrainOptions:
     family: str | None = None  # None: refine the active model; "scratch" / "bundled": new model
     checkpoint_every: int = 50
     resume: bool = True
+    ema: float = 0.9  # evaluate and keep a running average of the weights (0: the last ones)
     crops: int = 0  # random crops of each training photo added as cached views (with flips)
     unlock_image: int = 0  # the image tower's last N blocks are trained too
     unlock_text: int = 0  # the text tower's last N blocks (transformer layers) are trained too

@@ -108,6 +108,8 @@ def check_options(opt: TrainOptions) -> None:
         problems.append(f"crops must be between 0 and 16 (got {opt.crops})")
     if opt.unlock_image < 0 or opt.unlock_text < 0:
         problems.append("the number of unlocked blocks cannot be negative")
+    if not 0 <= opt.ema < 1:
+        problems.append(f"the weight-average decay must be at least 0 and below 1 (got {opt.ema})")
     if not 0 <= opt.wise_alpha <= 1:
         problems.append(f"the WiSE-FT weight must be between 0 and 1 (got {opt.wise_alpha})")
     if problems:
@@ -280,6 +282,27 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(groups, lr=options.lr,
                                            weight_decay=options.weight_decay)
         self.use_amp = self.device.type == "cuda"
+        # A running average of the model's trained weights (what is evaluated and kept).
+        self.trained = heads + towers
+        self.average = ([p.detach().clone() for p in self.trained] if options.ema > 0
+                        else None)
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """Inside, the model holds the averaged weights (when averaging is on)."""
+        if self.average is None:
+            yield
+            return
+        current = [p.detach().clone() for p in self.trained]
+        with torch.no_grad():
+            for p, a in zip(self.trained, self.average, strict=True):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, c in zip(self.trained, current, strict=True):
+                    p.copy_(c)
 
     def lr_at(self, step: int) -> float:
         warm = max(1, self.opt.steps // 20)
@@ -320,6 +343,10 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         self.scale.clamp_()
+        if self.average is not None:
+            with torch.no_grad():
+                for a, p in zip(self.average, self.trained, strict=True):
+                    a.lerp_(p.detach(), 1 - self.opt.ema)
         return float(loss.detach())
 
     @torch.no_grad()
@@ -348,7 +375,8 @@ class Trainer:
                                         self.model.trained_state().items()},
                 "scale": self.scale.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "best": best, "best_score": best_score, "stale": stale,
-                "best_recall": json.dumps(best_recall)}
+                "best_recall": json.dumps(best_recall),
+                "average": [a.cpu() for a in self.average] if self.average is not None else []}
 
     def save_state(self, state: dict) -> None:
         if self.run_dir is None:
@@ -375,6 +403,9 @@ class Trainer:
         self.model.load_state_dict(state["model"], strict=False)
         self.scale.load_state_dict(state["scale"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.average is not None and len(state.get("average", [])) == len(self.average):
+            for a, saved in zip(self.average, state["average"], strict=True):
+                a.copy_(saved)
         return state
 
 
@@ -408,11 +439,12 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
         yield TrainEvent("step", step + 1, opt.steps, loss=loss)
         done = step + 1
         if done % opt.eval_every == 0 or done == opt.steps:
-            rec = trainer.held_recall(held)
+            with trainer.averaged():
+                rec = trainer.held_recall(held)
+                now = copy.deepcopy(model.trained_state())
             yield TrainEvent("eval", done, opt.steps, recall=rec, loss=loss)
             if score(rec) > best_score:
-                best, best_score, best_recall, stale = (
-                    copy.deepcopy(model.trained_state()), score(rec), rec, 0)
+                best, best_score, best_recall, stale = now, score(rec), rec, 0
             else:
                 stale += 1
             if stale >= opt.patience:
