@@ -27,13 +27,13 @@ from engine.models import load_checkpoint
 from engine.train import TrainOptions
 
 VARIANTS = {
-    "default": ("default: locked towers, flips, weight average", dict()),
+    "default": ("default (locked, flips, weight average)", dict()),
     "noema": ("  without the weight average", dict(ema=0.0)),
     "noflip": ("  without flips", dict(flip=False)),
     "crops": ("  + 2 crops", dict(crops=2)),
     "text1": ("  + last text layer unlocked", dict(unlock_text=1)),
     "image1": ("  + last image block unlocked", dict(unlock_image=1)),
-    "both": ("  + last text layer and image block unlocked", dict(unlock_text=1,
+    "both": ("  + last text layer and image block", dict(unlock_text=1,
                                                                unlock_image=1)),
     "crops_text1": ("  + 2 crops + last text layer unlocked", dict(crops=2, unlock_text=1)),
     "wise": ("  + WiSE-FT alpha 0.8", dict(wise_alpha=0.8)),

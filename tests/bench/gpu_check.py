@@ -56,8 +56,8 @@ def main() -> int:
     rc, out, _ = run([py, "tests/bench/bench_train.py", "--device", "cuda", "--seeds", "0",
                       "--only", "default,both"], 1200)
     print(out)
-    rows.append(("fine-tune (default recipe)", grab(r"^default: .*?\s{2,}(.*)$", out)))
-    rows.append(("fine-tune (last blocks unlocked)", grab(r"^  \+ last text layer and.*?\s{2,}(.*)$",
+    rows.append(("fine-tune (default recipe)", grab(r"^default \(.*?\s{2,}(.*)$", out)))
+    rows.append(("fine-tune (last blocks unlocked)", grab(r"^  \+ last text layer and image.*?\s{2,}(.*)$",
                                                          out)))
     width = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows))
