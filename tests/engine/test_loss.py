@@ -65,7 +65,7 @@ def _worker(rank: int, world: int, port: int, out: dict) -> None:
         loss = gathered_clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1),
                                   torch.tensor(5.0))
         loss.backward()
-        out[rank] = (float(loss), img.grad.clone(), txt.grad.clone())
+        out[rank] = (float(loss.detach()), img.grad.clone(), txt.grad.clone())
     finally:
         dist.destroy_process_group()
 
@@ -84,7 +84,7 @@ def test_two_processes_match_one_process_with_the_whole_batch():
     mp.spawn(_worker, args=(2, port, out), nprocs=2, join=True)
     for rank in range(2):
         loss, gi, gt = out[rank]
-        assert loss == pytest.approx(float(whole), rel=1e-6)
+        assert loss == pytest.approx(float(whole.detach()), rel=1e-6)
         part = slice(rank * 4, rank * 4 + 4)
         # Each process's gradient is its slice of the single-process gradient, so summing
         # parameter gradients across processes reproduces the whole-batch gradient.
