@@ -4,8 +4,9 @@ Inner product on unit vectors (cosine). Below ``IVF_THRESHOLD`` photos the index
 (``IndexFlatIP``); above it, an inverted-file index (``IndexIVFFlat``, about 2·sqrt(N) lists) whose
 ``nprobe`` is tuned at build time until recall@10 against exact search reaches ``TARGET_RECALL``
 on sample queries: photos' own vectors, slightly moved, and the caller's sample queries (text
-queries lie farther from the photos than photos do from each other, so they need more lists). A growing library is converted from exact to IVF off to the side and swapped in,
-so search never waits for it.
+queries lie farther from the photos than photos do from each other, so they need more lists).
+A growing library is converted from exact to IVF off to the side and swapped in, so search never
+waits for it.
 
 The index is a cache of one model version's ``embeddings`` rows: it is saved atomically
 (temporary file, fsync, ``os.replace``) with a JSON stamp naming the model version and the
@@ -103,10 +104,10 @@ class VectorIndex:
     def build(cls, dim: int, version: str, ids: np.ndarray, vecs: np.ndarray,
               use_gpu: bool | None = None, queries=None) -> VectorIndex:
         """The right index for this many vectors: exact below IVF_THRESHOLD, IVF above.
-        ``queries`` (or a function returning them) are sample query vectors for tuning IVF."""
+        ``queries()``, called only when IVF is built, gives sample query vectors to tune it."""
         idx = cls(dim, version, use_gpu)
         if len(ids) >= IVF_THRESHOLD:
-            idx._index = _ivf_with_ids(ids, vecs, queries() if callable(queries) else queries)
+            idx._index = _ivf_with_ids(ids, vecs, queries() if queries is not None else None)
         else:
             idx.add(ids, vecs)
         return idx

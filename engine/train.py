@@ -278,7 +278,6 @@ class Trainer:
         groups = [{"params": heads + list(self.scale.parameters()), "share": 1.0}]
         if towers:  # pretrained blocks move more gently than the fresh heads
             groups.append({"params": towers, "share": TOWER_LR_SHARE})
-        self.params = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(groups, lr=options.lr,
                                            weight_decay=options.weight_decay)
         self.use_amp = self.device.type == "cuda"

@@ -66,7 +66,7 @@ class DualEncoder(nn.Module):
 
     def image_rest(self, stems: torch.Tensor) -> torch.Tensor:
         """(B, ...) stems -> (B, F) image features, through the tower's trainable part."""
-        return stems
+        return stems.to(self.device)
 
     def text_stem(self, texts: list[str]) -> list[torch.Tensor]:
         """One tensor per text: the output of the text tower's frozen part."""

@@ -104,6 +104,17 @@ def _prompt_cache_path(prompts: list[str]) -> Path | None:
     return Path(user_cache_dir("chikaku", appauthor=False)) / f"zero-shot-{h.hexdigest()}.npy"
 
 
+def _run_layers(h: torch.Tensor, mask: torch.Tensor, layers: list[nn.Module]) -> torch.Tensor:
+    """Token states (B, L, D) through transformer layers; ``mask`` (B, L) is 1 on real tokens.
+    The mask is additive over the keys, broadcast over heads and queries (-1e4 stays finite in
+    half precision too)."""
+    additive = ((1.0 - mask) * -1e4)[:, None, None, :].to(h.dtype)
+    for layer in layers:
+        out = layer(h, attention_mask=additive)
+        h = out[0] if isinstance(out, tuple) else out
+    return h
+
+
 def _unlock_count(value: Any, available: int, side: str) -> int:
     try:
         n = int(value)
@@ -145,8 +156,9 @@ class BundledDualEncoder(DualEncoder):
             for part in (*self._image_blocks()[-self.unlock_image:], self.image_tower.conv_head,
                          self.image_tower.bn2):
                 part.requires_grad_(True)
-        for layer in self._text_layers()[len(self._text_layers()) - self.unlock_text:]:
-            layer.requires_grad_(True)
+        if self.unlock_text:
+            for layer in self._text_layers()[-self.unlock_text :]:
+                layer.requires_grad_(True)
         self.image_proj = nn.Linear(IMAGE_FEATURES, TEXT_DIM)
         self.text_proj = nn.Linear(TEXT_DIM, TEXT_DIM)
         for lin in (self.image_proj, self.text_proj):
@@ -209,7 +221,7 @@ class BundledDualEncoder(DualEncoder):
 
     def image_stem(self, pixels: torch.Tensor) -> torch.Tensor:
         if not self.unlock_image:
-            return self.image_features(pixels)
+            return super().image_stem(pixels)
         tower = self.image_tower
         x = tower.bn1(tower.conv_stem(self.normalise_pixels(pixels)))
         for block in self._image_blocks()[: -self.unlock_image]:
@@ -218,7 +230,7 @@ class BundledDualEncoder(DualEncoder):
 
     def image_rest(self, stems: torch.Tensor) -> torch.Tensor:
         if not self.unlock_image:
-            return stems.to(self.device)
+            return super().image_rest(stems)
         tower = self.image_tower
         x = stems.to(self.device, dtype=torch.float32)
         for block in self._image_blocks()[-self.unlock_image :]:
@@ -233,22 +245,22 @@ class BundledDualEncoder(DualEncoder):
 
     def text_stem(self, texts: list[str]) -> list[torch.Tensor]:
         if not self.unlock_text:
-            return list(self.text_features(texts))
+            return super().text_stem(texts)
         bert = self.text_tower[0].auto_model
+        frozen = self._text_layers()[: len(self._text_layers()) - self.unlock_text]
         out = []
         for i in range(0, len(texts), 128):
             batch = self._tokenize(list(texts[i : i + 128]))
-            keep = ("input_ids", "attention_mask", "token_type_ids")
-            hidden = bert(**{k: v for k, v in batch.items() if k in keep},
-                          output_hidden_states=True).hidden_states
-            h = hidden[len(self._text_layers()) - self.unlock_text]
-            lengths = batch["attention_mask"].sum(dim=1).tolist()
-            out.extend(h[j, : int(n)] for j, n in enumerate(lengths))
+            mask = batch["attention_mask"].float()
+            h = bert.embeddings(input_ids=batch["input_ids"],
+                                token_type_ids=batch.get("token_type_ids"))
+            h = _run_layers(h, mask, frozen)
+            out.extend(h[j, : int(n)] for j, n in enumerate(mask.sum(dim=1).tolist()))
         return out
 
     def text_rest(self, stems: list[torch.Tensor]) -> torch.Tensor:
         if not self.unlock_text:
-            return torch.stack(stems).to(self.device)
+            return super().text_rest(stems)
         dev = self.class_text_device
         longest = max(len(s) for s in stems)
         h = torch.zeros(len(stems), longest, TEXT_DIM, device=dev)
@@ -256,12 +268,7 @@ class BundledDualEncoder(DualEncoder):
         for j, s in enumerate(stems):
             h[j, : len(s)] = s.to(dev, dtype=torch.float32)
             mask[j, : len(s)] = 1
-        # An additive mask over the keys, broadcast over heads and queries (-1e4 stays finite
-        # in half precision too).
-        additive = ((1.0 - mask) * -1e4)[:, None, None, :]
-        for layer in self._text_layers()[-self.unlock_text :]:
-            out = layer(h, attention_mask=additive)
-            h = out[0] if isinstance(out, tuple) else out
+        h = _run_layers(h, mask, self._text_layers()[-self.unlock_text :])
         pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return l2n(pooled)  # the pretrained model's own last step (mean pooling, normalise)
 
