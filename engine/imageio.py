@@ -77,6 +77,11 @@ def read_file(path: Path) -> bytes:
     return data
 
 
+# The first bytes of the common photo formats, to tell a damaged photo from something else.
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise BadImage("empty file (0 bytes)")
@@ -85,6 +90,9 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as e:
+        kind = next((k for sig, k in _SIGNATURES if data.startswith(sig)), None)
+        if kind is not None:  # it says it is one, but Pillow cannot even read its header
+            raise BadImage(f"corrupt {kind} image: its header cannot be read") from e
         raise BadImage("not an image: the contents are not a known image format") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImage("decompression bomb: the image claims far too many pixels") from e
