@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from datetime import datetime
@@ -30,17 +31,52 @@ examples:
 """
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser that takes its options and arguments in any order:
+    ``models delete --library L VERSION`` as well as ``models delete VERSION --library L``."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        # Parsers with their own commands (captions import ...) hand over to those; after "--"
+        # everything is an argument, which the mixed-order parsing of Python 3.11 gets wrong.
+        if self._mixing or self._subparsers is not None or "--" in (args or ()):
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
+def _library_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--library and --device, on the main parser (with defaults) and on every command (without,
+    so that ``chikaku --library X status`` keeps X)."""
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument("--library", metavar="DIR", type=_library_dir,
+                        help=f"library folder (default: ${LIBRARY_ENV} or your user data folder)",
+                        **({"default": None} if defaults else keep))
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="where the model runs (default: auto)",
+                        **({"default": "auto"} if defaults else keep))
+
+
+def _library_dir(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the library folder name is empty (leave --library out "
+                                         f"to use ${LIBRARY_ENV} or your user data folder)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chikaku", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Find your photos by meaning, on your own disk, offline.")
     p.add_argument("--version", action="version", version=f"chikaku {__version__}")
+    _library_options(p, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--library", metavar="DIR", help="library folder (default: "
-                        f"${LIBRARY_ENV} or your user data folder)")
-    common.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where the model runs (default: auto)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _library_options(common, defaults=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     ix = sub.add_parser("index", parents=[common], help="add folders of photos and index them",
                         description="Index photo folders. Unchanged photos are not read again; "
