@@ -94,17 +94,20 @@ def embed_texts(model: DualEncoder, texts: list[str], batch: int = 256) -> np.nd
 
 def recalls(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.ndarray
             ) -> dict[str, float]:
-    """Recall@K in percent. t2i: the caption's photo in the top K; i2t: any of its captions."""
+    """Recall@K in percent. t2i: the caption's photo in the top K; i2t: any of its captions.
+
+    A 0-based rank counts what scores strictly higher, so a tie goes to the right answer in both
+    directions (two identical photos both rank first for their captions). A score that is not a
+    number (a model that diverged) is a miss, never a tie."""
+    miss = np.iinfo(np.int64).max
     sims = text_vecs @ image_vecs.T  # (captions, images)
     own = sims[np.arange(len(caption_image)), caption_image]
-    t2i_rank = (sims > own[:, None]).sum(1)
-    # image -> text: best rank among the image's own captions
-    order = np.argsort(-sims.T, axis=1, kind="stable")  # (images, captions)
-    rank_of = np.empty_like(order)
-    rows = np.arange(order.shape[0])[:, None]
-    rank_of[rows, order] = np.arange(order.shape[1])[None, :]
-    i2t_rank = np.full(len(image_vecs), np.iinfo(np.int64).max)
-    np.minimum.at(i2t_rank, caption_image, rank_of[caption_image, np.arange(len(caption_image))])
+    t2i_rank = np.where(np.isfinite(own), (sims > own[:, None]).sum(1), miss)
+    # image -> text: captions scoring above the image's best own caption
+    best = np.full(len(image_vecs), -np.inf, dtype=sims.dtype)
+    with np.errstate(invalid="ignore"):  # NaN wins, -inf stays for an uncaptioned image
+        np.maximum.at(best, caption_image, own)
+    i2t_rank = np.where(np.isfinite(best), (sims > best[None, :]).sum(0), miss)
     out = {}
     for k in KS:
         out[f"t2i_r{k}"] = round(100.0 * float((t2i_rank < k).mean()), 2)
