@@ -32,10 +32,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from .config import DATABASE_ENV
 from .errors import LibraryError
 
 SCHEMA_VERSION = 2
@@ -133,11 +134,14 @@ def _v1_to_v2(s: Session) -> None:
 MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2}
 
 
-def _unusable(url: str, e: OperationalError) -> str:
+def _unusable(url: str, e: DatabaseError) -> str:
     """What to tell a person when the database refuses a read or a write."""
     why = str(e.orig if e.orig is not None else e)
     low = why.lower()
-    hint = ("; the disk may be full" if "full" in low or "i/o" in low else
+    hint = ("; the file is damaged: restore it from a backup, or move it aside to start a new "
+            "library (its photos are then indexed again, but its captions are not known to it)"
+            if "not a database" in low or "malformed" in low else
+            "; the disk may be full" if "full" in low or "i/o" in low else
             "; the library folder may be read-only" if "readonly" in low or "open" in low else
             "")
     return f"the catalog at {url} cannot be used: {why}{hint}"
@@ -152,6 +156,36 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _catalog_fault(e: DatabaseError) -> bool:
+    """An error of the database itself (unreadable, damaged, full), not of one statement's data
+    (a constraint, which its caller handles)."""
+    return isinstance(e, OperationalError) or type(e) is DatabaseError
+
+
+def _engine(url: str, kwargs: dict) -> Engine:
+    """The SQLAlchemy engine for a URL, or a LibraryError naming what is wrong with the URL."""
+    try:
+        return create_engine(url, **kwargs)
+    except ImportError as e:
+        raise LibraryError(f"the database driver for {_shown_url(url)} is not installed "
+                           f"(no module {e.name!r}): install it, or unset ${DATABASE_ENV} to "
+                           "keep the catalog in the library folder") from e
+    except (ArgumentError, ValueError) as e:
+        raise LibraryError(f"the catalog database URL {_shown_url(url)} cannot be used ({e}): "
+                           f"check ${DATABASE_ENV}") from e
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password (a SQLite catalog: its file), for messages."""
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            return repr(parsed.database)
+        return repr(parsed.render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return repr(url.split("@")[-1] if "@" in url else url)
+
+
 class Catalog:
     """Opens (creating or migrating) a catalog and hands out short transactions."""
 
@@ -159,13 +193,15 @@ class Catalog:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.is_sqlite else {}
-        self.engine: Engine = create_engine(url, **kwargs)
+        self.engine: Engine = _engine(url, kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._prepare()
-        except OperationalError as e:
-            raise LibraryError(f"cannot open the catalog at {url}: {e.orig}") from e
+        except DatabaseError as e:
+            if not _catalog_fault(e):
+                raise
+            raise LibraryError(_unusable(_shown_url(url), e)) from e
 
     def _prepare(self) -> None:
         with self.session() as s:
@@ -213,10 +249,12 @@ class Catalog:
         try:
             yield s
             s.commit()
-        except OperationalError as e:
+        except DatabaseError as e:
             with suppress(Exception):  # the connection may be as broken as the disk
                 s.rollback()
-            raise LibraryError(_unusable(self.url, e)) from e
+            if not _catalog_fault(e):
+                raise
+            raise LibraryError(_unusable(_shown_url(self.url), e)) from e
         except BaseException:
             s.rollback()
             raise

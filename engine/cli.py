@@ -151,7 +151,8 @@ def _add_training_commands(sub, common) -> None:
     tr.add_argument("--batch-size", type=int, default=d.batch_size,
                     help=f"default {d.batch_size}")
     tr.add_argument("--lr", type=float, default=d.lr, help=f"learning rate, default {d.lr}")
-    tr.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    tr.add_argument("--seed", type=_seed, default=d.seed,
+                    help=f"any whole number from 0 to {2**32 - 1} (default {d.seed})")
     tr.add_argument("--holdout", type=float, default=d.holdout,
                     help=f"fraction of captioned photos held out, default {d.holdout}")
     tr.add_argument("--activate", choices=("if_better", "always", "never"), default="if_better")
@@ -180,6 +181,17 @@ def _add_training_commands(sub, common) -> None:
     mo.add_argument("--arch", default="ViT-B-32", help="add-clip: open_clip architecture")
     mo.add_argument("--weights", metavar="FILE", help="add-clip: local CLIP weights file")
     mo.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {2**32 - 1} "
+                                         f"(got {text!r})")
+    return value
 
 
 def _date(text: str) -> datetime:
@@ -454,7 +466,25 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "eva
             "captions": cmd_captions, "train": cmd_train, "models": cmd_models}
 
 
+def _standard_streams() -> None:
+    """Standard output carries results only. With standard error closed, Python has no
+    sys.stderr, and print(file=sys.stderr) would print progress into standard output; and the
+    next file opened (the catalog) would get descriptor 2, where C libraries write their warnings.
+    Closed standard descriptors are pointed at the null device instead."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
+    _standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

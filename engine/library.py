@@ -42,6 +42,31 @@ def photo_folder(p: Path | str) -> Path:
     return path
 
 
+def _refuse_emptied_catalog(config: LibraryConfig) -> None:
+    """A catalog.db of 0 bytes beside trained models is a lost catalog, not a new library: SQLite
+    would silently start an empty one that no longer knows those models. (Without trained models
+    it is a creation cut short, and the library is created.)"""
+    db = config.root / "catalog.db"
+    try:
+        if config.database_url or db.stat().st_size > 0:
+            return
+    except OSError:
+        return
+    trained = sorted(p.parent.name for p in config.models_dir.glob("*/weights.safetensors")
+                     if not p.parent.name.startswith("_"))
+    if not trained:
+        return
+    backups = sorted(b.name for b in config.root.glob("catalog.db.schema*.bak"))
+    raise LibraryError(
+        f"the catalog {db} is empty (0 bytes), but this library holds {len(trained)} trained "
+        f"model(s) in {config.models_dir}: the catalog was lost (a crash or a full disk while it "
+        "was written?), and opening it would start a new library that no longer knows them. "
+        "Restore catalog.db from a backup" + (f" (such as {backups[-1]} beside it)" if backups
+                                              else "")
+        + "; or, to start over knowingly, delete the empty catalog.db (the models folder stays "
+        "as it is, unused)")
+
+
 @dataclass
 class LibraryStatus:
     root: str
@@ -70,6 +95,7 @@ class Library:
         self._index_generation = -1
         self._lock = threading.RLock()
         with setup_lock(self.root / "setup.lock"):  # two first opens must not both create it
+            _refuse_emptied_catalog(config)
             self.catalog = Catalog(config.catalog_url)
             self._ensure_active_model()
 
