@@ -81,7 +81,9 @@ class Photo(Base):
     taken_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The photo's date for filters and sorting: EXIF date taken, else the file's mtime.
     date: Mapped[datetime | None] = mapped_column(DateTime, index=True)
-    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)  # ok | skipped
+    # ok | skipped | missing (gone from its folder in a pass over only some of the library's
+    # folders: hidden from search, kept with its captions and vector until found elsewhere)
+    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -97,6 +99,19 @@ class Caption(Base):
     source: Mapped[str] = mapped_column(String(32), default="user")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     photo: Mapped[Photo] = relationship(back_populates="captions")
+
+
+class KeptCaption(Base):
+    """A caption of a photo that left the library, kept with the photo's content hash: it goes
+    back onto the first photo with that content the library sees again, at any path."""
+
+    __tablename__ = "kept_captions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32), default="user")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kept_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ModelRecord(Base):
@@ -301,12 +316,66 @@ class Catalog:
             row = s.get(Embedding, (photo_id, version))
             return None if row is None else np.frombuffer(row.vector, dtype=np.float32).copy()
 
-    def delete_photos(self, s: Session, ids: list[int]) -> None:
+    def delete_photos(self, s: Session, ids: list[int], keep_captions: bool = False) -> None:
+        """Photos leave with their vectors. ``keep_captions``: their captions go to a photo of the
+        same content still in the library, else are kept with the content hash."""
+        if keep_captions:
+            self._keep_captions(s, ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             s.execute(delete(Embedding).where(Embedding.photo_id.in_(chunk)))
             s.execute(delete(Caption).where(Caption.photo_id.in_(chunk)))
             s.execute(delete(Photo).where(Photo.id.in_(chunk)))
+        if ids:
+            self.bump_generation(s)
+
+    def _keep_captions(self, s: Session, ids: list[int]) -> None:
+        leaving, twins = set(ids), {}
+        for i in range(0, len(ids), 500):
+            rows = s.execute(select(Caption.text, Caption.source, Caption.created_at,
+                                    Photo.content_hash)
+                             .join(Photo, Photo.id == Caption.photo_id)
+                             .where(Caption.photo_id.in_(ids[i : i + 500]),
+                                    Photo.content_hash.is_not(None))
+                             .order_by(Caption.id)).all()
+            for text_, source, created, digest in rows:
+                if digest not in twins:  # the same content, still in the library
+                    same = s.scalars(select(Photo.id).where(
+                        Photo.content_hash == digest, Photo.status == "ok").order_by(Photo.id))
+                    twins[digest] = next((p for p in same if p not in leaving), None)
+                if twins[digest] is not None:
+                    self._attach(s, twins[digest], [(text_, source, created)])
+                else:
+                    s.add(KeptCaption(content_hash=digest, text=text_, source=source,
+                                      created_at=created))
+        s.flush()
+
+    @staticmethod
+    def _attach(s: Session, photo_id: int, captions: list[tuple[str, str, datetime]]) -> int:
+        have = set(s.scalars(select(Caption.text).where(Caption.photo_id == photo_id)))
+        added = 0
+        for text_, source, created in captions:
+            if text_ not in have:
+                s.add(Caption(photo_id=photo_id, text=text_, source=source, created_at=created))
+                have.add(text_)
+                added += 1
+        return added
+
+    def restore_captions(self, s: Session, photo_id: int, content_hash: str) -> int:
+        """Captions kept for this content go back onto the photo; returns how many."""
+        kept = s.scalars(select(KeptCaption).where(KeptCaption.content_hash == content_hash)
+                         .order_by(KeptCaption.id)).all()
+        if not kept:
+            return 0
+        added = self._attach(s, photo_id, [(k.text, k.source, k.created_at) for k in kept])
+        s.execute(delete(KeptCaption).where(KeptCaption.content_hash == content_hash))
+        return added
+
+    def mark_missing(self, s: Session, ids: list[int]) -> None:
+        """Photos gone from their folder that may be found in another: hidden from search,
+        kept with their captions and vectors."""
+        for i in range(0, len(ids), 500):
+            s.execute(update(Photo).where(Photo.id.in_(ids[i : i + 500])).values(status="missing"))
         if ids:
             self.bump_generation(s)
 

@@ -243,6 +243,13 @@ def cmd_index(args) -> int:
           f"{report.moved} moved, {report.removed} removed, {report.unchanged} unchanged, "
           f"{len(report.skipped)} skipped")
     print(f"{report.embedded} embedded, {report.reused} reused from identical photos")
+    if report.missing:
+        print(f"{report.missing} missing: gone from their folder, kept with their captions "
+              "until a pass over their new folder or over the whole library (chikaku index)")
+    if report.captions_restored:
+        print(f"{report.captions_restored} captions restored to photos that came back")
+    for folder, why in sorted(report.unavailable.items()):
+        print(f"left alone: {folder}: {why}")
     if report.skipped:
         print("skipped:")
         for path, reason in sorted(report.skipped.items()):
@@ -283,6 +290,9 @@ def cmd_status(args) -> int:
     print(f"photos:   {st.photos} searchable ({st.embedded} embedded by the active model)")
     print(f"model:    {st.model_version}")
     print(f"captions: {st.captions}")
+    if st.extra.get("missing") or st.extra.get("kept_captions"):
+        print(f"missing:  {st.extra['missing']} photos gone from their folder (kept), "
+              f"{st.extra['kept_captions']} captions kept for photos that left")
     print("folders:  " + (", ".join(st.folders) if st.folders else "none yet (chikaku index PATH)"))
     print(f"skipped:  {len(st.skipped)}")
     for path, reason in st.skipped:

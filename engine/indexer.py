@@ -4,21 +4,31 @@ Incremental and resumable: unchanged files (size + mtime) are not read again; ev
 committed as soon as it is encoded, so an interrupted run keeps what it finished; a moved or
 renamed file is recognised by its content hash and keeps its id, vector and captions; a file whose
 content is already embedded elsewhere in the library reuses that vector.
+
+Photos leave the library only when their folder is present and readable and the file is really
+gone. A folder that cannot be listed, or that is empty although nothing was deleted from it since
+its photos were indexed (the mount point of an unplugged disk), keeps its photos. A photo gone from
+a folder in a pass over only some of the library's folders is marked missing (hidden from search,
+kept with its id, vector and captions) so that the pass over the folder it moved to finds it; it
+leaves on a pass over the whole library. A photo that leaves hands its captions to a photo of the
+same content still in the library, or they are kept with its content hash and go back onto the
+first photo with that content the library sees again.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from .catalog import Catalog, Embedding, Photo, Root
 from .config import IndexingConfig
@@ -44,10 +54,13 @@ class IndexReport:
     updated: int = 0
     moved: int = 0
     removed: int = 0
+    missing: int = 0  # gone from a folder in a partial pass: hidden, kept until found or a whole pass
     unchanged: int = 0
     embedded: int = 0  # vectors computed by the model in this run
     reused: int = 0  # vectors copied from identical content already in the library
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+    unavailable: dict[str, str] = field(default_factory=dict)  # folder left alone -> why
+    captions_restored: int = 0  # kept captions that went back onto a returning photo
     cancelled: bool = False
 
 
@@ -62,8 +75,18 @@ class _Decoded:
 ProgressFn = Callable[[Progress], None]
 
 
+# An empty folder older than this before its photos were last written in the catalog was not
+# emptied since (removing entries updates a folder's mtime): its photos live on an unplugged disk.
+# The margin covers coarse filesystem clocks; a mistake in either direction loses no caption.
+EMPTY_MARGIN_NS = 1_000_000_000
+
+
 def _under(root: str) -> str:
     return root.rstrip(os.sep) + os.sep
+
+
+def _epoch_ns(when: datetime) -> int:
+    return int(when.replace(tzinfo=UTC).timestamp() * 1e9)  # the catalog keeps naive UTC
 
 
 class Indexer:
@@ -88,16 +111,19 @@ class Indexer:
         report.scanned = len(found.files)
         report.skipped.update(found.problems)
         rows = self._rows_under(roots)
-        todo, vanished = self._diff(found.files, rows, found.problems, report)
+        report.unavailable = self._unavailable(found.empty, rows)
+        todo, vanished, back = self._diff(found.files, rows,
+                                          {**found.problems, **report.unavailable}, report)
+        self._show_again(back)
         todo = self._resolve_moves(todo, vanished, rows, root_ids, report)
         try:
-            self._process(todo, rows, root_ids, report, emit, cancel)
+            self._process(todo, rows, root_ids, vanished, report, emit, cancel)
         except Cancelled:
             report.cancelled = True
             raise
         finally:
             if not report.cancelled:
-                self._remove(vanished, report)
+                self._settle(vanished, report, whole=self._covers_library(roots))
             emit(Progress("done", len(todo), len(todo)))
         return report
 
@@ -132,10 +158,36 @@ class Indexer:
             p.has_vector = p.id in embedded  # type: ignore[attr-defined]
         return {p.path: p for p in photos}
 
+    def _unavailable(self, empty: dict[str, int], rows: dict[str, Photo]) -> dict[str, str]:
+        """Empty folders whose photos were not deleted from them since they were indexed: an
+        unplugged disk's mount point (or an unmounted share's). A folder emptied by a person
+        changed after its photos were written in the catalog, so its photos may leave."""
+        if not empty:
+            return {}
+        paths = sorted(rows)
+        out = {}
+        for folder, mtime_ns in empty.items():
+            prefix = _under(folder)
+            seen = []
+            for path in paths[bisect_left(paths, prefix):]:
+                if not path.startswith(prefix):
+                    break
+                if rows[path].status != "missing":
+                    seen.append(rows[path])
+            if not seen:
+                continue
+            last = max(_epoch_ns(r.updated_at or r.added_at) for r in seen)
+            if mtime_ns < last - EMPTY_MARGIN_NS:
+                out[folder] = (f"the folder is empty but unchanged since its {len(seen)} photos "
+                               "were indexed (an unplugged disk?): they are kept until it is back")
+        return out
+
     def _diff(self, files: dict[str, FileEntry], rows: dict[str, Photo],
-              problems: dict[str, str], report: IndexReport
-              ) -> tuple[list[FileEntry], dict[str, Photo]]:
+              kept: dict[str, str], report: IndexReport
+              ) -> tuple[list[FileEntry], dict[str, Photo], list[Photo]]:
+        """(files to read, photos gone from their folder, missing photos back where they were)."""
         todo: list[FileEntry] = []
+        back: list[Photo] = []
         for path, entry in files.items():
             row = rows.get(path)
             if row is not None and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns):
@@ -144,25 +196,74 @@ class Indexer:
                     continue
                 if row.has_vector:  # type: ignore[attr-defined]
                     report.unchanged += 1
+                    if row.status == "missing":
+                        back.append(row)
                     continue
             todo.append(entry)
-        # A folder that could not be listed this time keeps its photos (it may come back).
-        unreadable = tuple(_under(p) for p in problems)
+        # A folder that could not be listed this time, or an unplugged disk's empty mount point,
+        # keeps its photos (it may come back); so does a file that could not be looked at.
+        unreadable = tuple(_under(p) for p in kept)
         vanished = {p: r for p, r in rows.items()
-                    if p not in files and p not in problems and not p.startswith(unreadable)}
-        return todo, vanished
+                    if p not in files and p not in kept and not p.startswith(unreadable)}
+        return todo, vanished, back
+
+    def _missing_elsewhere(self, rows: dict[str, Photo]) -> list[Photo]:
+        """Photos marked missing by an earlier pass, outside this one's folders."""
+        with self.catalog.session() as s:
+            found = s.execute(
+                select(Photo, Embedding.photo_id).outerjoin(Embedding, and_(
+                    Embedding.photo_id == Photo.id, Embedding.model_version == self.version))
+                .where(Photo.status == "missing")).all()
+        out = []
+        for photo, embedded in found:
+            if photo.path not in rows:
+                photo.has_vector = embedded is not None  # type: ignore[attr-defined]
+                out.append(photo)
+        return out
+
+    def _show_again(self, photos: list[Photo]) -> None:
+        """Missing photos found again: searchable with the vectors they kept."""
+        if not photos:
+            return
+        ids = [p.id for p in photos]
+        with self.catalog.session() as s:
+            for p in photos:
+                s.get(Photo, p.id).status = "ok"
+            vecs = dict(s.execute(select(Embedding.photo_id, Embedding.vector).where(
+                Embedding.photo_id.in_(ids), Embedding.model_version == self.version)).all())
+            self.catalog.bump_generation(s)
+        for p in photos:
+            p.status = "ok"
+        have = [i for i in ids if i in vecs]
+        if have:
+            self.index.add(np.array(have, dtype=np.int64),
+                           np.stack([np.frombuffer(vecs[i], np.float32) for i in have]))
+
+    def _covers_library(self, roots: list[Path]) -> bool:
+        """Does this pass look at every library folder that is there and not paused? Only then
+        is a photo gone from its folder known not to have moved to another one."""
+        with self.catalog.session() as s:
+            folders = s.execute(select(Root.path, Root.paused)).all()
+        names = {str(r) for r in roots}
+        inside = tuple(_under(n) for n in names)
+        return all(path in names or path.startswith(inside) or paused or not os.path.isdir(path)
+                   for path, paused in folders)
 
     def _resolve_moves(self, todo: list[FileEntry], vanished: dict[str, Photo],
                        rows: dict[str, Photo], root_ids: dict[str, int],
                        report: IndexReport) -> list[FileEntry]:
-        """New paths whose content is a vanished photo's: the photo moved; keep its id."""
-        if not vanished:
+        """New paths whose content is a vanished photo's, or a missing one's from an earlier pass
+        over another folder: the photo moved; keep its id, vector and captions."""
+        new = [e for e in todo if e.path not in rows]
+        if not new:
             return todo
         by_size: dict[int, list[Photo]] = {}
-        for r in vanished.values():
+        for r in [*vanished.values(), *self._missing_elsewhere(rows)]:
             if r.content_hash:
                 by_size.setdefault(r.size, []).append(r)
-        rest = []
+        if not by_size:
+            return todo
+        rest, found = [], []
         for entry in todo:
             candidates = by_size.get(entry.size) if entry.path not in rows else None
             match = None
@@ -176,16 +277,19 @@ class Indexer:
                 rest.append(entry)
                 continue
             candidates.remove(match)
-            del vanished[match.path]
+            vanished.pop(match.path, None)
             with self.catalog.session() as s:
                 row = s.get(Photo, match.id)
                 row.path, row.size, row.mtime_ns = entry.path, entry.size, entry.mtime_ns
                 row.root_id = self._root_of(entry.path, root_ids)
             report.moved += 1
             if not match.has_vector:  # type: ignore[attr-defined]
-                rest.append(entry)
+                rest.append(entry)  # embedded (and made searchable) as it is stored
+            elif match.status == "missing":
+                found.append(match)
             match.path = entry.path
             rows[entry.path] = match
+        self._show_again(found)
         return rest
 
     # -- decode + encode ------------------------------------------------------------------------
@@ -216,7 +320,7 @@ class Indexer:
                 if nxt is not None:
                     pending.append(pool.submit(self._decode_one, nxt))
 
-    def _process(self, todo, rows, root_ids, report, emit, cancel) -> None:
+    def _process(self, todo, rows, root_ids, vanished, report, emit, cancel) -> None:
         total, done = len(todo), 0
         batch: list[_Decoded] = []
         emit(Progress("indexing", 0, total))
@@ -224,7 +328,7 @@ class Indexer:
         try:
             for item in gen:
                 if item.error is not None:
-                    self._record_skip(item, rows, root_ids, report)
+                    self._record_skip(item, rows, root_ids, vanished, report)
                     done += 1
                 else:
                     batch.append(item)
@@ -240,17 +344,15 @@ class Indexer:
         finally:
             gen.close()
 
-    def _record_skip(self, item: _Decoded, rows, root_ids, report: IndexReport) -> None:
+    def _record_skip(self, item: _Decoded, rows, root_ids, vanished, report: IndexReport) -> None:
         path = item.entry.path
         report.skipped[path] = item.error
-        vanished = item.error.startswith("file vanished")
+        if item.error.startswith("file vanished"):
+            if path in rows:  # gone since the scan: settled with the others that went
+                vanished[path] = rows[path]
+            return
         with self.catalog.session() as s:
             row = s.get(Photo, rows[path].id) if path in rows else None
-            if vanished:
-                if row is not None:
-                    self.catalog.delete_photos(s, [row.id])
-                    self.index.remove([row.id])
-                return
             if row is None:
                 row = Photo(path=path)
                 s.add(row)
@@ -303,6 +405,7 @@ class Indexer:
         existing = rows.get(e.path)
         row = s.get(Photo, existing.id) if existing is not None else None
         changed = row is not None and row.content_hash != item.digest
+        fresh = row is None
         if row is None:
             row = Photo(path=e.path)
             s.add(row)
@@ -323,13 +426,41 @@ class Indexer:
         if changed:  # vectors of other model versions describe the old content
             s.execute(Embedding.__table__.delete().where(
                 Embedding.photo_id == row.id, Embedding.model_version != self.version))
+        if fresh or changed:  # a photo that left earlier is back: so are its captions
+            report.captions_restored += self.catalog.restore_captions(s, row.id, item.digest)
         return row.id
 
-    def _remove(self, vanished: dict[str, Photo], report: IndexReport) -> None:
-        ids = [r.id for r in vanished.values()]
-        if not ids:
+    def _settle(self, vanished: dict[str, Photo], report: IndexReport, whole: bool) -> None:
+        """Photos really gone from a present, readable folder. They leave when this pass covers
+        the whole library (so they did not move to another folder), when nothing can recognise
+        them (no content hash), or when a photo of the same content is still in the library
+        (their captions go to it). Otherwise they are marked missing until found or a whole
+        pass. Captions of photos that leave are kept with their content hash."""
+        if not vanished:
             return
+        ids = {r.id for r in vanished.values()}
+        twins = set() if whole else self._present_elsewhere(vanished.values(), ids)
+        leave, hide = [], []
+        for r in vanished.values():
+            if whole or not r.content_hash or r.content_hash in twins:
+                leave.append(r.id)
+            elif r.status != "missing":
+                hide.append(r.id)
         with self.catalog.session() as s:
-            self.catalog.delete_photos(s, ids)
-        self.index.remove(ids)
-        report.removed += len(ids)
+            self.catalog.delete_photos(s, leave, keep_captions=True)
+            self.catalog.mark_missing(s, hide)
+        self.index.remove(leave + hide)
+        report.removed += len(leave)
+        report.missing += len(hide)
+
+    def _present_elsewhere(self, photos, leaving: set[int]) -> set[str]:
+        """Content hashes of these photos that another searchable photo of the library has."""
+        digests = sorted({p.content_hash for p in photos if p.content_hash})
+        out: set[str] = set()
+        with self.catalog.session() as s:
+            for i in range(0, len(digests), 500):
+                for pid, digest in s.execute(select(Photo.id, Photo.content_hash).where(
+                        Photo.content_hash.in_(digests[i : i + 500]), Photo.status == "ok")):
+                    if pid not in leaving:
+                        out.add(digest)
+        return out

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from .catalog import Caption, Catalog, Embedding, ModelRecord, Photo, Root
+from .catalog import Caption, Catalog, Embedding, KeptCaption, ModelRecord, Photo, Root
 from .config import DATABASE_ENV, LibraryConfig, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
 from .imageio import decode_file
@@ -222,7 +222,8 @@ class Library:
 
     def reindex(self, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> IndexReport:
-        """Re-scan every folder of the library."""
+        """Re-scan every folder of the library (a whole-library pass: photos marked missing by a
+        pass over some folders and not found in any other leave now, their captions kept)."""
         paused = set(self.paused_folders())
         folders = [f for f in self.folders() if Path(f).is_dir() and f not in paused]
         if not folders:
@@ -231,7 +232,11 @@ class Library:
 
     def remove_folder(self, path: Path | str) -> int:
         """Take a folder out of the library: its photos, their vectors and captions leave the
-        catalog (the files on disk are never touched). Returns how many photos left."""
+        catalog (the files on disk are never touched). Returns how many photos left.
+
+        The one removal that does not wait for the files to be gone: the person asked for it.
+        Indexing never removes a folder's photos unless the folder is there, readable, and the
+        files are really gone (see engine.indexer)."""
         folder = str(Path(path).expanduser().resolve())
         with self.writer.hold("removing a folder"), self._lock:
             with self.catalog.session() as s:
@@ -459,5 +464,10 @@ class Library:
                 select(Photo.path, Photo.reason).where(Photo.status == "skipped")
                 .order_by(Photo.path))]
             caps = s.scalar(select(func.count()).select_from(Caption))
+            missing = s.scalar(select(func.count()).where(Photo.status == "missing"))
+            kept = s.scalar(select(func.count()).select_from(KeptCaption))
+        # missing: photos gone from their folder, kept (with captions) until found elsewhere;
+        # kept_captions: captions of photos that left, waiting for that content to come back.
         return LibraryStatus(str(self.root), ok or 0, emb or 0, skipped, self.folders(),
-                             rec.version, rec.family, caps or 0)
+                             rec.version, rec.family, caps or 0,
+                             {"missing": missing or 0, "kept_captions": kept or 0})

@@ -1,7 +1,9 @@
 """Walk photo folders: images by extension, junk and hidden entries left out, loops caught.
 
 Symlinked folders are followed once; a link back into a folder already being walked is reported
-as a symlink loop. Unreadable folders and broken links are reported, never fatal.
+as a symlink loop. Unreadable folders and broken links are reported, never fatal. Empty folders are
+noted with their modification time, so the indexer can tell an unplugged disk's mount point from a
+folder whose photos were deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class FileEntry:
 class ScanResult:
     files: dict[str, FileEntry] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # path -> reason
+    # Folders that listed nothing at all (not even hidden entries) -> their mtime_ns: an
+    # unplugged disk's mount point looks like this.
+    empty: dict[str, int] = field(default_factory=dict)
 
 
 def is_excluded(name: str, exclude_globs: tuple[str, ...] = ()) -> bool:
@@ -81,6 +86,11 @@ def _walk(root: Path, result: ScanResult, globs: tuple[str, ...], skip: set[str]
         except OSError as e:
             result.problems[folder] = f"folder cannot be listed: {e.strerror or e}"
             continue
+        if not entries:
+            try:
+                result.empty[folder] = os.stat(folder).st_mtime_ns
+            except OSError as e:  # gone since it was listed: nothing can be said about it
+                result.problems[folder] = f"folder cannot be read: {e.strerror or e}"
         for entry in entries:
             if is_excluded(entry.name, globs):
                 continue

@@ -5,12 +5,14 @@ has changed for a quiet period and every file written meanwhile has stopped grow
 incremental pass over the affected folders through the Library, on its one worker thread:
 unchanged photos are only stat'ed, moved or renamed photos are matched by content hash and keep
 their vectors and captions, deleted ones leave. Folders of several watched roots go through one
-pass together, so a photo moved between them is still a move.
+pass together, so a photo moved between them is still a move; a photo gone from a folder in a pass
+over some of the library's folders is kept as missing until a later pass finds it elsewhere.
 
 On start, a reconciliation pass catches what changed while nothing was watching. Network and FUSE
 folders are polled (they send no change events), and so is everything once the system's watch
-limit is reached. A folder that disappears (unplugged, unmounted, renamed away) is reported and
-left alone until it is back: its photos stay in the catalog meanwhile.
+limit is reached. A folder that disappears (unplugged, unmounted, renamed away), or that the pass
+finds empty although nothing was deleted from it (an unplugged disk's mount point), is reported and
+left alone until it is back: its photos and captions stay in the catalog meanwhile.
 
 Status goes to ``on_event`` as plain :class:`WatchEvent` values, called on the watcher's threads
 (an app hands them to its GUI thread). No error inside the watcher stops it: each is reported.
@@ -69,8 +71,12 @@ class WatchOptions:
 def summarize(report: IndexReport) -> str:
     # A file moved or deleted while the pass ran is not unusable: the next pass places it.
     skipped = sum(not why.startswith("file vanished") for why in report.skipped.values())
+    missing = f", {report.missing} missing" if report.missing else ""
+    away = len(report.unavailable)
+    away = f", {away} unavailable folder{'s' * (away > 1)} left alone" if away else ""
     return (f"{report.added} added, {report.updated} updated, {report.moved} moved, "
-            f"{report.removed} removed, {skipped} skipped ({report.embedded} embedded)")
+            f"{report.removed} removed{missing}, {skipped} skipped "
+            f"({report.embedded} embedded){away}")
 
 
 def describe(event: WatchEvent) -> str:
@@ -118,6 +124,7 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._unavailable: dict[str, str] = {}  # root -> why
         self._mounted: set[str] = set()  # roots seen as mount points
+        self._emptied: dict[str, str] = {}  # roots a pass found empty but not emptied -> why
         self._added: SimpleQueue[str] = SimpleQueue()
         self._busy = True  # a pass is running, or the first one has not finished
         self._failures = 0
@@ -318,6 +325,15 @@ class Watcher:
             self._mounted.add(root)
         elif root in self._mounted:  # the empty mount point of an unmounted disk or share
             return False, "is no longer mounted"
+        if root in self._emptied:  # as the last pass found it: back once it holds anything
+            try:
+                with os.scandir(root) as it:
+                    empty = next(it, None) is None
+            except OSError as e:
+                return False, f"cannot be listed ({e.strerror or e})"
+            if empty:
+                return False, self._emptied[root]
+            del self._emptied[root]
         return True, ""
 
     def _lose(self, root: str, why: str) -> None:
@@ -356,6 +372,11 @@ class Watcher:
         self._failures = 0
         self._known.update(roots)
         self._emit("indexed", roots=roots, report=report, message=summarize(report))
+        for folder in report.unavailable:
+            if folder in self._roots:  # watched again when it holds something
+                self._emptied[folder] = ("is empty, though nothing was deleted from it since "
+                                         "its photos were indexed (an unplugged disk?)")
+                self._lose(folder, self._emptied[folder])
 
     def _progress(self, p: Progress) -> None:
         now = time.monotonic()
