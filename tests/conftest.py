@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "flickr8k-1k"
+DATASET = Path(os.environ.get("CHIKAKU_TEST_DATASET") or
+               Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "flickr8k-1k")
+# Without the data set, the tests that need it are skipped and the run fails, unless this is set
+# to 1: a run that silently tested less must not look green.
+ALLOW_MISSING = "CHIKAKU_ALLOW_MISSING_DATA"
+MISSING = f"the shared data set is not at {DATASET}"
+_missing_skips: list[str] = []
 
 # A few thousand parameters: fast, deterministic, good enough for "the same photo comes first".
 TINY_MODEL = {"family": "scratch", "dim": 32, "width": 16, "input_size": 32, "seed": 0}
@@ -24,7 +31,7 @@ KNOWN_QUERIES = {
 
 def dataset_images() -> list[Path]:
     if not (DATASET / "images").is_dir():
-        pytest.skip(f"the shared data set is not at {DATASET}")
+        pytest.skip(MISSING)
     return sorted((DATASET / "images").iterdir())
 
 
@@ -87,3 +94,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and MISSING in str(report.longrepr):
+        _missing_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _missing_skips and os.environ.get(ALLOW_MISSING) != "1" and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _missing_skips:
+        return
+    count = len(set(_missing_skips))
+    if os.environ.get(ALLOW_MISSING) == "1":
+        terminalreporter.write_line(f"{count} tests skipped because {MISSING} "
+                                    f"({ALLOW_MISSING}=1)", yellow=True, bold=True)
+    else:
+        terminalreporter.write_line(
+            f"FAILED: {count} tests could not run because {MISSING}. Put flickr8k-1k there, or "
+            f"set {ALLOW_MISSING}=1 to run without them on purpose.", red=True, bold=True)
