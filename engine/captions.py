@@ -1,18 +1,25 @@
 """Caption importers: CSV, COCO captions JSON, sidecar text files, and the description already
 inside a photo (EXIF ImageDescription / XPComment, XMP dc:description).
 
-Each import reports how many photos matched, how many captions were added, and every name it
-could not match with the reason. Captions are never duplicated on the same photo.
+Each import reports how many photos matched, how many captions were added, and every row it did
+not import with the reason. Captions are never duplicated on the same photo.
+
+A name with folders in it (``/photos/2019/a.jpg``, ``2019/a.jpg``, ``../trip/a.jpg``) names that
+photo only: an absolute path must be the photo's path; a relative one is read from the caption
+file's folder, else as the end of the photo's path (never with ``..``). A bare file name matches
+the library's one photo of that name. Names compare in Unicode NFC, so a name written decomposed
+(as macOS writes it) finds the file. Control characters and terminal escape sequences never reach
+a caption.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +28,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from .catalog import Caption, Photo
+from .csvrows import read_image_captions
 from .errors import DatasetError
 
 if TYPE_CHECKING:
@@ -33,6 +41,10 @@ CAMERA_BOILERPLATE = re.compile(
 _XMP_DESC = re.compile(rb"<dc:description[^>]*>(.*?)</dc:description>", re.S)
 _RDF_LI = re.compile(rb"<rdf:li[^>]*>(.*?)</rdf:li>", re.S)
 MAX_CAPTION = 2000
+# Terminal escape sequences (CSI, OSC, two-byte ESC) and C0/C1 control characters.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
+                      r"|[\x00-\x1f\x7f-\x9f]")
+NO_PHOTO_AT_PATH = "no photo at this path in the library"
 
 
 @dataclass
@@ -41,7 +53,8 @@ class ImportReport:
     photos_matched: int = 0
     captions_added: int = 0
     duplicates: int = 0
-    unmatched: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    # (name, reason) for every row not imported: no such photo, or a caption that is not text
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"{self.source}: {self.captions_added} captions added to "
@@ -49,24 +62,58 @@ class ImportReport:
                 f"{len(self.unmatched)} not matched")
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 class _Matcher:
     """Finds the library photo a name refers to: a full path, a relative path or a file name."""
 
-    def __init__(self, lib: Library) -> None:
+    def __init__(self, lib: Library, base: Path | None = None) -> None:
         with lib.catalog.session() as s:
             rows = s.execute(select(Photo.id, Photo.path).where(Photo.status == "ok")).all()
-        self.by_path = {p: i for i, p in rows}
+        self.base = os.path.realpath(base) if base is not None else None
+        self.by_path: dict[str, int | None] = {}  # None: two files whose names differ only in form
         self.by_name: dict[str, list[tuple[int, str]]] = {}
         for i, p in rows:
-            self.by_name.setdefault(os.path.basename(p), []).append((i, p))
+            key = _nfc(p)
+            self.by_path[key] = None if key in self.by_path else i
+            self.by_name.setdefault(os.path.basename(key), []).append((i, key))
+
+    def _at(self, path: str) -> tuple[int | None, str] | None:
+        if path not in self.by_path:
+            return None
+        pid = self.by_path[path]
+        return (pid, "") if pid is not None else (None, "ambiguous: two photos have this path")
 
     def find(self, name: str) -> tuple[int | None, str]:
-        name = name.strip().replace("\\", "/")
-        if name in self.by_path:
-            return self.by_path[name], ""
-        candidates = self.by_name.get(os.path.basename(name), [])
-        if len(candidates) > 1:
-            candidates = [c for c in candidates if c[1].endswith("/" + name.lstrip("./"))]
+        name = _nfc(name.strip().replace("\\", "/"))
+        while name.startswith("./"):
+            name = name[2:]
+        if not os.path.basename(name):
+            return None, "no file name"
+        if "/" not in name:
+            return self._by_file_name(name)
+        if os.path.isabs(name):
+            return self._at(os.path.normpath(name)) or (None, NO_PHOTO_AT_PATH)
+        if self.base is not None:
+            found = self._at(os.path.normpath(os.path.join(self.base, name)))
+            if found is not None:
+                return found
+        rel = os.path.normpath(name)
+        if rel.split("/")[0] == "..":  # outside the caption file's folder: nothing else fits
+            return None, NO_PHOTO_AT_PATH
+        ending = "/" + rel
+        candidates = [c for c in self.by_name.get(os.path.basename(rel), [])
+                      if c[1].endswith(ending)]
+        if len(candidates) == 1:
+            return candidates[0][0], ""
+        if not candidates:
+            return None, NO_PHOTO_AT_PATH
+        return None, f"ambiguous: {len(candidates)} photos in the library have this path ending"
+
+    def _by_file_name(self, name: str) -> tuple[int | None, str]:
+        candidates = self.by_name.get(name, [])
         if len(candidates) == 1:
             return candidates[0][0], ""
         if not candidates:
@@ -75,7 +122,7 @@ class _Matcher:
 
 
 def _clean(text: str) -> str | None:
-    text = " ".join(str(text).split())
+    text = " ".join(_CONTROL.sub(" ", _nfc(str(text))).split())
     if not text or CAMERA_BOILERPLATE.match(text):
         return None
     return text[:MAX_CAPTION]
@@ -101,8 +148,10 @@ def _store(lib: Library, pairs: dict[int, list[str]], report: ImportReport, sour
             report.photos_matched += added or bool(texts)
 
 
-def _collect(lib: Library, rows, report: ImportReport) -> dict[int, list[str]]:
-    matcher, pairs, bad = _Matcher(lib), {}, {}
+def _collect(lib: Library, rows, report: ImportReport, base: Path | None = None
+             ) -> dict[int, list[str]]:
+    """Captions by photo id; ``base``: the folder relative names start from."""
+    matcher, pairs, bad = _Matcher(lib, base), {}, {}
     for name, text in rows:
         text = _clean(text)
         if text is None:
@@ -121,20 +170,13 @@ def import_csv(lib: Library, path: Path | str, split: str | None = None) -> Impo
     test part (sorted image names, first 80% train), as ``chikaku eval`` splits them."""
     path = Path(path)
     report = ImportReport(f"CSV {path.name}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-                raise DatasetError(f"{path} needs a header row with the columns image,caption")
-            rows = [(r.get("image") or "", r.get("caption") or "") for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"cannot read {path}: {e}") from e
+    rows = read_image_captions(path)
     if split is not None:
         names = sorted({n for n, _ in rows if n.strip()})
         cut = int(round(len(names) * 0.8))
         keep = set(names[:cut] if split == "train" else names[cut:])
         rows = [r for r in rows if r[0] in keep]
-    _store(lib, _collect(lib, rows, report), report, "csv")
+    _store(lib, _collect(lib, rows, report, path.parent), report, "csv")
     return report
 
 
@@ -152,13 +194,28 @@ def import_coco(lib: Library, path: Path | str) -> ImportReport:
                 report.unmatched.append((str(ann["image_id"]), "annotation for an image id "
                                          "that is not in the file's images list"))
                 continue
-            rows.append((str(name), str(ann["caption"])))
+            caption = ann["caption"]
+            if not isinstance(caption, str):  # never stored as the text "None" or "['a', 'b']"
+                report.unmatched.append((str(name), f"the caption is {_json_kind(caption)}, "
+                                         "not text"))
+                continue
+            rows.append((str(name), caption))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # nested too deep
         raise DatasetError(f"cannot read {path}: {e}") from e
     except (KeyError, TypeError) as e:
         raise DatasetError(f"{path} is not COCO captions JSON (missing {e})") from e
-    _store(lib, _collect(lib, rows, report), report, "coco")
+    _store(lib, _collect(lib, rows, report, path.parent), report, "coco")
     return report
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def import_sidecars(lib: Library) -> ImportReport:

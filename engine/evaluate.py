@@ -7,7 +7,6 @@ image names; the first 80% are train, the rest test.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .csvrows import read_image_captions
 from .errors import BadImage, DatasetError
 from .imageio import decode_file
 from .models.base import DualEncoder
@@ -38,17 +38,10 @@ def load_dataset(folder: Path | str, split: str = "test", train_fraction: float 
         raise DatasetError(f"no captions.csv in {folder} (expected rows of image,caption)")
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
     by_image: dict[str, list[str]] = {}
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-                raise DatasetError(f"{csv_path} needs a header row with 'image' and 'caption'")
-            for row in reader:
-                name, text = (row.get("image") or "").strip(), (row.get("caption") or "").strip()
-                if name and text:
-                    by_image.setdefault(name, []).append(text)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"cannot read {csv_path}: {e}") from e
+    for name, text in read_image_captions(csv_path):  # the reader `captions import` uses
+        name, text = name.strip(), text.strip()
+        if name and text:
+            by_image.setdefault(name, []).append(text)
     names = sorted(by_image)
     cut = int(round(len(names) * train_fraction))
     chosen = {"train": names[:cut], "test": names[cut:], "all": names}.get(split)

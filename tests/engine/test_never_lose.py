@@ -12,16 +12,21 @@ import json
 import os
 import shutil
 import time
+import unicodedata
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
+from engine import captions
 from engine.cli import main as cli
 from engine.library import Library
 from engine.watcher import Watcher
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, dataset_images
 from tests.engine.test_watcher import FAST, Recorder, wait_for
 
 A_YEAR = 365 * 24 * 3600
@@ -319,3 +324,125 @@ def test_chikaku_index_of_one_folder_keeps_the_captions_of_a_photo_moved_out(tmp
     assert "0 added" in out and "1 moved" in out
     status = _cli_status(lib, capsys)
     assert (status["photos"], status["captions"]) == (12, 12)
+
+
+# -- case 11: captions attached to the wrong photo ---------------------------------------------
+def _caps(lib: Library, path: Path) -> list[str]:
+    return lib.captions(lib.photo_by_path(path).id)
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str]], bom: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "image,caption\n" + "".join(f'"{n}","{c}"\n' for n, c in rows)
+    path.write_text(body, encoding="utf-8-sig" if bom else "utf-8")
+    return path
+
+
+def test_a_csv_row_naming_another_folder_never_captions_the_photo_of_that_name(
+        tiny_lib, photos, tmp_path):
+    tiny_lib.add_folders([photos])
+    a, b, c, d = sorted(photos.glob("*.jpg"))[:4]
+    table = _write_csv(tmp_path / "lists" / "deep" / "captions.csv", [
+        (f"/elsewhere/{a.name}", "a photo of another library"),
+        (f"../../other/{b.name}", "a photo of another folder"),
+        (f"../../photos/{c.name}", "named from the table's own folder"),
+        (str(d), "named by its full path"),
+        (d.name, "named by its file name alone"),
+    ])
+    report = captions.import_csv(tiny_lib, table)
+    assert _caps(tiny_lib, a) == [] and _caps(tiny_lib, b) == []
+    assert _caps(tiny_lib, c) == ["named from the table's own folder"]
+    assert _caps(tiny_lib, d) == ["named by its full path", "named by its file name alone"]
+    reasons = dict(report.unmatched)
+    assert reasons[f"/elsewhere/{a.name}"] == "no photo at this path in the library"
+    assert reasons[f"../../other/{b.name}"] == "no photo at this path in the library"
+
+
+def test_a_coco_file_naming_another_folder_never_captions_the_photo_of_that_name(
+        tiny_lib, photos, tmp_path):
+    tiny_lib.add_folders([photos])
+    a, b = sorted(photos.glob("*.jpg"))[:2]
+    coco = {"images": [{"id": 1, "file_name": f"train2014/{a.name}"},
+                       {"id": 2, "file_name": f"photos/{b.name}"}],
+            "annotations": [{"image_id": 1, "caption": "from someone else's data set"},
+                            {"image_id": 2, "caption": "a folder inside the library"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    captions.import_coco(tiny_lib, tmp_path / "coco.json")
+    assert _caps(tiny_lib, a) == []
+    assert _caps(tiny_lib, b) == ["a folder inside the library"]
+
+
+def test_coco_captions_that_are_not_text_are_refused_with_the_reason(tiny_lib, photos, tmp_path):
+    tiny_lib.add_folders([photos])
+    a = sorted(photos.glob("*.jpg"))[0]
+    coco = {"images": [{"id": 1, "file_name": a.name}],
+            "annotations": [{"image_id": 1, "caption": None},
+                            {"image_id": 1, "caption": ["a", "b"]},
+                            {"image_id": 1, "caption": {"en": "a dog"}},
+                            {"image_id": 1, "caption": 42},
+                            {"image_id": 1, "caption": "a dog on the beach"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    report = captions.import_coco(tiny_lib, tmp_path / "coco.json")
+    assert _caps(tiny_lib, a) == ["a dog on the beach"]
+    assert report.captions_added == 1
+    reasons = [why for name, why in report.unmatched if name == a.name]
+    assert reasons == ["the caption is null, not text", "the caption is a list, not text",
+                       "the caption is an object, not text", "the caption is a number, not text"]
+
+
+def test_control_characters_never_reach_a_caption(tiny_lib, tmp_path, dataset):
+    folder = tmp_path / "meta"
+    folder.mkdir()
+    src = Image.open(sorted((dataset / "images").iterdir())[0]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010E] = "\x1b[31mSunset\x1b[0m over\x07 Lake\x08 Biwa\x1b]0;a window title\x07"
+    src.save(folder / "exif.jpg", exif=exif)
+    src.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "sidecar.jpg")
+    (folder / "sidecar.txt").write_text("grandpa's\x00 boat\x1b[2J\x7f\n\x9bMia\n")
+    tiny_lib.add_folders([folder])
+    captions.import_embedded(tiny_lib)
+    captions.import_sidecars(tiny_lib)
+    assert _caps(tiny_lib, folder / "exif.jpg") == ["Sunset over Lake Biwa"]
+    assert _caps(tiny_lib, folder / "sidecar.jpg") == ["grandpa's boat", "Mia"]
+
+
+def test_a_file_name_in_either_unicode_form_matches(tiny_lib, photos, tmp_path):
+    first, second = sorted(photos.glob("*.jpg"))[:2]
+    nfc, nfd = unicodedata.normalize("NFC", "café.jpg"), unicodedata.normalize("NFD", "Zoë.jpg")
+    first.rename(photos / nfc)
+    second.rename(photos / nfd)
+    tiny_lib.add_folders([photos])
+    table = _write_csv(tmp_path / "captions.csv", [
+        (unicodedata.normalize("NFD", "café.jpg"), "coffee on the terrace"),  # as macOS writes
+        (str(photos / unicodedata.normalize("NFC", "Zoë.jpg")), "Zoë at the lake"),
+    ])
+    report = captions.import_csv(tiny_lib, table)
+    assert report.unmatched == []
+    assert _caps(tiny_lib, photos / nfc) == ["coffee on the terrace"]
+    assert _caps(tiny_lib, photos / nfd) == ["Zoë at the lake"]
+
+
+def test_chikaku_eval_reads_a_captions_csv_with_a_byte_order_mark(tmp_path, capsys):
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for p in dataset_images()[:6]:
+        shutil.copy2(p, folder / "images" / p.name)
+        rows += [(p.name, f"photo {p.stem}"), (p.name, f"another line for {p.stem}")]
+    _write_csv(folder / "captions.csv", rows, bom=True)  # as spreadsheet programs save it
+    lib = _cli_library(tmp_path)
+    assert cli(["eval", str(folder), "--split", "all", "--json", *lib]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["photos"], result["captions"]) == (6, 12)
+
+    library = _cli_library(tmp_path)  # the same file imports too: one reader for both
+    with closing(Library.open(library[1], device="cpu")) as opened:
+        opened.add_folders([folder / "images"])
+        assert captions.import_csv(opened, folder / "captions.csv").captions_added == 12
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
+def test_no_control_character_or_escape_survives_into_a_caption(text):
+    kept = captions._clean(text)
+    assert kept is None or not any(unicodedata.category(ch) == "Cc" for ch in kept)
