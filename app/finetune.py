@@ -202,11 +202,11 @@ class FineTunePanel(QWidget):
 
     @staticmethod
     def _verdict(r) -> str:
+        why = f"Judged on photos set aside from training, {r.verdict}. " if r.verdict else ""
         if r.activated:
-            return ("Search got better on the held-out photos; the new model is now in use. "
-                    "Keep it, or go back to the previous one.")
-        return ("The new model did not search the held-out photos better, so the previous "
-                "model is still in use. You can keep the new one anyway.")
+            return (f"{why}The new model is now in use. Keep it, or go back to the previous "
+                    "one.")
+        return f"{why}The previous model is still in use. You can keep the new one anyway."
 
     def _failed(self, exc: BaseException) -> None:
         self._worker = None

@@ -85,22 +85,40 @@ def embed_texts(model: DualEncoder, texts: list[str], batch: int = 256) -> np.nd
                            for i in range(0, len(texts), batch)])
 
 
-def recalls(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.ndarray
-            ) -> dict[str, float]:
-    """Recall@K in percent. t2i: the caption's photo in the top K; i2t: any of its captions.
+def ranks(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """0-based ranks, the one definition behind every recall figure and every activation.
 
-    A 0-based rank counts what scores strictly higher, so a tie goes to the right answer in both
-    directions (two identical photos both rank first for their captions). A score that is not a
-    number (a model that diverged) is a miss, never a tie."""
-    miss = np.iinfo(np.int64).max
+    text->image: each caption's own photo among all photos; image->text: each photo's best own
+    caption among all captions. What scores strictly higher counts 1, a tie counts 1/2 (the
+    middle of the tied places), so two identical photos both rank 0.5 (first) for their
+    captions, while a model that maps everything to one point ranks everything in the middle
+    and finds nothing, rather than everything. A score that is not a number (a model that
+    diverged) is a miss."""
     sims = text_vecs @ image_vecs.T  # (captions, images)
-    own = sims[np.arange(len(caption_image)), caption_image]
-    t2i_rank = np.where(np.isfinite(own), (sims > own[:, None]).sum(1), miss)
-    # image -> text: captions scoring above the image's best own caption
+    rows = np.arange(len(caption_image))
+    own = sims[rows, caption_image]
+    with np.errstate(invalid="ignore"):
+        above = (sims > own[:, None]).sum(1)
+        tied = (sims == own[:, None]).sum(1) - 1  # not counting the own photo
+    t2i = np.where(np.isfinite(own), above + 0.5 * tied, np.inf)
+    # image -> text: captions against the image's best own caption
     best = np.full(len(image_vecs), -np.inf, dtype=sims.dtype)
     with np.errstate(invalid="ignore"):  # NaN wins, -inf stays for an uncaptioned image
         np.maximum.at(best, caption_image, own)
-    i2t_rank = np.where(np.isfinite(best), (sims > best[None, :]).sum(0), miss)
+        above = (sims > best[None, :]).sum(0)
+        tied = (sims == best[None, :]).sum(0)
+        own_tied = np.bincount(caption_image, weights=(own == best[caption_image]),
+                               minlength=len(image_vecs))
+    i2t = np.where(np.isfinite(best), above + 0.5 * (tied - own_tied), np.inf)
+    return t2i, i2t
+
+
+def recalls(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.ndarray
+            ) -> dict[str, float]:
+    """Recall@K in percent. t2i: the caption's photo in the top K; i2t: any of its captions
+    (ranks as ``ranks`` defines them)."""
+    t2i_rank, i2t_rank = ranks(image_vecs, text_vecs, caption_image)
     out = {}
     for k in KS:
         out[f"t2i_r{k}"] = round(100.0 * float((t2i_rank < k).mean()), 2)

@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from .catalog import Caption, Embedding, ModelRecord, Photo
+from .decide import judge, photo_scores
 from .errors import Cancelled, LibraryError
 from .evaluate import recalls
 from .index import VectorIndex, _file_name
@@ -39,8 +40,7 @@ from .train import (
     check_options,
     run,
     run_key,
-    score,
-    split_holdout,
+    split_photos,
 )
 
 if TYPE_CHECKING:
@@ -114,13 +114,15 @@ def captioned_photos(lib: Library) -> CaptionedPhotos:
     return data
 
 
-def _held_recall_of(model: DualEncoder, held: CaptionedPhotos) -> dict:
+def _judged_by(model: DualEncoder, photos: CaptionedPhotos) -> tuple[dict, np.ndarray]:
+    """Recall and per-photo scores of a model of another family on the judging photos."""
     from .evaluate import embed_images, embed_texts
 
-    iv = embed_images(model, [Path(p) for p in held.paths])
-    flat = [c for caps in held.captions for c in caps]
-    owner = np.repeat(np.arange(len(held.ids)), [len(c) for c in held.captions])
-    return recalls(iv, embed_texts(model, flat), owner)
+    iv = embed_images(model, [Path(p) for p in photos.paths])
+    flat = [c for caps in photos.captions for c in caps]
+    owner = np.repeat(np.arange(len(photos.ids)), [len(c) for c in photos.captions])
+    tv = embed_texts(model, flat)
+    return recalls(iv, tv, owner), photo_scores(iv, tv, owner)
 
 
 def train(lib: Library, options: TrainOptions | None = None,
@@ -131,7 +133,8 @@ def train(lib: Library, options: TrainOptions | None = None,
     started = time.monotonic()
     parent_rec = lib.active_model_record()
     data = captioned_photos(lib)
-    train_set, held = split_holdout(data, opt.holdout, opt.seed)
+    split = split_photos(data, opt.holdout, opt.seed)
+    train_set = split.train
     same_family = opt.family in (None, parent_rec.family)
     if same_family:
         model = derive(parent_rec, opt, lib.config.device)
@@ -144,28 +147,35 @@ def train(lib: Library, options: TrainOptions | None = None,
                                 digest_size=8).hexdigest()
     cache = FeatureCache(lib.config.cache_dir / "features" / f"{model.family}-{tower_key}.npz")
     run_dir = lib.config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
-    trainer = Trainer(model, train_set, held, opt, cache, run_dir)
-    initial, after = yield from run(trainer, cancel)
-    before = initial if same_family else _held_recall_of(lib.model, held)
-    improved = score(after) > score(before) + 1e-9
+    trainer = Trainer(model, train_set, split.select, opt, cache, run_dir, judge=split.judge)
+    outcome = yield from run(trainer, cancel)
+    (before, before_scores) = (outcome.judged_before if same_family
+                               else _judged_by(lib.model, split.judge))
+    after, after_scores = outcome.judged_after
+    verdict = judge(before_scores, after_scores)
+    improved = bool(verdict.better)
     info = {"parent": parent_rec.version, "photos": len(train_set.ids),
-            "captions": train_set.caption_count, "held_out_photos": len(held.ids),
-            "options": asdict(opt), "before": before, "after": after,
+            "captions": train_set.caption_count, "held_out_photos": len(split.judge.ids),
+            "selection_photos": len(split.select.ids), "options": asdict(opt),
+            "before": before, "after": after, "verdict": verdict.as_dict(),
             "seconds": round(time.monotonic() - started, 1)}
     version = model.version
     folder = save_checkpoint(model, lib.config.models_dir / _file_name(version), info)
     lib._register(model, path=folder, activate=False, info=info)
     result = TrainResult(version, parent_rec.version, before, after, improved, False,
-                         steps=opt.steps, photos=len(train_set.ids),
+                         verdict=verdict.reason, steps=opt.steps, photos=len(train_set.ids),
                          captions=train_set.caption_count, seconds=info["seconds"],
                          checkpoint=str(folder))
     if opt.activate == "always" or (opt.activate == "if_better" and improved):
         yield from _activate_events(lib, version, model, cancel)
         result.activated = True
     shutil.rmtree(run_dir, ignore_errors=True)
-    msg = ("the new model is active" if result.activated else
-           "the new model did not beat the active one on held-out recall; it was kept but not "
-           "activated" if not improved else "the new model was saved; activate it to use it")
+    if result.activated:
+        msg = f"the new model is active ({verdict.reason})"
+    elif improved:
+        msg = f"the new model was saved; activate it to use it ({verdict.reason})"
+    else:
+        msg = f"{verdict.reason}; it was kept but not activated"
     yield TrainEvent("done", opt.steps, opt.steps, recall=after, message=msg, result=result)
 
 

@@ -5,8 +5,9 @@ is, mirrored, or a random crop), embeds both sides, and takes a step on CLIP's s
 loss. The frozen part of each tower is run once and its output cached (in memory and on disk,
 keyed by content): with locked towers that is the feature embedding and a step costs only the
 heads; with the last blocks unlocked it is the map or token states going into those blocks, and a
-step runs just them. A held-out split of the photos (never of captions) measures Recall@K before,
-during and after; the best held-out state is kept (early stopping). Every yield is a cancel
+step runs just them. Photos (never captions) are set aside in two parts: the best state on the *selection* part is
+kept (early stopping), and the *judging* part, which no choice saw, decides whether the result is
+better than the model it would replace (engine.decide). Every yield is a cancel
 point; the run's state is saved at checkpoints so a cancelled or interrupted run resumes where it
 stopped.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from .config import TrainOptions
+from .decide import MIN_JUDGING_PHOTOS, photo_scores
 from .errors import Cancelled, EngineError, LibraryError
 from .evaluate import decode_all, recalls
 from .loss import LogitScale, clip_loss
@@ -43,8 +45,9 @@ class TrainResult:
     parent: str
     before: dict
     after: dict
-    improved: bool
+    improved: bool  # judged better on photos no choice during training saw
     activated: bool
+    verdict: str = ""  # the judgement in one sentence, for the person
     steps: int = 0
     photos: int = 0
     captions: int = 0
@@ -79,16 +82,29 @@ class CaptionedPhotos:
         return sum(len(c) for c in self.captions)
 
 
-def split_holdout(data: CaptionedPhotos, fraction: float, seed: int
-                  ) -> tuple[CaptionedPhotos, CaptionedPhotos]:
-    """Split by photo (all captions of a photo fall on the same side), reproducibly."""
-    if len(data.ids) < MIN_PHOTOS:
+@dataclass
+class Split:
+    train: CaptionedPhotos
+    select: CaptionedPhotos  # chooses the state to keep (early stopping)
+    judge: CaptionedPhotos  # decides whether the kept state is better; nothing chose on it
+
+
+def split_photos(data: CaptionedPhotos, fraction: float, seed: int) -> Split:
+    """Split by photo (all captions of a photo fall on the same side), reproducibly. The share
+    ``fraction`` is set aside, half to select and half to judge; on a small library the judging
+    part grows to the judging minimum, while at least half of the photos are left to train."""
+    n = len(data.ids)
+    if n < MIN_PHOTOS:
         raise EngineError(f"training needs at least {MIN_PHOTOS} captioned photos; the library "
-                          f"has {len(data.ids)}. Add captions to more photos first.")
+                          f"has {n}. Add captions to more photos first.")
     order = np.argsort(np.array(data.ids))
-    perm = order[np.random.default_rng(seed).permutation(len(order))]
-    n_hold = min(max(2, int(round(len(perm) * fraction))), len(perm) - 2)
-    return data.subset(sorted(perm[n_hold:])), data.subset(sorted(perm[:n_hold]))
+    perm = order[np.random.default_rng(seed).permutation(n)]
+    nominal = int(round(n * fraction))
+    n_select = max(2, nominal // 2)
+    n_judge = min(max(nominal - nominal // 2, MIN_JUDGING_PHOTOS), max(2, n // 2 - n_select))
+    n_hold = n_select + n_judge
+    return Split(data.subset(sorted(perm[n_hold:])), data.subset(sorted(perm[:n_select])),
+                 data.subset(sorted(perm[n_select:n_hold])))
 
 
 def check_options(opt: TrainOptions) -> None:
@@ -264,8 +280,10 @@ def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip
 # -- the loop ------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, model: DualEncoder, train: CaptionedPhotos, held: CaptionedPhotos,
-                 options: TrainOptions, cache: FeatureCache, run_dir: Path | None) -> None:
+                 options: TrainOptions, cache: FeatureCache, run_dir: Path | None,
+                 judge: CaptionedPhotos | None = None) -> None:
         self.model, self.train_data, self.held_data = model, train, held
+        self.judge_data = judge
         self.opt = options
         self.cache = cache
         self.run_dir = run_dir
@@ -348,8 +366,18 @@ class Trainer:
                     a.lerp_(p.detach(), 1 - self.opt.ema)
         return float(loss.detach())
 
-    @torch.no_grad()
     def held_recall(self, prep: _Prepared) -> dict:
+        return recalls(*self.held_vectors(prep))
+
+    def judged(self, prep: _Prepared | None) -> tuple[dict, np.ndarray] | None:
+        """Recall and per-photo scores on the judging photos."""
+        if prep is None:
+            return None
+        vectors = self.held_vectors(prep)
+        return recalls(*vectors), photo_scores(*vectors)
+
+    @torch.no_grad()
+    def held_vectors(self, prep: _Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = self.model
         m.eval()
         if prep.cached:
@@ -365,7 +393,7 @@ class Trainer:
             flat = [c for caps in prep.texts for c in caps]
             tv = m.text_head(m.text_features(flat))
         owner = np.repeat(np.arange(len(prep.texts)), [len(c) for c in prep.texts])
-        return recalls(iv.float().cpu().numpy(), tv.float().cpu().numpy(), owner)
+        return iv.float().cpu().numpy(), tv.float().cpu().numpy(), owner
 
     # -- resumable state ------------------------------------------------------------------------
     def state(self, step: int, best: dict, best_score: float, best_recall: dict | None,
@@ -408,16 +436,27 @@ class Trainer:
         return state
 
 
+@dataclass
+class Outcome:
+    before: dict  # recall on the selection photos, before any step
+    after: dict  # ... of the state kept
+    judged_before: tuple[dict, np.ndarray] | None  # recall and per-photo scores on the judging
+    judged_after: tuple[dict, np.ndarray] | None  # photos, before and after (None: no judging set)
+
+
 def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
-    """The training loop. Yields events; returns (initial recall, best recall) on held-out
-    photos, and leaves the model holding its best held-out state."""
+    """The training loop. Yields events; returns an Outcome, and leaves the model holding the
+    state that was best on the selection photos."""
     opt, model = trainer.opt, trainer.model
     yield TrainEvent("prepare", 0, opt.steps, message=f"reading {len(trainer.train_data.ids)} "
                      f"photos and {trainer.train_data.caption_count} captions")
     prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops)
     held = prepare(model, trainer.held_data, trainer.cache, flip=False)
+    judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False)
+               if trainer.judge_data is not None else None)
     trainer.cache.save()
     initial = trainer.held_recall(held)  # the starting model, before any step
+    judged_before = trainer.judged(judging)
     initial_state = copy.deepcopy(model.trained_state())
     yield TrainEvent("eval", 0, opt.steps, recall=initial, message="before training")
     state = trainer.load_state() if opt.resume else None
@@ -461,9 +500,10 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
         yield TrainEvent("eval", opt.steps, opt.steps, recall=best_recall,
                          message=f"WiSE-FT: weights {opt.wise_alpha:g} of the way from the "
                          "original to the fine-tuned model")
+    judged_after = trainer.judged(judging)
     model.forget_version()
     model.eval()
-    return initial, best_recall
+    return Outcome(initial, best_recall, judged_before, judged_after)
 
 
 def interpolate(original: dict, tuned: dict, alpha: float) -> dict:
