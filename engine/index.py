@@ -19,38 +19,18 @@ import contextlib
 import json
 import logging
 import math
-import os
 import threading
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from .atomic import atomic_write, atomic_write_text
+
 log = logging.getLogger(__name__)
 
 IVF_THRESHOLD = 200_000
 TARGET_RECALL = 0.97  # tuned on sample queries, so that real queries stay above 0.95
-
-
-def _fsync_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk: leave no half-written file behind to fill it more
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # some filesystems refuse fsync on a folder; the rename is still atomic
-        pass
 
 
 _GPU_RESOURCES = None
@@ -213,11 +193,11 @@ class VectorIndex:
         directory.mkdir(parents=True, exist_ok=True)
         base = directory / _file_name(self.version)
         with self._lock:
-            _fsync_write(base.with_suffix(".faiss"),
+            atomic_write(base.with_suffix(".faiss"),
                          lambda p: faiss.write_index(self._index, str(p)))
             stamp = {"version": self.version, "generation": generation, "count": len(self),
                      "dim": self.dim, "kind": self.kind}
-        _fsync_write(base.with_suffix(".json"), lambda p: p.write_text(json.dumps(stamp)))
+        atomic_write_text(base.with_suffix(".json"), json.dumps(stamp))
 
     @classmethod
     def load(cls, directory: Path, version: str, dim: int, generation: int,

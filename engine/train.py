@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .config import TrainOptions
 from .decide import MIN_JUDGING_PHOTOS, photo_scores
 from .errors import Cancelled, EngineError, LibraryError
@@ -408,14 +409,10 @@ class Trainer:
     def save_state(self, state: dict) -> None:
         if self.run_dir is None:
             return
-        tmp = self.run_dir / "state.pt.tmp"
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(state, tmp)
-            os.replace(tmp, self.run_dir / "state.pt")
+            atomic_write(self.run_dir / "state.pt", lambda tmp: torch.save(state, tmp))
         except (OSError, RuntimeError) as e:  # torch reports a failed write as RuntimeError
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise LibraryError(f"cannot save the training state in {self.run_dir}: "
                                f"{getattr(e, 'strerror', None) or e}") from e
 

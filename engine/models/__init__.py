@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_text
 from ..errors import LibraryError, ModelLoadError
 from .base import DualEncoder, pick_device
 
@@ -58,26 +57,13 @@ def save_checkpoint(model: DualEncoder, directory: Path, info: dict[str, Any] | 
     meta = {"config": model.config(), "version": model.version, "parent": model.parent,
             "info": info or {}}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.trained_state().items()}
-    tmp_w = directory / (WEIGHTS_FILE + ".tmp")
-    tmp_c = directory / (CONFIG_FILE + ".tmp")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp_w))
-        _fsync_replace(tmp_w, directory / WEIGHTS_FILE)
-        tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        _fsync_replace(tmp_c, directory / CONFIG_FILE)
-    except OSError as e:  # a full disk: say so, and leave no half-written file behind
-        for tmp in (tmp_w, tmp_c):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2, sort_keys=True))
+    except OSError as e:  # a full disk: say so (no half-written file is left behind)
         raise LibraryError(f"cannot save the model in {directory}: {e.strerror or e}") from e
     return directory
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
 
 
 def read_checkpoint_meta(directory: Path) -> dict[str, Any]:

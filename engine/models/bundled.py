@@ -14,7 +14,6 @@ model *is* the zero-shot model and training can only start from it and refine it
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from ..errors import ModelLoadError
 from .base import DualEncoder, l2n
 
@@ -115,6 +115,11 @@ def _run_layers(h: torch.Tensor, mask: torch.Tensor, layers: list[nn.Module]) ->
     return h
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file, not a name: np.save would add ".npy" to the name
+        np.save(f, array)
+
+
 def _unlock_count(value: Any, available: int, side: str) -> int:
     try:
         n = int(value)
@@ -184,14 +189,11 @@ class BundledDualEncoder(DualEncoder):
         with torch.inference_mode():
             emb = self._encode_raw_text(prompts).float().cpu()
         if path is not None:
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(tmp, emb.numpy())
-                os.replace(tmp, path)
+                atomic_write(path, lambda tmp: _save_npy(tmp, emb.numpy()))
             except OSError:  # a read-only or full disk: computed again next time
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+                pass
         return emb.clone()
 
     def train(self, mode: bool = True) -> BundledDualEncoder:
