@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folders to watch (default: every folder already in the library)")
     wa.add_argument("--polling", action="store_true", help="look for changes every few seconds "
                     "instead of waiting for change events (network folders are polled anyway)")
+    fo = sub.add_parser("folders", parents=[common], help="list, remove, pause or resume the "
+                        "library's folders",
+                        description="The folders of the library. remove takes a folder out: its "
+                        "photos leave the library with their captions and vectors (the files on "
+                        "disk are never touched). pause keeps its photos searchable but stops "
+                        "re-scanning and watching it; resume undoes that.")
+    fo.add_argument("action", nargs="?", default="list",
+                    choices=("list", "remove", "pause", "resume"))
+    fo.add_argument("paths", nargs="*", metavar="PATH", help="folders to remove, pause or resume")
+    fo.add_argument("--json", action="store_true", help="print JSON (list)")
     _add_training_commands(sub, common)
     return p
 
@@ -192,6 +202,22 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {2**32 - 1} "
                                          f"(got {text!r})")
     return value
+
+
+def _shown(text: str) -> str:
+    """Text safe to print on a terminal: control characters (escape codes, newlines), invisible
+    format characters and bytes that are not UTF-8 are written as escapes, never sent raw."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+        elif "\udc80" <= c <= "\udcff":  # a byte that is not UTF-8, as Python carries it
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def _date(text: str) -> datetime:
@@ -437,6 +463,37 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_folders(args) -> int:
+    from pathlib import Path
+
+    lib = _open_library(args)
+    if args.action != "list" and not args.paths:
+        raise EngineError(f"give the folders to {args.action} (see `chikaku folders`)")
+    if args.action == "list" and args.paths:
+        raise EngineError("list takes no folders: did you mean `chikaku folders remove PATH`?")
+    for path in args.paths:
+        if args.action == "remove":
+            n = lib.remove_folder(path)
+            print(f"removed {_shown(path)} from the library: {n} photos left it with their "
+                  "captions and vectors (the files on disk are not touched)")
+        else:
+            lib.set_folder_paused(path, args.action == "pause")
+            print(f"{args.action}d {_shown(path)}")
+    if args.action != "list":
+        return 0
+    paused = set(lib.paused_folders())
+    rows = [{"path": f, "paused": f in paused, "present": Path(f).is_dir()} for f in lib.folders()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no folders yet (chikaku index PATH)")
+    for r in rows:
+        notes = [n for n, on in (("paused", r["paused"]), ("not found", not r["present"])) if on]
+        print(_shown(r["path"]) + (f"  ({', '.join(notes)})" if notes else ""))
+    return 0
+
+
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
@@ -472,7 +529,7 @@ def cmd_watch(args) -> int:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "eval": cmd_eval,
-            "watch": cmd_watch,
+            "watch": cmd_watch, "folders": cmd_folders,
             "captions": cmd_captions, "train": cmd_train, "models": cmd_models}
 
 

@@ -20,6 +20,17 @@ NETWORK_FILESYSTEMS = frozenset({
     "fuse", "sshfs",
 })
 
+# The kernel's and the system's own file systems: processes, devices, kernel settings. Never
+# photos; walking them can be endless (/proc/*/root leads back to the whole disk) or hang.
+SYSTEM_FILESYSTEMS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "devfs", "cgroup", "cgroup2", "securityfs", "debugfs",
+    "tracefs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc",
+    "efivarfs", "selinuxfs", "rpc_pipefs", "nsfs", "fdescfs", "procfs", "linprocfs", "linsysfs",
+    "kernfs",
+})
+# Where no mount table can be read: the usual places of those file systems.
+SYSTEM_FOLDERS = {"/proc": "proc", "/sys": "sysfs", "/dev": "devfs"}
+
 MOUNT_TABLES = ("/proc/self/mountinfo", "/proc/mounts")
 
 _IN_DELETE_SELF = 0x400
@@ -76,6 +87,28 @@ def filesystem_type(path: str | os.PathLike, table: str | None = None) -> str | 
         if inside and (best is None or len(point) >= best[0]):
             best = (len(point), fstype)
     return best[1] if best else None
+
+
+def mount_table(table: str | None = None) -> list[tuple[str, str]]:
+    """(mount point, type) of every mount; where no table can be read, the usual system folders."""
+    text = table if table is not None else _read_mount_table()
+    if not text:
+        return list(SYSTEM_FOLDERS.items()) if os.name == "posix" else []
+    return parse_mounts(text)
+
+
+def system_filesystem(path: str | os.PathLike, mounts: list[tuple[str, str]] | None = None,
+                      resolved: bool = False) -> str | None:
+    """The type of the system file system (proc, sysfs, devtmpfs ...) holding ``path`` after
+    links (``resolved``: it has none), or None for any other file system (a tmpfs mounted
+    inside /dev is not one)."""
+    real = os.fspath(path) if resolved else os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for point, fstype in mount_table() if mounts is None else mounts:
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= best[0]):
+            best = (len(point), fstype)
+    return best[1] if best and best[1] in SYSTEM_FILESYSTEMS else None
 
 
 def needs_polling(fstype: str | None) -> bool:

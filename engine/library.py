@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from .catalog import Caption, Catalog, Embedding, KeptCaption, ModelRecord, Photo, Root
 from .config import DATABASE_ENV, LibraryConfig, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
+from .fsinfo import system_filesystem
 from .imageio import decode_file
 from .index import VectorIndex
 from .indexer import Indexer, IndexReport, ProgressFn
@@ -36,6 +37,11 @@ def photo_folder(p: Path | str) -> Path:
         raise LibraryError(f"no such folder: {p}")
     if not path.is_dir():
         raise LibraryError(f"not a folder: {p} (give the folder that holds your photos)")
+    if fstype := system_filesystem(path):
+        raise LibraryError(f"{shown_path(str(p))} is a system folder ({fstype} file system: the "
+                           "kernel's view of processes, devices or settings), not photos, so it "
+                           "cannot be indexed (if an earlier version added it, `chikaku folders "
+                           "remove PATH` takes it out of the library)")
     if not is_utf8(str(path)):
         raise LibraryError(f"the folder name {shown_path(str(path))} is not valid UTF-8, "
                            "so the catalog cannot keep it: rename it to index it")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import IMAGE_EXTENSIONS, JUNK_NAMES
+from .fsinfo import mount_table, system_filesystem
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,14 @@ def scan(roots: list[Path], exclude_globs: tuple[str, ...] = (),
          exclude_dirs: tuple[Path, ...] = ()) -> ScanResult:
     result = ScanResult()
     skip = {os.path.realpath(d) for d in exclude_dirs}
+    mounts = mount_table()  # /proc, /sys, /dev ... are never walked, even from /
     for root in roots:
-        _walk(Path(root), result, exclude_globs, skip)
+        _walk(Path(root), result, exclude_globs, skip, mounts)
     return result
 
 
-def _walk(root: Path, result: ScanResult, globs: tuple[str, ...], skip: set[str]) -> None:
+def _walk(root: Path, result: ScanResult, globs: tuple[str, ...], skip: set[str],
+          mounts: list[tuple[str, str]] = ()) -> None:
     stack: list[tuple[str, frozenset[tuple[int, int]]]] = []
     try:
         st = os.stat(root)
@@ -75,7 +78,14 @@ def _walk(root: Path, result: ScanResult, globs: tuple[str, ...], skip: set[str]
     stack.append((str(root), frozenset({(st.st_dev, st.st_ino)})))
     while stack:
         folder, ancestors = stack.pop()
-        if os.path.realpath(folder) in skip:
+        real = os.path.realpath(folder)
+        if real in skip:
+            continue
+        if fstype := system_filesystem(real, mounts, resolved=True):
+            if folder == str(root):  # added by an older version: say how to take it out
+                result.problems[folder] = (
+                    f"a system folder ({fstype} file system), not photos: it is not walked "
+                    "(take it out of the library with `chikaku folders remove PATH`)")
             continue
         try:
             with os.scandir(folder) as it:

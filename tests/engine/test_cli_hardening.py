@@ -7,6 +7,8 @@ import json
 from contextlib import closing
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from engine.cli import main as cli
 from tests.conftest import TINY_MODEL
@@ -126,3 +128,105 @@ def test_emptied_catalog_beside_trained_models_is_not_a_new_library(tmp_path, ca
     (fresh / "catalog.db").write_bytes(b"")
     assert cli(["status", "--library", str(fresh)]) == 0
     assert "photos:   0 searchable" in capsys.readouterr().out
+
+
+# -- case 9: system folders are never walked, and a folder can leave the library ----------------
+def _status(lib, capsys) -> dict:
+    capsys.readouterr()
+    assert cli(["status", "--json", "--library", lib]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_system_folders_are_refused_and_never_recorded(tmp_path, capsys):
+    from engine.fsinfo import system_filesystem
+
+    if system_filesystem("/proc/sys") != "proc":
+        pytest.skip("no /proc file system here")
+    lib = _make_lib(tmp_path / "lib")
+    for folder, fstype in (("/proc/sys", "proc"), ("/proc", "proc"), ("/sys", "sysfs"),
+                           ("/dev", system_filesystem("/dev"))):
+        if fstype is None:
+            continue
+        assert cli(["index", folder, "--quiet", "--library", lib]) == 1, folder
+        err = _one_line_error(capsys)
+        assert f"{folder} is a system folder ({fstype} file system" in err, err
+    assert _status(lib, capsys)["folders"] == []
+
+
+def _fake_mounts(monkeypatch, system_folder) -> None:
+    """A mount table in which ``system_folder`` holds the proc file system."""
+    from engine import fsinfo
+
+    table = ("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
+             f"35 22 0:5 / {system_folder} rw,nosuid,nodev,noexec - proc proc rw\n")
+    monkeypatch.setattr(fsinfo, "_read_mount_table", lambda: table)
+
+
+def test_a_system_file_system_inside_a_folder_is_not_walked(tmp_path, monkeypatch, capsys):
+    photos = tmp_path / "photos"
+    inside = photos / "kernel"
+    inside.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for folder in (photos, inside):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / "a.png")
+    (photos / "link").symlink_to(inside)  # reached through a link as well
+    _fake_mounts(monkeypatch, inside)
+    lib = _make_lib(tmp_path / "lib")
+    assert cli(["index", str(photos), "--quiet", "--library", lib]) == 0
+    assert "1 photos found: 1 added" in capsys.readouterr().out
+    assert cli(["index", str(inside), "--library", lib]) == 1
+    assert "is a system folder (proc file system" in _one_line_error(capsys)
+    assert _status(lib, capsys)["folders"] == [str(photos)]
+
+
+def test_a_folder_leaves_the_library_with_folders_remove(tmp_path, photos, capsys):
+    from engine.catalog import Root
+    from engine.fsinfo import system_filesystem
+    from engine.library import Library
+
+    if system_filesystem("/proc/sys") != "proc":
+        pytest.skip("no /proc file system here")
+    lib = _make_lib(tmp_path / "lib")
+    opened = Library.open(lib, device="cpu")
+    with opened.catalog.session() as s:  # as an older version left it
+        s.add(Root(path="/proc/sys"))
+    opened.close()
+    assert cli(["index", str(photos), "--quiet", "--library", lib]) == 0
+    assert cli(["index", "--quiet", "--library", lib]) == 1  # the old folder is named
+    assert "folders remove PATH` takes it out" in _one_line_error(capsys)
+    assert cli(["folders", "--library", lib]) == 0
+    assert capsys.readouterr().out.splitlines() == ["/proc/sys", str(photos)]
+
+    assert cli(["folders", "remove", "/proc/sys", "--library", lib]) == 0
+    assert "removed /proc/sys from the library: 0 photos left it" in capsys.readouterr().out
+    assert cli(["index", "--quiet", "--library", lib]) == 0
+    assert "12 unchanged" in capsys.readouterr().out
+    assert cli(["folders", "pause", str(photos), "--library", lib]) == 0
+    assert capsys.readouterr().out == f"paused {photos}\n"
+    assert cli(["folders", "--json", "--library", lib]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"path": str(photos), "paused": True, "present": True}]
+    assert cli(["folders", "remove", str(photos), "--library", lib]) == 0
+    assert "12 photos left it" in capsys.readouterr().out
+    status = _status(lib, capsys)
+    assert status["folders"] == [] and status["photos"] == 0
+    assert photos.is_dir() and len(list(photos.iterdir())) == 12  # the files stay
+    assert cli(["folders", "remove", str(photos), "--library", lib]) == 1
+    assert "is not a folder of this library" in _one_line_error(capsys)
+
+
+def test_system_file_systems_are_named_by_the_mount_table():
+    from engine.fsinfo import parse_mounts, system_filesystem
+
+    table = ("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+             "23 22 0:5 / /proc rw - proc proc rw\n"
+             "24 22 0:6 / /dev rw - devtmpfs udev rw\n"
+             "25 24 0:7 / /dev/shm rw - tmpfs tmpfs rw\n"
+             "26 22 0:8 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+             "27 22 0:9 / /media/my\\040photos rw - vfat /dev/sdb1 rw\n")
+    mounts = parse_mounts(table)
+    assert system_filesystem("/proc/1/root", mounts, resolved=True) == "proc"
+    assert system_filesystem("/dev", mounts, resolved=True) == "devtmpfs"
+    assert system_filesystem("/sys/fs/cgroup/x", mounts, resolved=True) == "cgroup2"
+    for ordinary in ("/", "/dev/shm/photos", "/media/my photos", "/procedures", "/home"):
+        assert system_filesystem(ordinary, mounts, resolved=True) is None, ordinary
