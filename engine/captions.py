@@ -14,6 +14,7 @@ a caption.
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import json
@@ -165,6 +166,18 @@ def _collect(lib: Library, rows, report: ImportReport, base: Path | None = None
     return pairs
 
 
+def _changes_library(importer):
+    """An import holds the library's writer lock from matching names to storing captions, so
+    no photo can leave in between (another process is refused while it runs)."""
+    @functools.wraps(importer)
+    def locked(lib: Library, *args, **kwargs) -> ImportReport:
+        with lib.writer.hold("importing captions"):
+            return importer(lib, *args, **kwargs)
+
+    return locked
+
+
+@_changes_library
 def import_csv(lib: Library, path: Path | str, split: str | None = None) -> ImportReport:
     """Rows of ``image,caption`` (a header row naming both). ``split`` keeps only the train or
     test part (sorted image names, first 80% train), as ``chikaku eval`` splits them."""
@@ -180,6 +193,7 @@ def import_csv(lib: Library, path: Path | str, split: str | None = None) -> Impo
     return report
 
 
+@_changes_library
 def import_coco(lib: Library, path: Path | str) -> ImportReport:
     """COCO captions JSON: ``images`` (id, file_name) and ``annotations`` (image_id, caption)."""
     path = Path(path)
@@ -218,6 +232,7 @@ def _json_kind(value) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
+@_changes_library
 def import_sidecars(lib: Library) -> ImportReport:
     """``IMG_1234.jpg.txt`` or ``IMG_1234.txt`` beside a photo: one caption a line."""
     report = ImportReport("sidecar text files")
@@ -271,6 +286,7 @@ def embedded_descriptions(data: bytes) -> list[str]:
     return unique
 
 
+@_changes_library
 def import_embedded(lib: Library) -> ImportReport:
     report = ImportReport("descriptions inside the photos (EXIF, XMP)")
     pairs: dict[int, list[str]] = {}

@@ -268,7 +268,7 @@ class Library:
     def set_folder_paused(self, path: Path | str, paused: bool) -> None:
         """A paused folder is not watched or re-scanned; its photos stay searchable."""
         folder = str(Path(path).expanduser().resolve())
-        with self.catalog.session() as s:
+        with self.writer.hold("pausing a folder"), self.catalog.session() as s:
             root = s.scalar(select(Root).where(Root.path == folder))
             if root is None:
                 raise LibraryError(f"{path} is not a folder of this library")
@@ -414,7 +414,8 @@ class Library:
     def delete_model(self, version: str) -> None:
         from .modelstore import delete_model
 
-        delete_model(self, version)
+        with self.writer.hold("deleting a model"):
+            delete_model(self, version)
 
     def previous_model(self) -> str | None:
         from .modelstore import previous_version
@@ -434,7 +435,7 @@ class Library:
                                   .order_by(Caption.id)))
 
     def set_captions(self, photo_id: int, texts: list[str], source: str = "user") -> None:
-        with self.catalog.session() as s:
+        with self.writer.hold("saving captions"), self.catalog.session() as s:
             if s.get(Photo, photo_id) is None:
                 raise LibraryError(f"no photo with id {photo_id} in the library")
             # The given list becomes the photo's captions: kept lines keep their row (and where
