@@ -80,6 +80,11 @@ class VectorIndex:
     def kind(self) -> str:
         return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
+    @property
+    def outgrown(self) -> bool:
+        """An exact index grown past IVF_THRESHOLD: ``build`` would now make an IVF index."""
+        return self.kind == "flat" and len(self) >= IVF_THRESHOLD
+
     @classmethod
     def build(cls, dim: int, version: str, ids: np.ndarray, vecs: np.ndarray,
               use_gpu: bool | None = None, queries=None) -> VectorIndex:
@@ -158,7 +163,7 @@ class VectorIndex:
         """Once an exact index passes IVF_THRESHOLD, build the IVF index on a thread and swap
         it in; searches go on against the exact index meanwhile. ``vectors_of()`` returns the
         current (ids, vecs) from the catalog; ``queries()`` sample query vectors."""
-        if self.kind != "flat" or len(self) < IVF_THRESHOLD or self._converting:
+        if not self.outgrown or self._converting:
             return None
         self._converting = True
 

@@ -171,10 +171,7 @@ class Library:
             gen = self.catalog.generation()
             if current and gen == self._index_generation:
                 return self._index
-            idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, gen,
-                                   use_gpu=self._index_gpu)
-            if idx is None:
-                idx = self._rebuild_index(model, gen)
+            idx = self._index_of(model, gen)
             self._index, self._index_generation = idx, gen
             return idx
 
@@ -186,10 +183,22 @@ class Library:
     def _index_in_step(self) -> None:
         self._index_generation = self.catalog.generation()
 
-    def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
+    def _index_of(self, model: DualEncoder, generation: int) -> VectorIndex:
+        """A model version's index, for search and for activating it alike: the saved one when
+        it is current, else rebuilt from the catalog."""
+        idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, generation,
+                               use_gpu=self._index_gpu)
+        return idx if idx is not None else self._rebuild_index(model, generation)
+
+    def _new_index(self, model: DualEncoder) -> VectorIndex:
+        """The one place an index is built from the catalog's vectors: exact or IVF by size
+        (VectorIndex.build), FAISS on the GPU only where the library may use it."""
         ids, vecs = self.catalog.vectors(model.version)
-        idx = VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu,
-                                queries=lambda: self.tuning_queries(model))
+        return VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu,
+                                 queries=lambda: self.tuning_queries(model))
+
+    def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
+        idx = self._new_index(model)
         self._save_index(idx, generation)
         return idx
 

@@ -26,7 +26,7 @@ from .catalog import Caption, Embedding, ModelRecord, Photo
 from .decide import judge, photo_scores
 from .errors import Cancelled, LibraryError
 from .evaluate import recalls
-from .index import VectorIndex, _file_name
+from .index import _file_name
 from .indexer import Indexer, ProgressFn
 from .models import create_model, load_checkpoint, save_checkpoint
 from .models.base import DualEncoder
@@ -221,16 +221,13 @@ def activate(lib: Library, version: str, progress: ProgressFn | None = None,
     if rec.active:
         return
     model = model or load_record(rec, lib.config.device)
-    gen = lib.catalog.generation()
-    idx = (VectorIndex.load(lib.config.index_dir, version, model.dim, gen)
-           or VectorIndex(model.dim, version))
-    if len(idx) == 0:
-        ids, vecs = lib.catalog.vectors(version)
-        idx.add(ids, vecs)
+    idx = lib._index_of(model, lib.catalog.generation())
     roots = [Path(r) for r in lib.folders() if Path(r).is_dir()]
     if roots:
         Indexer(lib.catalog, model, idx, lib.config.indexing,
                 exclude_dirs=(lib.root,)).run(roots, progress=progress, cancel=cancel)
+    if idx.outgrown:  # re-embedding made it large: the IVF index, before search uses it
+        idx = lib._new_index(model)
     lib._switch_model(model, idx, version)
 
 
