@@ -275,11 +275,11 @@ def cmd_index(args) -> int:
     if report.captions_restored:
         print(f"{report.captions_restored} captions restored to photos that came back")
     for folder, why in sorted(report.unavailable.items()):
-        print(f"left alone: {folder}: {why}")
+        print(f"left alone: {_shown(folder)}: {_shown(why)}")
     if report.skipped:
         print("skipped:")
         for path, reason in sorted(report.skipped.items()):
-            print(f"  {path}: {reason}")
+            print(f"  {_shown(path)}: {_shown(reason)}")
     return 0
 
 
@@ -298,7 +298,7 @@ def cmd_search(args) -> int:
     if not hits:
         print("no photos match the filters")
     for i, h in enumerate(hits):
-        print(f"{i + 1:>3}  {h.score:6.3f}  {h.path}")
+        print(f"{i + 1:>3}  {h.score:6.3f}  {_shown(h.path)}")
     return 0
 
 
@@ -312,17 +312,18 @@ def cmd_status(args) -> int:
                           "skipped": [{"path": p, "reason": r} for p, r in st.skipped]},
                          indent=2))
         return 0
-    print(f"library:  {st.root}")
+    print(f"library:  {_shown(st.root)}")
     print(f"photos:   {st.photos} searchable ({st.embedded} embedded by the active model)")
     print(f"model:    {st.model_version}")
     print(f"captions: {st.captions}")
     if st.extra.get("missing") or st.extra.get("kept_captions"):
         print(f"missing:  {st.extra['missing']} photos gone from their folder (kept), "
               f"{st.extra['kept_captions']} captions kept for photos that left")
-    print("folders:  " + (", ".join(st.folders) if st.folders else "none yet (chikaku index PATH)"))
+    print("folders:  " + (", ".join(map(_shown, st.folders)) if st.folders
+                          else "none yet (chikaku index PATH)"))
     print(f"skipped:  {len(st.skipped)}")
     for path, reason in st.skipped:
-        print(f"  {path}: {reason}")
+        print(f"  {_shown(path)}: {_shown(reason)}")
     return 0
 
 
@@ -361,7 +362,7 @@ def cmd_captions(args) -> int:
         report = captions.import_embedded(lib)
     print(report.summary())
     for name, why in report.unmatched[:50]:
-        print(f"  not matched: {name}: {why}")
+        print(f"  not matched: {_shown(name)}: {_shown(why)}")
     if len(report.unmatched) > 50:
         print(f"  ... and {len(report.unmatched) - 50} more")
     return 0
@@ -400,7 +401,7 @@ def cmd_train(args) -> int:
             elif ev.kind in ("prepare", "reembed") and ev.message:
                 bar.set_description(ev.message[:40] if ev.kind == "reembed" else "training")
             if ev.message and ev.kind in ("prepare", "step"):
-                bar.write(ev.message)
+                bar.write(_shown(ev.message), file=sys.stderr)
             if ev.kind == "done":
                 result = ev.result
                 message = ev.message
@@ -506,9 +507,9 @@ def cmd_watch(args) -> int:
 
     def show(event) -> None:
         if event.kind == "indexed":
-            print(f"{datetime.now():%H:%M:%S}  {describe(event)}", flush=True)
+            print(f"{datetime.now():%H:%M:%S}  {_shown(describe(event))}", flush=True)
         elif event.kind != "indexing":
-            print(f"chikaku: {describe(event)}", file=sys.stderr, flush=True)
+            print(f"chikaku: {_shown(describe(event))}", file=sys.stderr, flush=True)
 
     lib = _open_library(args)
     if not args.paths and not lib.folders():
@@ -550,9 +551,25 @@ def _standard_streams() -> None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
 
 
+def _not_utf8(argv: list[str]) -> str | None:
+    """A message for the first argument holding bytes that are not UTF-8 (Python carries them as
+    lone surrogates), or None."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return (f"the argument '{_shown(arg)}' is not valid UTF-8 text: Chikaku takes names "
+                    "and queries as UTF-8; rename the file or folder, or type the text again")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     _standard_streams()
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if problem := _not_utf8(argv):
+        print(f"chikaku: {problem}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
@@ -562,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except EngineError as e:
-        print(f"chikaku: {e}", file=sys.stderr)
+        print("chikaku: " + "\n".join(map(_shown, str(e).split("\n"))), file=sys.stderr)
         return 1
 
 

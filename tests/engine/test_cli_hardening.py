@@ -4,6 +4,8 @@ system folders, Ctrl+C, moved libraries, --json read by scripts, names that are 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from contextlib import closing
 
 import numpy as np
@@ -230,3 +232,77 @@ def test_system_file_systems_are_named_by_the_mount_table():
     assert system_filesystem("/sys/fs/cgroup/x", mounts, resolved=True) == "cgroup2"
     for ordinary in ("/", "/dev/shm/photos", "/media/my photos", "/procedures", "/home"):
         assert system_filesystem(ordinary, mounts, resolved=True) is None, ordinary
+
+
+# -- issue 19: --json prints JSON alone on standard output --------------------------------------
+def _json_commands(lib, folder, dataset) -> dict[str, list[str]]:
+    return {"search": ["search", "a red circle", "-k", "3", "--json"],
+            "status": ["status", "--json"],
+            "eval": ["eval", str(dataset), "--split", "all", "--json"],
+            "train": ["train", "--steps", "4", "--batch-size", "8", "--holdout", "0.25",
+                      "--activate", "always", "--json"],
+            "models": ["models", "--json"],
+            "folders": ["folders", "--json"]}
+
+
+@pytest.mark.parametrize("stderr", ["file", "closed"])
+def test_json_output_is_only_json_whatever_stderr_is(shapes_lib, tmp_path, stderr):
+    lib, folder, truth = shapes_lib
+    lib.close()
+    dataset = tmp_path / "dataset"
+    (dataset / "images").mkdir(parents=True)
+    rows = ["image,caption"]
+    for name, (colour, shape) in truth.items():
+        (dataset / "images" / name).write_bytes((folder / name).read_bytes())
+        rows.append(f"{name},a {colour} {shape}")
+    (dataset / "captions.csv").write_text("\n".join(rows) + "\n")
+    log = tmp_path / "stderr.txt"
+    for name, args in _json_commands(lib, folder, dataset).items():
+        command = [sys.executable, "-m", "engine.cli", *args, "--library", str(lib.root)]
+        if stderr == "closed":
+            run = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command],
+                                 stdout=subprocess.PIPE, text=True, timeout=600)
+        else:
+            with open(log, "w") as err:
+                run = subprocess.run(command, stdout=subprocess.PIPE, stderr=err, text=True,
+                                     timeout=600)
+        assert run.returncode == 0, (name, run.stdout, log.read_text() if log.exists() else "")
+        try:
+            out = json.loads(run.stdout)  # nothing but JSON on standard output
+        except ValueError:
+            pytest.fail(f"{name} --json printed more than JSON: {run.stdout[:300]!r}")
+        assert out, name
+    assert json.loads(run.stdout)[0]["path"] == str(folder)
+
+
+# -- names that are not plain text --------------------------------------------------------------
+def test_file_names_with_escape_codes_are_printed_escaped(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    evil = folder / "red\x1b[31m\x1b]0;title\x07.png"
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(evil)
+    (folder / "broken\x1b[2J.jpg").write_bytes(b"")
+    lib = _make_lib(tmp_path / "lib")
+    assert cli(["index", str(folder), "--quiet", "--library", lib]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "broken\\x1b[2J.jpg: empty file" in out
+    assert cli(["search", "--image", str(evil), "-k", "1", "--library", lib]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.rstrip().endswith("red\\x1b[31m\\x1b]0;title\\x07.png")
+    assert cli(["status", "--library", lib]) == 0
+    assert "\x1b" not in capsys.readouterr().out
+    assert cli(["search", "--json", "--image", str(evil), "--library", lib]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["path"] == str(evil)  # JSON keeps the name
+
+
+def test_an_argument_that_is_not_utf8_gets_a_message(tmp_path, capsys):
+    lib = _make_lib(tmp_path / "lib")
+    image = tmp_path / "q\udcff.jpg"  # the byte 0xff, as Python passes it in sys.argv
+    for argv in (["search", "--image", str(image)], ["search", "dog \udcff"],
+                 ["search", "dog", "--folder", str(tmp_path / "\udcfe")],
+                 ["index", str(tmp_path / "\udcff")]):
+        assert _code([*argv, "--library", lib]) == 2, argv
+        err = _one_line_error(capsys)
+        assert "is not valid UTF-8 text" in err and ("\\xff" in err or "\\xfe" in err), err
