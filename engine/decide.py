@@ -60,7 +60,7 @@ def judge(before: np.ndarray, after: np.ndarray, seed: int = 0) -> Verdict:
         return Verdict(None, round(gain, 2), float("nan"), n,
                        f"too few captioned photos to tell whether the new model is better "
                        f"({n} set aside to judge it; at least {MIN_JUDGING_PHOTOS} are needed, "
-                       "which takes about 50 captioned photos)")
+                       "which takes at least 24 captioned photos)")
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(n, size=(RESAMPLES, n))].mean(axis=1)
     lower = float(np.quantile(means, 1 - CONFIDENCE))

@@ -98,6 +98,12 @@ def test_the_split_sets_aside_enough_photos_to_judge_on_a_small_library():
     assert sum(map(len, sets)) == 48 and len(sets[0]) >= 24 and not (sets[0] & sets[1] or sets[0] & sets[2]
                                               or sets[1] & sets[2])
     assert len(split.judge.ids) >= MIN_JUDGING_PHOTOS
+    def judging(n: int) -> int:
+        d = CaptionedPhotos(list(range(n)), ["p"] * n, ["h"] * n, [["c"]] * n)
+        return len(split_photos(d, 0.1, seed=0).judge.ids)
+
+    # the number the verdict and the README give for "enough photos to judge"
+    assert judging(24) == MIN_JUDGING_PHOTOS > judging(23)
     big = CaptionedPhotos(list(range(800)), ["p"] * 800, ["h"] * 800, [["c"]] * 800)
     assert len(split_photos(big, 0.1, seed=0).judge.ids) == 40  # 10%, half of it judges
 
