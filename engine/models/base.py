@@ -40,7 +40,6 @@ class DualEncoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.parent: str | None = None
-        self.extra_info: dict[str, Any] = {}
 
     # -- towers (feature embeddings) ------------------------------------------------------------
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -128,9 +127,6 @@ class DualEncoder(nn.Module):
         """Mixed precision on CUDA; full precision on the CPU."""
         dev = self.device
         return torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda")
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
 
     # -- identity -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
