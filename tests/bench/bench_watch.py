@@ -1,6 +1,7 @@
 """How soon a watched library is current after a camera import, and what it cost to get there.
 
     .venv/bin/python tests/bench/bench_watch.py [--files 2000] [--model bundled|tiny] [--polling]
+        [--device cpu|cuda]
 
 A watcher with its default options watches an empty Pictures folder. Another process then copies
 --files JPEGs (flickr8k-1k photos, each copy slightly brightened so no two files are the same)
@@ -115,7 +116,7 @@ def run(args, work: Path) -> list[tuple]:
     staged = stage(work / "staging", args.files)
     root = work / "Pictures"
     root.mkdir()
-    lib = Library.open(work / "library", device="cpu",
+    lib = Library.open(work / "library", device=args.device,
                        default_model=TINY_MODEL if args.model == "tiny" else None)
     lib.model  # noqa: B018 (load the model before timing)
     tally = Tally()
@@ -153,6 +154,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--model", choices=("bundled", "tiny"), default="bundled")
     ap.add_argument("--polling", action="store_true", help="poll instead of native events")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="chikaku-bench-watch-") as tmp:
         rows = run(args, Path(tmp))

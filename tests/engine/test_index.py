@@ -54,3 +54,31 @@ def test_small_index_is_exact_and_converts_when_it_grows(monkeypatch):
     thread.join(60)
     assert idx.kind == "ivf" and len(idx) == 4000
     assert idx.search(vecs[3500], 1)[1][0] == 3500
+
+
+def test_exact_search_matches_brute_force_with_ids_after_removals_and_replacements():
+    vecs = _clustered(3000, seed=1)
+    ids = np.arange(3000, dtype=np.int64) * 7 + 11  # photo ids are not row numbers
+    idx = VectorIndex.build(32, "v1", ids, vecs)
+    assert idx.kind == "flat"
+    gone = ids[::3]
+    idx.remove(gone)
+    moved = ids[1:300:3]  # re-embedded photos keep their id and get a new vector
+    new = _clustered(len(moved), seed=2)
+    idx.add(moved, new)
+    live = {int(i): v for i, v in zip(ids, vecs, strict=True) if i not in set(gone.tolist())}
+    live.update({int(i): v for i, v in zip(moved, new, strict=True)})
+    assert len(idx) == len(live)
+    keys = np.array(list(live), dtype=np.int64)
+    matrix = np.stack(list(live.values()))
+    for q in _clustered(20, seed=3):
+        scores, found = idx.search(q, 10)
+        truth = matrix @ q
+        order = np.argsort(-truth, kind="stable")[:10]
+        np.testing.assert_allclose(scores, truth[order], atol=1e-5)
+        assert set(found.tolist()) == set(keys[order].tolist())
+        assert not set(found.tolist()) & set(gone.tolist())
+        allowed = keys[::5]
+        _, only = idx.search(q, 10, allowed=allowed)
+        sub = matrix[::5] @ q
+        assert set(only.tolist()) == set(allowed[np.argsort(-sub)[:10]].tolist())
