@@ -377,6 +377,16 @@ def _recall_table(before: dict, after: dict) -> str:
     return "\n".join(rows)
 
 
+def _train_interrupted(lib, stage: str | None) -> str:
+    if stage != "reembed":
+        return "interrupted: the active model is unchanged; run the same command to resume"
+    saved = [m for m in lib.models() if not m.active]
+    version = max(saved, key=lambda m: m.created_at).version if saved else "VERSION"
+    return (f"interrupted: the new model {version} is saved, and the photos embedded with it so "
+            f"far are kept; the active model is unchanged until `chikaku models activate "
+            f"{version}` finishes the switch")
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
@@ -389,9 +399,11 @@ def cmd_train(args) -> int:
     cancel = threading.Event()
     bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,
                disable=args.json)
-    result = None
+    result = stage = None
+    events = lib.train(opts, cancel=cancel)
     try:
-        for ev in lib.train(opts, cancel=cancel):
+        for ev in events:
+            stage = ev.kind
             if ev.kind == "step":
                 bar.n = ev.step
                 bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
@@ -406,9 +418,9 @@ def cmd_train(args) -> int:
                 result = ev.result
                 message = ev.message
     except KeyboardInterrupt:
+        events.close()  # a re-embedding worker is cancelled and waited for
         bar.close()
-        print("\ninterrupted: the active model is unchanged; run the same command to resume",
-              file=sys.stderr)
+        print("\n" + _train_interrupted(lib, stage), file=sys.stderr)
         return 130
     finally:
         bar.close()
@@ -581,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as e:
         print("chikaku: " + "\n".join(map(_shown, str(e).split("\n"))), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: what was finished is kept; run the same command to go on",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ row in the catalog; the bundled zero-shot model needs no folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import queue
@@ -181,9 +182,15 @@ def train(lib: Library, options: TrainOptions | None = None,
 
 def _activate_events(lib: Library, version: str, model: DualEncoder | None,
                      cancel: threading.Event | None) -> Iterator[TrainEvent]:
-    """Run activate() on a thread and stream its re-embedding progress as events."""
+    """Run activate() on a thread and stream its re-embedding progress as events.
+
+    If the caller stops listening (Ctrl+C arrives while this waits, or the generator is closed),
+    the worker is cancelled and waited for before this returns: what it embedded is kept, and no
+    thread is left running the model while the interpreter shuts down (which aborts the process).
+    """
     events: queue.Queue = queue.Queue()
     failure: list[BaseException] = []
+    cancel = cancel if cancel is not None else threading.Event()
 
     def progress(p) -> None:
         if p.stage == "indexing":
@@ -201,13 +208,25 @@ def _activate_events(lib: Library, version: str, model: DualEncoder | None,
     worker = threading.Thread(target=work, name="chikaku-activate", daemon=True)
     worker.start()
     last = None
-    while (event := events.get()) is not None:
-        if last is None or event.step != last.step:
-            yield event
-        last = event
+    try:
+        while (event := events.get()) is not None:
+            if last is None or event.step != last.step:
+                yield event
+            last = event
+    except BaseException:  # KeyboardInterrupt, GeneratorExit: stop the worker, then go on out
+        cancel.set()
+        _wait_for(worker)
+        raise
     worker.join()
     if failure:
         raise failure[0]
+
+
+def _wait_for(worker: threading.Thread) -> None:
+    """Join a cancelled worker; a second Ctrl+C does not abandon it (it stops within a batch)."""
+    while worker.is_alive():
+        with contextlib.suppress(KeyboardInterrupt):
+            worker.join()
 
 
 def activate(lib: Library, version: str, progress: ProgressFn | None = None,

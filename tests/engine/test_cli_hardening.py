@@ -4,6 +4,7 @@ system folders, Ctrl+C, moved libraries, --json read by scripts, names that are 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from contextlib import closing
@@ -306,3 +307,56 @@ def test_an_argument_that_is_not_utf8_gets_a_message(tmp_path, capsys):
         assert _code([*argv, "--library", lib]) == 2, argv
         err = _one_line_error(capsys)
         assert "is not valid UTF-8 text" in err and ("\\xff" in err or "\\xfe" in err), err
+
+
+# -- case 7: Ctrl+C while training re-embeds the library ----------------------------------------
+def _slow_photos(folder, count: int) -> None:
+    """Large flat photos (small files, each a few dozen milliseconds to decode), all different."""
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(count):
+        im = Image.new("RGB", (2400, 2400), tuple(int(v) for v in rng.integers(0, 255, 3)))
+        im.paste(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)), (i, i))
+        im.save(folder / f"big{i:03d}.png", compress_level=1)
+
+
+def _read_until(stream, marker: bytes) -> bytes:
+    seen = b""
+    while marker not in seen:
+        chunk = stream.read1(4096)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_ctrl_c_while_training_re_embeds_ends_cleanly(shapes_lib, tmp_path):
+    lib, _folder, _truth = shapes_lib
+    big = tmp_path / "big"
+    _slow_photos(big, 48)
+    lib.add_folders([big])
+    active = lib.active_model_record().version
+    lib.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "train", "--steps", "4", "--batch-size", "8",
+         "--holdout", "0.25", "--activate", "always", "--library", str(lib.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = _read_until(proc.stderr, b"re-embedding photos")
+    assert b"re-embedding photos" in seen, seen.decode(errors="replace")
+    proc.send_signal(signal.SIGINT)
+    _out, rest = proc.communicate(timeout=600)
+    err = (seen + rest).decode(errors="replace")
+    assert proc.returncode == 130, err
+    assert "terminate called" not in err and "Traceback" not in err, err
+    assert "the photos embedded with it so far are kept" in err, err
+
+    from engine.library import Library
+
+    with closing(Library.open(lib.root, device="cpu")) as again:
+        assert again.active_model_record().version == active  # the switch did not happen
+        new = next(m.version for m in again.models() if not m.active)
+        assert f"the new model {new} is saved" in err
+    assert cli(["models", "activate", new, "--library", str(lib.root)]) == 0
+    with closing(Library.open(lib.root, device="cpu")) as again:
+        status = again.status()
+        assert status.model_version == new and status.embedded == status.photos == 96
