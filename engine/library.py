@@ -149,9 +149,11 @@ class Library:
 
     @property
     def model(self) -> DualEncoder:
+        """The catalog's active model. A library kept open for hours (a watcher, the app) follows
+        a switch made by another process: the model it names is loaded the next time it is used."""
         with self._lock:
-            if self._model is None:
-                rec = self.active_model_record()
+            rec = self.active_model_record()
+            if self._model is None or self._model.version != rec.version:
                 if rec.path:
                     self._model = load_checkpoint(Path(rec.path), device=self.config.device)
                 else:
@@ -346,7 +348,8 @@ class Library:
         if k <= 0:
             raise QueryError("the number of results must be at least 1")
         with self._lock:  # an index and the model that made it, even while models switch
-            idx, model = self.index, self.model
+            idx = self.index
+            model = self._model
         if len(idx) == 0:
             raise LibraryError("the library is empty: add a folder of photos with "
                                "`chikaku index PATH`")
