@@ -8,7 +8,9 @@ version. The FAISS index is only a cache of the ``embeddings`` rows; ``vectors_g
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -38,6 +40,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from .config import DATABASE_ENV
 from .errors import LibraryError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 
@@ -207,6 +211,7 @@ class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._damaged: dict[str, set[int]] = {}  # vectors() found these rows not finite
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.is_sqlite else {}
         self.engine: Engine = _engine(url, kwargs)
         if self.is_sqlite:
@@ -297,19 +302,69 @@ class Catalog:
         return int(self.get_meta("vectors_generation") or 0)
 
     # -- vectors --------------------------------------------------------------------------------
-    def vectors(self, version: str) -> tuple[np.ndarray, np.ndarray]:
-        """All stored (ids, vectors) of one model version, for rebuilding the index."""
-        with self.session() as s:
-            rows = s.execute(
-                select(Embedding.photo_id, Embedding.vector)
+    def identity(self) -> str:
+        """This catalog's own name, made once: a saved index names the catalog it was built
+        from, so one copied in from another library is never taken for this one's."""
+        made = self.get_meta("library_id")
+        if made is not None:
+            return made
+        try:
+            with self.session() as s:
+                s.add(Meta(key="library_id", value=uuid.uuid4().hex))
+        except LibraryError:  # read-only: stamps name no library, the other checks remain
+            return ""
+        except DatabaseError:  # another process made it first
+            pass
+        return self.get_meta("library_id") or ""
+
+    def _searchable(self, version: str):
+        return (select(Embedding.photo_id, Embedding.vector)
                 .join(Photo, Photo.id == Embedding.photo_id)
                 .where(Embedding.model_version == version, Photo.status == "ok")
-                .order_by(Embedding.photo_id)).all()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-        return ids, vecs
+                .order_by(Embedding.photo_id))
+
+    def vector_ids(self, version: str) -> np.ndarray:
+        """The ids of the photos one model version's vectors make searchable."""
+        with self.session() as s:
+            return np.array(s.scalars(self._searchable(version).with_only_columns(
+                Embedding.photo_id)).all(), dtype=np.int64)
+
+    def vectors(self, version: str, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All stored (ids, vectors) of one model version, for rebuilding the index. A damaged
+        row (not ``dim`` floats, or not finite) is left out and reported in the log; the next
+        indexing pass embeds its photo again (see drop_damaged_vectors)."""
+        with self.session() as s:
+            rows = s.execute(self._searchable(version)).all()
+        if dim is None and rows:  # the size nearly every row has
+            sizes = [len(r[1]) for r in rows]
+            dim = max(set(sizes), key=sizes.count) // 4
+        good = [r for r in rows if len(r[1]) == 4 * dim] if rows else []
+        if not good:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, dim or 0), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in good), dtype=np.int64, count=len(good))
+        vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in good])
+        finite = np.isfinite(vecs).all(axis=1)
+        damaged = sorted({r[0] for r in rows} - set(ids[finite].tolist()))
+        if damaged:
+            self._damaged.setdefault(version, set()).update(damaged)
+            log.warning("%d damaged vectors of model %s left out of the index (photo ids %s); "
+                        "indexing embeds those photos again", len(damaged), version,
+                        ", ".join(map(str, damaged[:10])))
+        return ids[finite], vecs[finite]
+
+    def drop_damaged_vectors(self, version: str, dim: int) -> int:
+        """Delete the rows of a model version that are not ``dim`` floats, or that vectors()
+        found not finite, so that indexing embeds their photos again. Returns how many."""
+        with self.session() as s:
+            bad = set(s.scalars(select(Embedding.photo_id).where(
+                Embedding.model_version == version,
+                func.length(Embedding.vector) != 4 * dim)).all())
+            bad |= self._damaged.pop(version, set())
+            if bad:
+                s.execute(delete(Embedding).where(Embedding.model_version == version,
+                                                  Embedding.photo_id.in_(sorted(bad))))
+                self.bump_generation(s)
+        return len(bad)
 
     def vector_of(self, photo_id: int, version: str) -> np.ndarray | None:
         with self.session() as s:

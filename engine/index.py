@@ -16,6 +16,7 @@ catalog's vectors generation, and rebuilt from the catalog whenever the stamp do
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -193,29 +194,56 @@ class VectorIndex:
     def _ids_flat(self) -> list[int]:
         return faiss.vector_to_array(self._index.id_map).tolist()
 
+    def ids(self) -> np.ndarray:
+        """Every photo id in the index."""
+        with self._lock:
+            index = self._index
+            if not isinstance(index, faiss.IndexIVF):
+                return faiss.vector_to_array(index.id_map).astype(np.int64)
+            lists = index.invlists
+            parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                     for i in range(lists.nlist) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, directory: Path, generation: int) -> None:
+    def save(self, directory: Path, generation: int, library: str = "") -> None:
+        """The index and its stamp: whose it is (``library``, the catalog's identity), which
+        model version and generation of the vectors it holds, and checksums of its ids and of
+        the file, so that a copied-in, stale or damaged file is recognised on loading."""
         directory.mkdir(parents=True, exist_ok=True)
         base = directory / _file_name(self.version)
+        written: dict[str, str] = {}
+
+        def write(path: Path) -> None:
+            faiss.write_index(self._index, str(path))
+            written["file"] = _file_digest(path)
+
         with self._lock:
-            atomic_write(base.with_suffix(".faiss"),
-                         lambda p: faiss.write_index(self._index, str(p)))
+            atomic_write(base.with_suffix(".faiss"), write)
             stamp = {"version": self.version, "generation": generation, "count": len(self),
-                     "dim": self.dim, "kind": self.kind}
+                     "dim": self.dim, "kind": self.kind, "library": library,
+                     "ids": ids_digest(self.ids()), "file": written["file"]}
         atomic_write_text(base.with_suffix(".json"), json.dumps(stamp))
 
     @classmethod
     def load(cls, directory: Path, version: str, dim: int, generation: int,
-             use_gpu: bool | None = None) -> VectorIndex | None:
-        """The saved index if it is current for this version and generation, else None."""
+             use_gpu: bool | None = None, library: str = "", ids: str | None = None
+             ) -> VectorIndex | None:
+        """The saved index if its stamp matches this library, version and generation, the file
+        is the one the stamp describes, and it holds the ids the catalog has (``ids``: their
+        ids_digest); else None, and the caller rebuilds it from the catalog."""
         base = directory / _file_name(version)
         try:
             stamp = json.loads(base.with_suffix(".json").read_text())
-            if (stamp.get("version"), stamp.get("generation"), stamp.get("dim")) != (
-                    version, generation, dim):
+            if not isinstance(stamp, dict) or (
+                    stamp.get("version"), stamp.get("generation"), stamp.get("dim"),
+                    stamp.get("library")) != (version, generation, dim, library):
+                return None
+            if stamp.get("file") != _file_digest(base.with_suffix(".faiss")):
+                log.warning("the index file for %s is damaged: rebuilt from the catalog", version)
                 return None
             raw = faiss.read_index(str(base.with_suffix(".faiss")))
-        except (OSError, ValueError, RuntimeError):
+        except (OSError, ValueError, RuntimeError, MemoryError):
             return None
         if raw.d != dim or raw.ntotal != stamp.get("count"):
             return None
@@ -223,7 +251,24 @@ class VectorIndex:
             return None
         idx = cls(dim, version, use_gpu)
         idx._index = raw
+        held = ids_digest(idx.ids())
+        if held != stamp.get("ids") or (ids is not None and held != ids):
+            return None
         return idx
+
+
+def ids_digest(ids: np.ndarray) -> str:
+    """A checksum of a set of photo ids, in any order."""
+    ordered = np.sort(np.ascontiguousarray(ids, dtype=np.int64))
+    return hashlib.blake2b(ordered.tobytes(), digest_size=16).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

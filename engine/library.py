@@ -19,7 +19,7 @@ from .config import DATABASE_ENV, LibraryConfig, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
 from .fsinfo import system_filesystem
 from .imageio import decode_file
-from .index import VectorIndex
+from .index import VectorIndex, ids_digest
 from .indexer import Indexer, IndexReport, ProgressFn
 from .lock import WriterLock, setup_lock
 from .models import create_model, load_checkpoint
@@ -99,10 +99,12 @@ class Library:
         self._model: DualEncoder | None = None
         self._index: VectorIndex | None = None
         self._index_generation = -1
+        self._index_hold: int | None = None  # the writer hold under which it was last checked
         self._lock = threading.RLock()
         with setup_lock(self.root / "setup.lock"):  # two first opens must not both create it
             _refuse_emptied_catalog(config)
             self.catalog = Catalog(config.catalog_url)
+            self.identity = self.catalog.identity()
             self._ensure_active_model()
 
     @classmethod
@@ -168,14 +170,16 @@ class Library:
         with self._lock:
             model = self.model
             current = self._index is not None and self._index.version == model.version
-            if current and self.writer.busy:
-                return self._index  # this process is the writer: the index is kept in step
+            hold = self.writer.holds if self.writer.busy else None
+            if current and hold is not None and hold == self._index_hold:
+                return self._index  # checked under this hold: this process keeps it in step
+            # Checked again on every new hold too: between two, another process may have
+            # written, and an index saved now would hide its photos.
             gen = self.catalog.generation()
-            if current and gen == self._index_generation:
-                return self._index
-            idx = self._index_of(model, gen)
-            self._index, self._index_generation = idx, gen
-            return idx
+            if not (current and gen == self._index_generation):
+                self._index, self._index_generation = self._index_of(model, gen), gen
+            self._index_hold = hold
+            return self._index
 
     @property
     def _index_gpu(self) -> bool | None:
@@ -189,13 +193,14 @@ class Library:
         """A model version's index, for search and for activating it alike: the saved one when
         it is current, else rebuilt from the catalog."""
         idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, generation,
-                               use_gpu=self._index_gpu)
+                               use_gpu=self._index_gpu, library=self.identity,
+                               ids=ids_digest(self.catalog.vector_ids(model.version)))
         return idx if idx is not None else self._rebuild_index(model, generation)
 
     def _new_index(self, model: DualEncoder) -> VectorIndex:
         """The one place an index is built from the catalog's vectors: exact or IVF by size
         (VectorIndex.build), FAISS on the GPU only where the library may use it."""
-        ids, vecs = self.catalog.vectors(model.version)
+        ids, vecs = self.catalog.vectors(model.version, model.dim)
         return VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu,
                                  queries=lambda: self.tuning_queries(model))
 
@@ -215,7 +220,8 @@ class Library:
         # (faiss reports a failed write, e.g. on a full disk, as a RuntimeError.)
         with contextlib.suppress(OSError, RuntimeError):
             idx.save(self.config.index_dir,
-                     self.catalog.generation() if generation is None else generation)
+                     self.catalog.generation() if generation is None else generation,
+                     library=self.identity)
 
     # -- indexing -------------------------------------------------------------------------------
     def add_folders(self, paths: list[Path | str], progress: ProgressFn | None = None,
@@ -225,6 +231,8 @@ class Library:
         if not folders:
             raise LibraryError("give at least one folder to index")
         with self.writer.hold("indexing"):
+            # damaged vectors go, so that this pass embeds their photos again
+            self.catalog.drop_damaged_vectors(self.model.version, self.model.dim)
             idx = self.index
             indexer = Indexer(self.catalog, self.model, idx, self.config.indexing,
                               exclude_dirs=(self.root,))
@@ -234,7 +242,7 @@ class Library:
                 self._index_in_step()
                 self._save_index(idx)
                 model = self.model
-                idx.maybe_convert(lambda: self.catalog.vectors(idx.version),
+                idx.maybe_convert(lambda: self.catalog.vectors(idx.version, model.dim),
                                   lambda: self.tuning_queries(model))
 
     def reindex(self, progress: ProgressFn | None = None,
@@ -322,7 +330,7 @@ class Library:
                 photo = s.scalar(select(Photo).where(Photo.path == term.value))
             if photo is not None:
                 vec = s.get(Embedding, (photo.id, model.version))
-                if vec is not None:
+                if vec is not None and len(vec.vector) == 4 * model.dim:  # else damaged
                     return np.frombuffer(vec.vector, dtype=np.float32)
                 path = Path(photo.path)
             else:

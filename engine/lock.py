@@ -134,6 +134,7 @@ class WriterLock:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._held: _FlockLock | _SqliteLock | None = None
+        self.holds = 0  # how many times this process has taken the lock (0 → 1 holders)
 
     @property
     def busy(self) -> bool:
@@ -167,6 +168,7 @@ class WriterLock:
             raise LibraryError(f"cannot open the library lock {self.path}: "
                                f"{e.strerror or e}") from e
         self._held = lock
+        self.holds += 1
         _write_holder(self.path, f"{what}, pid {os.getpid()}")
 
     def _release(self) -> None:
