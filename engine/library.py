@@ -264,6 +264,8 @@ class Library:
         files are really gone (see engine.indexer)."""
         folder = str(Path(path).expanduser().resolve())
         with self.writer.hold("removing a folder"), self._lock:
+            # checked against the catalog first: another process may have changed it since
+            idx = self.index if self._index is not None else None
             with self.catalog.session() as s:
                 root = s.scalar(select(Root).where(Root.path == folder))
                 if root is None:
@@ -278,10 +280,10 @@ class Library:
                     ids = [i for i in ids if not s.get(Photo, i).path.startswith(keep)]
                 self.catalog.delete_photos(s, ids)
                 s.delete(root)
-            if self._index is not None:
-                self._index.remove(ids)
+            if idx is not None:
+                idx.remove(ids)
                 self._index_in_step()
-                self._save_index(self._index)
+                self._save_index(idx)
             return len(ids)
 
     def set_folder_paused(self, path: Path | str, paused: bool) -> None:

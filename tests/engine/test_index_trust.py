@@ -121,3 +121,17 @@ def test_a_long_lived_process_never_saves_an_index_another_process_made_stale(tm
     later = _open(tmp_path / "lib")
     assert later.catalog.generation() == gen and len(later.index) == 10
     later.close()
+
+
+def test_removing_a_folder_in_a_long_lived_process_keeps_another_process_s_photos(tmp_path):
+    _photos(tmp_path / "a", 4, seed=7)
+    b = _photos(tmp_path / "b", 4, seed=8)
+    app = _open(tmp_path / "lib")
+    app.add_folders([tmp_path / "a"])
+    assert len(app.index) == 4
+    other = _open(tmp_path / "lib")
+    other.add_folders([tmp_path / "b"])
+    other.close()
+    assert app.remove_folder(tmp_path / "a") == 4
+    assert len(app.index) == 4 and _finds_itself(app, b)
+    app.close()
