@@ -110,7 +110,7 @@ class Library:
     @classmethod
     def open(cls, root: Path | str | None = None, device: str = "auto",
              default_model: dict[str, Any] | None = None, **kw) -> Library:
-        root = Path(root).expanduser() if root else default_library_dir()
+        root = Path(os.path.abspath(Path(root).expanduser())) if root else default_library_dir()
         kw.setdefault("database_url", os.environ.get(DATABASE_ENV) or None)
         return cls(LibraryConfig(root=root, device=device, **kw), default_model=default_model)
 
@@ -132,7 +132,7 @@ class Library:
             rec = s.get(ModelRecord, model.version)
             if rec is None:
                 rec = ModelRecord(version=model.version, family=model.family,
-                                  parent=model.parent, path=str(path) if path else None,
+                                  parent=model.parent, path=self._stored_path(path),
                                   config_json=json.dumps(model.config()),
                                   info_json=json.dumps(info or {}))
                 s.add(rec)
@@ -143,11 +143,38 @@ class Library:
                 rec.active = True
 
     def active_model_record(self) -> ModelRecord:
+        """The active model's row, its ``path`` the checkpoint folder in this library."""
         with self.catalog.session() as s:
             rec = s.scalar(select(ModelRecord).where(ModelRecord.active))
             if rec is None:
                 raise LibraryError("the library has no active model")
-            return rec
+        return self.located(rec)
+
+    # Checkpoint folders are stored relative to the library folder, so a library moved or copied
+    # elsewhere keeps finding its own models (never those of the library it was copied from).
+    def _stored_path(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        full, root = Path(path).absolute(), self.root.absolute()
+        return full.relative_to(root).as_posix() if full.is_relative_to(root) else str(full)
+
+    def checkpoint_dir(self, stored: str | None) -> Path | None:
+        """Where a model row's checkpoint folder is. A relative row is inside this library; an
+        absolute one (written before rows were relative) is read as the folder of that name in
+        this library's models/ when there is one, so a moved or copied library uses its own."""
+        if not stored:
+            return None
+        path = Path(stored)
+        if not path.is_absolute():
+            return self.root / path
+        own = self.config.models_dir / path.name
+        return own if own.is_dir() else path
+
+    def located(self, rec: ModelRecord) -> ModelRecord:
+        """A model row read out of its session, its ``path`` made the checkpoint folder here."""
+        if rec.path:
+            rec.path = str(self.checkpoint_dir(rec.path))
+        return rec
 
     @property
     def model(self) -> DualEncoder:

@@ -239,7 +239,7 @@ def activate(lib: Library, version: str, progress: ProgressFn | None = None,
             raise LibraryError(f"no model {version!r} in this library (see `chikaku models`)")
     if rec.active:
         return
-    model = model or load_record(rec, lib.config.device)
+    model = model or load_record(lib.located(rec), lib.config.device)
     idx = lib._index_of(model, lib.catalog.generation())
     roots = [Path(r) for r in lib.folders() if Path(r).is_dir()]
     if roots:
@@ -257,7 +257,7 @@ def delete_model(lib: Library, version: str) -> None:
             raise LibraryError(f"no model {version!r} in this library")
         if rec.active:
             raise LibraryError("the active model cannot be deleted; activate another one first")
-        path = rec.path
+        path = lib.checkpoint_dir(rec.path)
         s.execute(delete(Embedding).where(Embedding.model_version == version))
         s.delete(rec)
     if path and Path(path).is_dir() and Path(path).parent == lib.config.models_dir:

@@ -4,6 +4,7 @@ system folders, Ctrl+C, moved libraries, --json read by scripts, names that are 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -360,3 +361,68 @@ def test_ctrl_c_while_training_re_embeds_ends_cleanly(shapes_lib, tmp_path):
     with closing(Library.open(lib.root, device="cpu")) as again:
         status = again.status()
         assert status.model_version == new and status.embedded == status.photos == 96
+
+
+# -- case 5: a library moved, copied or named relatively keeps its own models -------------------
+def _trained(lib) -> str:
+    from engine.train import TrainOptions
+
+    events = list(lib.train(TrainOptions(steps=4, batch_size=8, holdout=0.25,
+                                         activate="always")))
+    assert events[-1].result.activated
+    return events[-1].result.version
+
+
+def _searches(root, capsys, version: str) -> None:
+    capsys.readouterr()
+    assert cli(["search", "a red circle", "-k", "3", "--json", "--library", str(root)]) == 0, \
+        capsys.readouterr().err
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert cli(["status", "--json", "--library", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == version
+
+
+def test_a_moved_or_copied_library_uses_its_own_model(shapes_lib, tmp_path, capsys):
+    lib, _folder, _truth = shapes_lib
+    version = _trained(lib)
+    lib.close()
+    moved = tmp_path / "moved"
+    shutil.move(lib.root, moved)  # mv
+    _searches(moved, capsys, version)
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy, symlinks=True)  # cp -a
+    shutil.rmtree(moved)  # the copy is independent of the original
+    _searches(copy, capsys, version)
+
+
+def test_checkpoint_rows_of_older_versions_are_read_in_a_copy(shapes_lib, tmp_path, capsys):
+    from sqlalchemy import update
+
+    from engine.catalog import ModelRecord
+
+    lib, _folder, _truth = shapes_lib
+    version = _trained(lib)
+    with lib.catalog.session() as s:  # as older versions wrote it: the absolute folder
+        s.execute(update(ModelRecord).where(ModelRecord.version == version)
+                  .values(path=str(lib.root / "models" / version)))
+    lib.close()
+    copy = tmp_path / "copy"
+    shutil.copytree(lib.root, copy, symlinks=True)
+    (lib.root / "models" / version / "weights.safetensors").unlink()  # the original's is gone
+    _searches(copy, capsys, version)
+
+
+def test_a_relative_library_option_works_from_another_folder(shapes_lib, tmp_path, monkeypatch,
+                                                             capsys):
+    lib, _folder, _truth = shapes_lib
+    lib.close()
+    monkeypatch.chdir(tmp_path)
+    assert lib.root == tmp_path / "lib"
+    assert cli(["train", "--steps", "4", "--batch-size", "8", "--holdout", "0.25",
+                "--activate", "always", "--json", "--library", "lib"]) == 0
+    version = json.loads(capsys.readouterr().out)["version"]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    _searches("../lib", capsys, version)
+    assert cli(["status", "--json", "--library", "../lib"]) == 0
+    assert json.loads(capsys.readouterr().out)["library"] == str(tmp_path / "lib")
