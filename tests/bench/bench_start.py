@@ -7,6 +7,9 @@ app as a new process, as a person does, several times. Inside each launch an obs
 the main window has been shown and painted, types a query at once (as someone who knows what
 they want does), and notes when its results are in the grid. Times run from just before the
 process is started, so they include the interpreter, the imports and loading the model.
+Two parts of that wait are also timed alone, each in fresh processes: importing PyTorch, timm,
+transformers and sentence-transformers, and loading the bundled model with the zero-shot prompts'
+embeddings computed (an empty cache folder) or read back from the cache folder.
 Prints a table last (median and worst of the runs).
 """
 
@@ -67,6 +70,29 @@ def observe(started: float, out: Path) -> None:
     run()
 
 
+IMPORTS = "import torch, timm, transformers, sentence_transformers"
+LOAD_MODEL = "from engine.models import create_model; create_model({'family': 'bundled'}, device='cpu')"
+
+
+def time_in_fresh_process(code: str, env: dict[str, str], setup: str = "") -> float:
+    """Seconds that ``code`` takes in a new interpreter, after ``setup`` (untimed)."""
+    timer = (f"import time\n{setup}\nt = time.perf_counter()\n{code}\n"
+             "print(time.perf_counter() - t)\n")
+    run = subprocess.run([sys.executable, "-c", timer], env=env, capture_output=True, text=True,
+                         check=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    return float(run.stdout.strip().splitlines()[-1])
+
+
+def parts(work: Path, env: dict[str, str], runs: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"imports": [], "computed": [], "cached": []}
+    for i in range(runs):
+        out["imports"].append(time_in_fresh_process(IMPORTS, env))
+        empty = {**env, "XDG_CACHE_HOME": str(work / f"empty-cache-{i}")}
+        out["computed"].append(time_in_fresh_process(LOAD_MODEL, empty, IMPORTS))
+        out["cached"].append(time_in_fresh_process(LOAD_MODEL, empty, IMPORTS))  # filled now
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -111,6 +137,16 @@ def main() -> None:
                        ("first search", "launch -> first results")):
         values = [r[key] for r in runs]
         print(f"{label:<28} {statistics.median(values):9.2f} {max(values):8.2f}")
+    alone = parts(work, env, min(args.runs, 3))
+    title = f"parts of it, each in a fresh process ({len(alone['imports'])} runs)"
+    print(f"{title:<58} {'median s':>9} {'worst s':>8}")
+    for key, label in (("imports", "import torch, timm, transformers and sentence-transformers"),
+                       ("computed", "load the model, prompts computed"),
+                       ("cached", "load the model, prompts read from the cache")):
+        values = alone[key]
+        print(f"{label:<58} {statistics.median(values):9.2f} {max(values):8.2f}")
+    saved = statistics.median(alone["computed"]) - statistics.median(alone["cached"])
+    print(f"{'saved by the prompt cache on each later start (median)':<58} {saved:9.2f}")
 
 
 if __name__ == "__main__":
