@@ -13,11 +13,14 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from engine.readlimit import MB, read_text
+
 log = logging.getLogger(__name__)
 
 SETTINGS_VERSION = 1
 CONFIG_ENV = "CHIKAKU_CONFIG_DIR"
 DEVICES = ("auto", "cpu", "cuda")
+SETTINGS_LIMIT = 1 * MB  # a few hundred bytes in use; a bigger file is not ours
 
 
 @dataclass
@@ -71,7 +74,7 @@ def load_settings(path: Path | None = None) -> Settings:
     """The saved settings, or the defaults if there are none or they cannot be used."""
     path = path or settings_path()
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = read_text(path, SETTINGS_LIMIT)
     except FileNotFoundError:
         return Settings()
     except (OSError, UnicodeDecodeError) as e:

@@ -29,8 +29,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from .catalog import Caption, Photo
-from .csvrows import read_image_captions
+from .csvrows import CAPTION_FILE_LIMIT, read_image_captions
 from .errors import DatasetError
+from .readlimit import MB, read_bytes, read_text
 
 if TYPE_CHECKING:
     from .library import Library
@@ -39,9 +40,8 @@ if TYPE_CHECKING:
 CAMERA_BOILERPLATE = re.compile(
     r"^(olympus digital camera|sony dsc|default|image|picture|photo|untitled|"
     r"digital camera|camera|dsc\w*|img[_\- ]?\d*|\s*)$", re.I)
-_XMP_DESC = re.compile(rb"<dc:description[^>]*>(.*?)</dc:description>", re.S)
-_RDF_LI = re.compile(rb"<rdf:li[^>]*>(.*?)</rdf:li>", re.S)
 MAX_CAPTION = 2000
+SIDECAR_LIMIT = 1 * MB  # hundreds of captions of MAX_CAPTION characters; a bigger one is refused
 # Terminal escape sequences (CSI, OSC, two-byte ESC) and C0/C1 control characters.
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
                       r"|[\x00-\x1f\x7f-\x9f]")
@@ -199,7 +199,7 @@ def import_coco(lib: Library, path: Path | str) -> ImportReport:
     path = Path(path)
     report = ImportReport(f"COCO {path.name}")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, CAPTION_FILE_LIMIT))
         files = {img["id"]: img["file_name"] for img in data["images"]}
         rows = []
         for ann in data["annotations"]:
@@ -237,13 +237,21 @@ def import_sidecars(lib: Library) -> ImportReport:
     """``IMG_1234.jpg.txt`` or ``IMG_1234.txt`` beside a photo: one caption a line."""
     report = ImportReport("sidecar text files")
     pairs: dict[int, list[str]] = {}
+    roots = [r.rstrip(os.sep) + os.sep for r in lib.folders()]
     for pid, path in _photos(lib):
         for side in (Path(path + ".txt"), Path(path).with_suffix(".txt")):
-            try:
-                lines = side.read_text(encoding="utf-8").splitlines()
-            except FileNotFoundError:
+            if not os.path.lexists(side):
                 continue
-            except (OSError, UnicodeDecodeError) as e:
+            if not os.path.realpath(side).startswith(tuple(roots)):
+                report.unmatched.append((str(side), "a link to a file outside the library's "
+                                         "folders: not followed"))
+                continue
+            try:
+                lines = read_text(side, SIDECAR_LIMIT).splitlines()
+            except OSError as e:
+                report.unmatched.append((str(side), f"cannot read: {e.strerror or e}"))
+                continue
+            except UnicodeDecodeError as e:
                 report.unmatched.append((str(side), f"cannot read: {e}"))
                 continue
             texts = [t for t in map(_clean, lines) if t]
@@ -273,8 +281,8 @@ def embedded_descriptions(data: bytes) -> list[str]:
         out.append(raw.decode("utf-16-le", "replace").strip("\x00 "))
     if isinstance(xmp, str):
         xmp = xmp.encode()
-    for block in _XMP_DESC.findall(xmp):
-        items = _RDF_LI.findall(block) or [block]
+    for block in _elements(xmp, b"dc:description"):
+        items = _elements(block, b"rdf:li") or [block]
         for item in items:
             out.append(html.unescape(item.decode("utf-8", "replace")).strip())
     seen, unique = set(), []
@@ -286,14 +294,27 @@ def embedded_descriptions(data: bytes) -> list[str]:
     return unique
 
 
+def _elements(xml: bytes, tag: bytes) -> list[bytes]:
+    """The contents of each ``<tag ...>...</tag>``, in one pass over the bytes (a pattern that
+    looks for each opening tag's end from there on is quadratic on a file of opening tags)."""
+    found, pos, opening, closing = [], 0, b"<" + tag, b"</" + tag + b">"
+    while (start := xml.find(opening, pos)) >= 0:
+        body = xml.find(b">", start + len(opening))
+        end = xml.find(closing, body + 1) if body >= 0 else -1
+        if end < 0:  # no later opening tag can be closed either
+            break
+        found.append(xml[body + 1 : end])
+        pos = end + len(closing)
+    return found
+
+
 @_changes_library
 def import_embedded(lib: Library) -> ImportReport:
     report = ImportReport("descriptions inside the photos (EXIF, XMP)")
     pairs: dict[int, list[str]] = {}
     for pid, path in _photos(lib):
         try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 20)  # metadata lives at the start of the file
+            head = read_bytes(path, MB, head=True)  # metadata lives at the start of the file
         except OSError as e:
             report.unmatched.append((path, f"cannot read: {e.strerror or e}"))
             continue

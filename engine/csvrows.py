@@ -2,36 +2,39 @@
 ``chikaku eval``, so a file one accepts the other accepts too.
 
 A UTF-8 byte-order mark (what spreadsheet programs put first) is accepted. A path that is not a
-regular file (a folder, a FIFO that would never end), text that is not UTF-8, a malformed row or a
-missing header row is a DatasetError naming the file.
+regular file (a folder, a FIFO that would never end, a device), a file over CAPTION_FILE_LIMIT,
+text that is not UTF-8 or holds NUL bytes, a malformed row or a missing header row is a
+DatasetError naming the file.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import stat
+import io
 from pathlib import Path
 
 from .errors import DatasetError
+from .readlimit import MB, read_text
 
 COLUMNS = ("image", "caption")
+# Far above any real caption file (COCO's 600,000 training captions take 90 MB as JSON), far
+# below what would exhaust memory: a bigger file is refused before it is read.
+CAPTION_FILE_LIMIT = 256 * MB
 
 
 def read_image_captions(path: Path | str) -> list[tuple[str, str]]:
     """Every (image, caption) row in file order, as written (empty cells as "")."""
     path = Path(path)
     try:
-        mode = os.stat(path).st_mode
+        text = read_text(path, CAPTION_FILE_LIMIT, encoding="utf-8-sig")
     except OSError as e:
         raise DatasetError(f"cannot read {path}: {e.strerror or e}") from e
-    if not stat.S_ISREG(mode):
-        raise DatasetError(f"cannot read {path}: not a regular file")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not set(COLUMNS) <= set(reader.fieldnames):
-                raise DatasetError(f"{path} needs a header row with the columns image,caption")
-            return [(r.get("image") or "", r.get("caption") or "") for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or not set(COLUMNS) <= set(reader.fieldnames):
+            raise DatasetError(f"{path} needs a header row with the columns image,caption")
+        return [(r.get("image") or "", r.get("caption") or "") for r in reader]
+    except csv.Error as e:
         raise DatasetError(f"cannot read {path}: {e}") from e

@@ -85,6 +85,14 @@ def _under(root: str) -> str:
     return root.rstrip(os.sep) + os.sep
 
 
+def file_date(mtime_ns: int) -> datetime:
+    """The local date of a file time, within the dates Python can hold (years 1 to 9999)."""
+    try:
+        return datetime.fromtimestamp(mtime_ns / 1e9)
+    except (ValueError, OverflowError, OSError):
+        return datetime.min if mtime_ns < 0 else datetime.max
+
+
 def _epoch_ns(when: datetime) -> int:
     return int(when.replace(tzinfo=UTC).timestamp() * 1e9)  # the catalog keeps naive UTC
 
@@ -415,7 +423,7 @@ class Indexer:
         row.root_id = self._root_of(e.path, root_ids)
         row.size, row.mtime_ns, row.content_hash = e.size, e.mtime_ns, item.digest
         row.width, row.height, row.taken_at = img.width, img.height, img.taken_at
-        row.date = img.taken_at or datetime.fromtimestamp(e.mtime_ns / 1e9)
+        row.date = img.taken_at or file_date(e.mtime_ns)
         row.status, row.reason = "ok", None
         s.flush()
         emb = s.get(Embedding, (row.id, self.version))

@@ -43,6 +43,12 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def clamp_ns(ns: int) -> int:
+    """A file time in nanoseconds as the catalog can keep it (64 bits: years 1677 to 2262); a
+    file system may hold any date from year 1 to far beyond 9999."""
+    return min(max(ns, -(2**63)), 2**63 - 1)
+
+
 def is_utf8(name: str) -> bool:
     """False for names holding bytes that are not UTF-8 (Python gives them as surrogates)."""
     try:
@@ -141,7 +147,7 @@ def _visit(entry: os.DirEntry, ancestors, stack, result: ScanResult, globs) -> N
         return
     if not entry.is_file(follow_symlinks=True):
         return
-    result.files[path] = FileEntry(path, st.st_size, st.st_mtime_ns)
+    result.files[path] = FileEntry(path, st.st_size, clamp_ns(st.st_mtime_ns))
 
 
 def _stat_reason(e: OSError, entry: os.DirEntry) -> str:

@@ -59,6 +59,7 @@ def _split(query: str) -> list[tuple[int, list[tuple[str, bool]]]]:
     (text, was_quoted)."""
     pieces: list[tuple[int, list[tuple[str, bool]]]] = []
     sign, parts, saw_op, i, n = 1, [], False, 0, len(query)
+    unclosed: set[str] = set()  # closers none of which is left: never looked for again (linear)
 
     def flush() -> bool:
         if any(q or t.strip() for t, q in parts):
@@ -71,12 +72,14 @@ def _split(query: str) -> list[tuple[int, list[tuple[str, bool]]]]:
         prev = query[i - 1] if i else " "
         if c in QUOTES and (prev.isspace() or prev in "+-*" or i == 0):
             closers = "'" if c == "'" else "\"”"
-            close = next((j for j in range(i + 1, n) if query[j] in closers
-                          and (j + 1 == n or query[j + 1].isspace() or query[j + 1] in "+-")), -1)
+            close = -1 if closers in unclosed else next(
+                (j for j in range(i + 1, n) if query[j] in closers
+                 and (j + 1 == n or query[j + 1].isspace() or query[j + 1] in "+-")), -1)
             if close >= 0:  # otherwise it is an apostrophe or a stray quote: keep it as text
                 parts.append((query[i + 1 : close], True))
                 i = close + 1
                 continue
+            unclosed.add(closers)
         if c in "+-" and (prev.isspace() or prev in QUOTES):
             if not flush() and pieces:
                 raise QueryError(f"two operators in a row in the query: {query}")

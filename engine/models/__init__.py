@@ -10,6 +10,7 @@ import torch
 
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import LibraryError, ModelLoadError
+from ..readlimit import MB, read_text
 from .base import DualEncoder, pick_device
 
 __all__ = ["DualEncoder", "create_model", "load_checkpoint", "save_checkpoint", "pick_device",
@@ -18,6 +19,7 @@ __all__ = ["DualEncoder", "create_model", "load_checkpoint", "save_checkpoint", 
 FAMILIES = ("bundled", "scratch", "openclip")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+CONFIG_LIMIT = 16 * MB  # a config and training notes take a few kilobytes
 
 
 def create_model(config: dict[str, Any] | None = None, device: str = "auto") -> DualEncoder:
@@ -69,10 +71,10 @@ def save_checkpoint(model: DualEncoder, directory: Path, info: dict[str, Any] | 
 def read_checkpoint_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(read_text(path, CONFIG_LIMIT))
     except FileNotFoundError as e:
         raise ModelLoadError(f"no model checkpoint at {directory} (missing {CONFIG_FILE})") from e
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nested too deep
         raise ModelLoadError(f"the model checkpoint config {path} is unreadable: {e}") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise ModelLoadError(f"the model checkpoint config {path} is malformed")
