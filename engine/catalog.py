@@ -434,5 +434,63 @@ class Catalog:
         if ids:
             self.bump_generation(s)
 
+    # -- captions -------------------------------------------------------------------------------
+    def captioned_photo_rows(self) -> list[tuple[int, str, str | None, str]]:
+        """(photo id, path, content hash, caption) of every caption of a searchable photo, by
+        photo id and then in the order the captions were added."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(Photo.id, Photo.path, Photo.content_hash, Caption.text)
+                .join(Caption, Caption.photo_id == Photo.id)
+                .where(Photo.status == "ok").order_by(Photo.id, Caption.id))]
+
+    # -- model versions -------------------------------------------------------------------------
+    # Rows read here leave their session loaded (expire_on_commit=False): plain values to pass on.
+    def model_rows(self) -> list[ModelRecord]:
+        """Every model version, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(select(ModelRecord).order_by(ModelRecord.created_at)))
+
+    def model_row(self, version: str) -> ModelRecord | None:
+        with self.session() as s:
+            return s.get(ModelRecord, version)
+
+    def active_model_row(self) -> ModelRecord | None:
+        with self.session() as s:
+            return s.scalar(select(ModelRecord).where(ModelRecord.active))
+
+    def add_model_row(self, version: str, *, family: str, parent: str | None, path: str | None,
+                      config: dict, info: dict, active: bool = False) -> None:
+        """Add a model version unless it is there already; ``active``: make it the active one in
+        the same transaction."""
+        with self.session() as s:
+            rec = s.get(ModelRecord, version)
+            if rec is None:
+                rec = ModelRecord(version=version, family=family, parent=parent, path=path,
+                                  config_json=json.dumps(config), info_json=json.dumps(info))
+                s.add(rec)
+            if active:
+                self._only_active(s, rec)
+
+    def set_active_model(self, version: str) -> None:
+        with self.session() as s:
+            rec = s.get(ModelRecord, version)
+            if rec is None:
+                raise LibraryError(f"no model {version!r} in this library")
+            self._only_active(s, rec)
+
+    @staticmethod
+    def _only_active(s: Session, rec: ModelRecord) -> None:
+        for other in s.scalars(select(ModelRecord).where(ModelRecord.active)):
+            other.active = False
+        s.flush()
+        rec.active = True
+
+    def delete_model_row(self, version: str) -> None:
+        """A model version's row and every vector it made, in one transaction."""
+        with self.session() as s:
+            s.execute(delete(Embedding).where(Embedding.model_version == version))
+            s.execute(delete(ModelRecord).where(ModelRecord.version == version))
+
     def close(self) -> None:
         self.engine.dispose()

@@ -1,8 +1,7 @@
-"""A library's models: train a new version, activate one (re-embedding in the background while
-search keeps the old vectors), go back, list and delete.
+"""Fine-tuning a library's model: train a new version on the library's captions, save and
+register it, and activate it when the options say so (activation itself is the library's).
 
-Every model version is a checkpoint folder ``models/<version>/`` (safetensors + JSON config) and a
-row in the catalog; the bundled zero-shot model needs no folder.
+The library hands down what this needs as a ``TrainingSite``; nothing here imports the library.
 """
 
 from __future__ import annotations
@@ -14,23 +13,21 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, select
 
-from .catalog import Caption, Embedding, ModelRecord, Photo
+from .catalog import Catalog
+from .config import LibraryConfig
 from .decide import judge, photo_scores
-from .errors import Cancelled, LibraryError
+from .errors import LibraryError
 from .evaluate import recalls
-from .index import _file_name
-from .indexer import Indexer, ProgressFn
-from .models import create_model, load_checkpoint, save_checkpoint
+from .indexer import ProgressFn
+from .models import create_model
 from .models.base import DualEncoder
+from .registry import ModelRegistry
 from .train import (
     CaptionedPhotos,
     FeatureCache,
@@ -44,68 +41,23 @@ from .train import (
     split_photos,
 )
 
-if TYPE_CHECKING:
-    from .library import Library
+Activate = Callable[[str, ProgressFn | None, threading.Event | None, DualEncoder | None], None]
 
 
-@dataclass
-class ModelInfo:
-    version: str
-    family: str
-    parent: str | None
-    active: bool
-    created_at: datetime
-    info: dict
+@dataclass(frozen=True)
+class TrainingSite:
+    """What training needs from a library."""
+
+    catalog: Catalog
+    registry: ModelRegistry
+    config: LibraryConfig
+    active_model: Callable[[], DualEncoder]  # the active version's model, as the library has it
+    activate: Activate  # (version, progress, cancel, model): re-embed, then switch
 
 
-def list_models(lib: Library) -> list[ModelInfo]:
-    with lib.catalog.session() as s:
-        recs = s.scalars(select(ModelRecord).order_by(ModelRecord.created_at)).all()
-        return [ModelInfo(r.version, r.family, r.parent, r.active, r.created_at, r.info)
-                for r in recs]
-
-
-def load_record(rec: ModelRecord, device: str) -> DualEncoder:
-    if rec.path:
-        return load_checkpoint(Path(rec.path), device=device)
-    return create_model(json.loads(rec.config_json), device=device)
-
-
-def derive(parent: ModelRecord, opt: TrainOptions, device: str) -> DualEncoder:
-    """A trainable copy of the parent; its towers' last blocks unlocked when asked."""
-    unlock = {k: getattr(opt, k) for k in ("unlock_image", "unlock_text") if getattr(opt, k)}
-    if not unlock:
-        return load_record(parent, device)
-    if parent.family not in ("bundled", "openclip"):
-        raise LibraryError(f"a {parent.family} model trains its whole towers already; "
-                           "unlocking blocks applies to the bundled and CLIP models")
-    config = {**json.loads(parent.config_json), **unlock}
-    model = create_model(config, device=device)
-    if parent.path:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(Path(parent.path) / "weights.safetensors")),
-                              strict=False)
-    return model
-
-
-def add_model(lib: Library, config: dict, activate_now: bool = True,
-              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> str:
-    """Register a model built from a config (e.g. CLIP weights from a local file)."""
-    model = create_model(config, device=lib.config.device)
-    lib._register(model, path=None, activate=False)
-    if activate_now:
-        activate(lib, model.version, progress=progress, cancel=cancel, model=model)
-    return model.version
-
-
-def captioned_photos(lib: Library) -> CaptionedPhotos:
-    with lib.catalog.session() as s:
-        rows = s.execute(select(Photo.id, Photo.path, Photo.content_hash, Caption.text)
-                         .join(Caption, Caption.photo_id == Photo.id)
-                         .where(Photo.status == "ok").order_by(Photo.id, Caption.id)).all()
+def captioned_photos(catalog: Catalog) -> CaptionedPhotos:
     data = CaptionedPhotos([], [], [], [])
-    for pid, path, digest, text in rows:
+    for pid, path, digest, text in catalog.captioned_photo_rows():
         if not data.ids or data.ids[-1] != pid:
             data.ids.append(pid)
             data.paths.append(path)
@@ -126,32 +78,33 @@ def _judged_by(model: DualEncoder, photos: CaptionedPhotos) -> tuple[dict, np.nd
     return recalls(iv, tv, owner), photo_scores(iv, tv, owner)
 
 
-def train(lib: Library, options: TrainOptions | None = None,
+def train(site: TrainingSite, options: TrainOptions | None = None,
           cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
     """Train a new model version on the library's captions; maybe activate it (see options)."""
     opt = options or TrainOptions()
     check_options(opt)
     started = time.monotonic()
-    parent_rec = lib.active_model_record()
-    data = captioned_photos(lib)
+    config, registry = site.config, site.registry
+    parent_rec = registry.active()
+    data = captioned_photos(site.catalog)
     split = split_photos(data, opt.holdout, opt.seed)
     train_set = split.train
     same_family = opt.family in (None, parent_rec.family)
     if same_family:
-        model = derive(parent_rec, opt, lib.config.device)
+        model = registry.derive(parent_rec, opt, config.device)
     elif opt.family == "openclip":
         raise LibraryError("add a CLIP model first (chikaku models add-clip), then train it")
     else:
-        model = create_model({"family": opt.family}, device=lib.config.device)
+        model = create_model({"family": opt.family}, device=config.device)
     model.parent = parent_rec.version
     tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
                                 digest_size=8).hexdigest()
-    cache = FeatureCache(lib.config.cache_dir / "features" / f"{model.family}-{tower_key}.npz")
-    run_dir = lib.config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
+    cache = FeatureCache(config.cache_dir / "features" / f"{model.family}-{tower_key}.npz")
+    run_dir = config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
     trainer = Trainer(model, train_set, split.select, opt, cache, run_dir, judge=split.judge)
     outcome = yield from run(trainer, cancel)
     (before, before_scores) = (outcome.judged_before if same_family
-                               else _judged_by(lib.model, split.judge))
+                               else _judged_by(site.active_model(), split.judge))
     after, after_scores = outcome.judged_after
     verdict = judge(before_scores, after_scores)
     improved = bool(verdict.better)
@@ -161,14 +114,13 @@ def train(lib: Library, options: TrainOptions | None = None,
             "before": before, "after": after, "verdict": verdict.as_dict(),
             "seconds": round(time.monotonic() - started, 1)}
     version = model.version
-    folder = save_checkpoint(model, lib.config.models_dir / _file_name(version), info)
-    lib._register(model, path=folder, activate=False, info=info)
+    folder = registry.save(model, info)
     result = TrainResult(version, parent_rec.version, before, after, improved, False,
                          verdict=verdict.reason, steps=opt.steps, photos=len(train_set.ids),
                          captions=train_set.caption_count, seconds=info["seconds"],
                          checkpoint=str(folder))
     if opt.activate == "always" or (opt.activate == "if_better" and improved):
-        yield from _activate_events(lib, version, model, cancel)
+        yield from _activate_events(site.activate, version, model, cancel)
         result.activated = True
     shutil.rmtree(run_dir, ignore_errors=True)
     if result.activated:
@@ -180,9 +132,9 @@ def train(lib: Library, options: TrainOptions | None = None,
     yield TrainEvent("done", opt.steps, opt.steps, recall=after, message=msg, result=result)
 
 
-def _activate_events(lib: Library, version: str, model: DualEncoder | None,
+def _activate_events(activate: Activate, version: str, model: DualEncoder | None,
                      cancel: threading.Event | None) -> Iterator[TrainEvent]:
-    """Run activate() on a thread and stream its re-embedding progress as events.
+    """Run an activation on a thread and stream its re-embedding progress as events.
 
     If the caller stops listening (Ctrl+C arrives while this waits, or the generator is closed),
     the worker is cancelled and waited for before this returns: what it embedded is kept, and no
@@ -199,7 +151,7 @@ def _activate_events(lib: Library, version: str, model: DualEncoder | None,
 
     def work() -> None:
         try:
-            activate(lib, version, progress=progress, cancel=cancel, model=model)
+            activate(version, progress, cancel, model)
         except BaseException as e:  # handed to the caller below
             failure.append(e)
         finally:
@@ -227,53 +179,3 @@ def _wait_for(worker: threading.Thread) -> None:
     while worker.is_alive():
         with contextlib.suppress(KeyboardInterrupt):
             worker.join()
-
-
-def activate(lib: Library, version: str, progress: ProgressFn | None = None,
-             cancel: threading.Event | None = None, model: DualEncoder | None = None) -> None:
-    """Make a model version the active one. Photos without its vectors are embedded first;
-    search keeps using the current vectors until they are all there, then switches at once."""
-    with lib.catalog.session() as s:
-        rec = s.get(ModelRecord, version)
-        if rec is None:
-            raise LibraryError(f"no model {version!r} in this library (see `chikaku models`)")
-    if rec.active:
-        return
-    model = model or load_record(lib.located(rec), lib.config.device)
-    idx = lib._index_of(model, lib.catalog.generation())
-    roots = [Path(r) for r in lib.folders() if Path(r).is_dir()]
-    if roots:
-        Indexer(lib.catalog, model, idx, lib.config.indexing,
-                exclude_dirs=(lib.root,)).run(roots, progress=progress, cancel=cancel)
-    if idx.outgrown:  # re-embedding made it large: the IVF index, before search uses it
-        idx = lib._new_index(model)
-    lib._switch_model(model, idx, version)
-
-
-def delete_model(lib: Library, version: str) -> None:
-    with lib.catalog.session() as s:
-        rec = s.get(ModelRecord, version)
-        if rec is None:
-            raise LibraryError(f"no model {version!r} in this library")
-        if rec.active:
-            raise LibraryError("the active model cannot be deleted; activate another one first")
-        path = lib.checkpoint_dir(rec.path)
-        s.execute(delete(Embedding).where(Embedding.model_version == version))
-        s.delete(rec)
-    if path and Path(path).is_dir() and Path(path).parent == lib.config.models_dir:
-        shutil.rmtree(path, ignore_errors=True)
-    for f in lib.config.index_dir.glob(_file_name(version) + ".*"):
-        f.unlink(missing_ok=True)
-
-
-def previous_version(lib: Library) -> str | None:
-    """The model that was active before the current one (its parent), if it still exists."""
-    rec = lib.active_model_record()
-    with lib.catalog.session() as s:
-        if rec.parent and s.get(ModelRecord, rec.parent) is not None:
-            return rec.parent
-    return None
-
-
-__all__ = ["ModelInfo", "list_models", "train", "activate", "delete_model", "previous_version",
-           "captioned_photos", "Cancelled"]

@@ -211,7 +211,7 @@ class VectorIndex:
         model version and generation of the vectors it holds, and checksums of its ids and of
         the file, so that a copied-in, stale or damaged file is recognised on loading."""
         directory.mkdir(parents=True, exist_ok=True)
-        base = directory / _file_name(self.version)
+        base = directory / file_name(self.version)
         written: dict[str, str] = {}
 
         def write(path: Path) -> None:
@@ -232,7 +232,7 @@ class VectorIndex:
         """The saved index if its stamp matches this library, version and generation, the file
         is the one the stamp describes, and it holds the ids the catalog has (``ids``: their
         ids_digest); else None, and the caller rebuilds it from the catalog."""
-        base = directory / _file_name(version)
+        base = directory / file_name(version)
         try:
             stamp = json.loads(base.with_suffix(".json").read_text())
             if not isinstance(stamp, dict) or (
@@ -317,5 +317,6 @@ def _ivf_with_ids(ids: np.ndarray, vecs: np.ndarray, queries: np.ndarray | None 
     return ivf
 
 
-def _file_name(version: str) -> str:
+def file_name(version: str) -> str:
+    """A model version as a file or folder name (its index files, its checkpoint folder)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in version)

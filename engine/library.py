@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -15,15 +14,16 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .catalog import Caption, Catalog, Embedding, KeptCaption, ModelRecord, Photo, Root
-from .config import DATABASE_ENV, LibraryConfig, default_library_dir
+from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
 from .fsinfo import system_filesystem
 from .imageio import decode_file
 from .index import VectorIndex, ids_digest
 from .indexer import Indexer, IndexReport, ProgressFn
 from .lock import WriterLock, setup_lock
-from .models import create_model, load_checkpoint
+from .models import create_model
 from .models.base import DualEncoder
+from .registry import ModelInfo, ModelRegistry
 from .scan import is_utf8, shown_path
 from .search import Hit, Term, parse_query, sample_queries
 
@@ -105,6 +105,8 @@ class Library:
             _refuse_emptied_catalog(config)
             self.catalog = Catalog(config.catalog_url)
             self.identity = self.catalog.identity()
+            self.registry = ModelRegistry(self.catalog, self.root, config.models_dir,
+                                          config.index_dir)
             self._ensure_active_model()
 
     @classmethod
@@ -119,75 +121,24 @@ class Library:
 
     # -- model ----------------------------------------------------------------------------------
     def _ensure_active_model(self) -> None:
-        with self.catalog.session() as s:
-            if s.scalar(select(ModelRecord).where(ModelRecord.active)) is not None:
-                return
+        if self.registry.has_active():
+            return
         model = create_model(self._default_model, device=self.config.device)
-        self._register(model, path=None, activate=True)
+        self.registry.register(model, active=True)
         self._model = model
-
-    def _register(self, model: DualEncoder, path: Path | None, activate: bool,
-                  info: dict | None = None) -> None:
-        with self.catalog.session() as s:
-            rec = s.get(ModelRecord, model.version)
-            if rec is None:
-                rec = ModelRecord(version=model.version, family=model.family,
-                                  parent=model.parent, path=self._stored_path(path),
-                                  config_json=json.dumps(model.config()),
-                                  info_json=json.dumps(info or {}))
-                s.add(rec)
-            if activate:
-                for other in s.scalars(select(ModelRecord).where(ModelRecord.active)):
-                    other.active = False
-                s.flush()
-                rec.active = True
 
     def active_model_record(self) -> ModelRecord:
         """The active model's row, its ``path`` the checkpoint folder in this library."""
-        with self.catalog.session() as s:
-            rec = s.scalar(select(ModelRecord).where(ModelRecord.active))
-            if rec is None:
-                raise LibraryError("the library has no active model")
-        return self.located(rec)
-
-    # Checkpoint folders are stored relative to the library folder, so a library moved or copied
-    # elsewhere keeps finding its own models (never those of the library it was copied from).
-    def _stored_path(self, path: Path | None) -> str | None:
-        if path is None:
-            return None
-        full, root = Path(path).absolute(), self.root.absolute()
-        return full.relative_to(root).as_posix() if full.is_relative_to(root) else str(full)
-
-    def checkpoint_dir(self, stored: str | None) -> Path | None:
-        """Where a model row's checkpoint folder is. A relative row is inside this library; an
-        absolute one (written before rows were relative) is read as the folder of that name in
-        this library's models/ when there is one, so a moved or copied library uses its own."""
-        if not stored:
-            return None
-        path = Path(stored)
-        if not path.is_absolute():
-            return self.root / path
-        own = self.config.models_dir / path.name
-        return own if own.is_dir() else path
-
-    def located(self, rec: ModelRecord) -> ModelRecord:
-        """A model row read out of its session, its ``path`` made the checkpoint folder here."""
-        if rec.path:
-            rec.path = str(self.checkpoint_dir(rec.path))
-        return rec
+        return self.registry.active()
 
     @property
     def model(self) -> DualEncoder:
         """The catalog's active model. A library kept open for hours (a watcher, the app) follows
         a switch made by another process: the model it names is loaded the next time it is used."""
         with self._lock:
-            rec = self.active_model_record()
+            rec = self.registry.active()
             if self._model is None or self._model.version != rec.version:
-                if rec.path:
-                    self._model = load_checkpoint(Path(rec.path), device=self.config.device)
-                else:
-                    self._model = create_model(json.loads(rec.config_json),
-                                               device=self.config.device)
+                self._model = self.registry.load(rec, self.config.device)
             return self._model
 
     # -- index ----------------------------------------------------------------------------------
@@ -418,58 +369,69 @@ class Library:
                 for i, sc in zip(ids.tolist(), scores.tolist(), strict=True) if i in rows]
 
     # -- models ---------------------------------------------------------------------------------
-    def _switch_model(self, model: DualEncoder, index: VectorIndex, version: str) -> None:
-        """Make a fully embedded model active: catalog, model and index change together."""
-        with self._lock:
-            with self.catalog.session() as s:
-                for rec in s.scalars(select(ModelRecord).where(ModelRecord.active)):
-                    rec.active = False
-                s.get(ModelRecord, version).active = True
-            self._model, self._index = model, index
-            self._index_in_step()
-            self._save_index(index)
+    def models(self) -> list[ModelInfo]:
+        return self.registry.records()
 
-    def models(self) -> list:
-        from .modelstore import list_models
-
-        return list_models(self)
-
-    def train(self, options=None, cancel: threading.Event | None = None):
+    def train(self, options: TrainOptions | None = None, cancel: threading.Event | None = None):
         """Train on the library's captions; a generator of engine.train.TrainEvent."""
-        from .modelstore import train
+        from .finetune import TrainingSite, train  # here: the training code slows every start
+
+        site = TrainingSite(self.catalog, self.registry, self.config,
+                            active_model=lambda: self.model, activate=self._activate)
 
         def locked():
             with self.writer.hold("training"):
-                yield from train(self, options, cancel)
+                yield from train(site, options, cancel)
 
         return locked()
 
     def activate_model(self, version: str, progress: ProgressFn | None = None,
                        cancel: threading.Event | None = None) -> None:
-        from .modelstore import activate
-
         with self.writer.hold("switching models"):
-            activate(self, version, progress=progress, cancel=cancel)
+            self._activate(version, progress, cancel)
 
     def add_model(self, config: dict, activate: bool = True, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None) -> str:
         """Add a model from its config, e.g. {"family": "openclip", "arch": "ViT-B-32",
         "weights": "/path/to/weights.pt"}; activating it embeds the library in the background."""
-        from .modelstore import add_model
-
         with self.writer.hold("adding a model"):
-            return add_model(self, config, activate, progress=progress, cancel=cancel)
+            model = create_model(config, device=self.config.device)
+            self.registry.register(model)
+            if activate:
+                self._activate(model.version, progress, cancel, model)
+            return model.version
 
     def delete_model(self, version: str) -> None:
-        from .modelstore import delete_model
-
         with self.writer.hold("deleting a model"):
-            delete_model(self, version)
+            self.registry.delete(version)
 
     def previous_model(self) -> str | None:
-        from .modelstore import previous_version
+        """The model that was active before the current one (its parent), if it still exists."""
+        return self.registry.previous(self.registry.active().version)
 
-        return previous_version(self)
+    def _activate(self, version: str, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None, model: DualEncoder | None = None) -> None:
+        """Make a model version the active one (the caller holds the writer lock). Photos without
+        its vectors are embedded first; search keeps using the current vectors until they are all
+        there, then catalog, model and index switch together."""
+        rec = self.registry.get(version)
+        if rec is None:
+            raise LibraryError(f"no model {version!r} in this library (see `chikaku models`)")
+        if rec.active:
+            return
+        model = model or self.registry.load(rec, self.config.device)
+        idx = self._index_of(model, self.catalog.generation())
+        roots = [Path(r) for r in self.folders() if Path(r).is_dir()]
+        if roots:
+            Indexer(self.catalog, model, idx, self.config.indexing,
+                    exclude_dirs=(self.root,)).run(roots, progress=progress, cancel=cancel)
+        if idx.outgrown:  # re-embedding made it large: the IVF index, before search uses it
+            idx = self._new_index(model)
+        with self._lock:
+            self.registry.set_active(version)
+            self._model, self._index = model, idx
+            self._index_in_step()
+            self._save_index(idx)
 
     def captioned_photo_count(self) -> int:
         with self.catalog.session() as s:

@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 from engine import cli
 from engine.config import TrainOptions
 from engine.errors import ModelLoadError
+from engine.finetune import captioned_photos as library_captions
 from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
-from engine.modelstore import captioned_photos as library_captions
 from engine.train import run_key
 from tests.reliability.helpers import TINY_MODEL, captioned_photos, integrity
 
@@ -202,7 +202,7 @@ def test_training_never_unpickles_what_it_finds_on_disk(trained, tmp_path):
     marker = tmp_path / "code-ran"
     opts = TrainOptions(**QUICK, seed=11, activate="never")
     parent = lib.active_model_record().version
-    run_dir = lib.config.models_dir / "_runs" / run_key(opts, parent, library_captions(lib))
+    run_dir = lib.config.models_dir / "_runs" / run_key(opts, parent, library_captions(lib.catalog))
     run_dir.mkdir(parents=True)
     torch.save({"step": Payload(marker), "model": {}}, run_dir / "state.pt")
     key = hashlib.blake2b(json.dumps(lib.model.config(), sort_keys=True).encode(),
