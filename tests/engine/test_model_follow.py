@@ -4,7 +4,6 @@ found by search through either process."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from engine.catalog import Embedding
 from engine.library import Library
 from engine.watcher import Watcher, WatchOptions
 from tests.conftest import TINY_MODEL
+from tests.engine.test_watcher import wait_for
 
 OTHER_MODEL = {**TINY_MODEL, "seed": 11}
 FAST = WatchOptions(quiet=0.3, settle=0.2, poll_interval=0.3, recheck=0.3)
@@ -103,10 +103,10 @@ def test_a_running_watcher_follows_a_model_switch(tmp_path, folder):
     lib = Library.open(tmp_path / "lib", device="cpu", default_model=TINY_MODEL)
     lib.add_folders([folder])
     with Watcher(lib, options=FAST, polling=True) as watcher:
-        _wait(lambda: watcher.idle, "the first pass")
+        wait_for(lambda: watcher.idle, "the first pass")
         new = _switch_elsewhere(tmp_path)
         _photo(folder / "new.png", 100)
-        _wait(lambda: lib.photo_by_path(folder / "new.png") is not None and watcher.idle,
+        wait_for(lambda: lib.photo_by_path(folder / "new.png") is not None and watcher.idle,
               "the new photo to be indexed")
     assert new in _embedded_by(lib, folder / "new.png")
     status = lib.status()
@@ -115,10 +115,3 @@ def test_a_running_watcher_follows_a_model_switch(tmp_path, folder):
     lib.close()
 
 
-def _wait(condition, what: str, deadline: float = 60.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
