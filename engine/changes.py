@@ -4,10 +4,10 @@
 under an excluded folder (hidden, ``@eaDir``, ``.thumbnails``, the user's globs) nor under the
 library's own folder, whose catalog and index writes would otherwise feed back into new passes.
 
-:class:`ChangeBatch` debounces: a batch is due once no change has come for ``quiet`` seconds and
-every file written meanwhile has stopped growing (its size and mtime unchanged since the last
-look, or its mtime older than ``quiet``), so a long copy or a camera import is indexed once,
-after it is complete.
+:class:`ChangeBatch` debounces each watched folder on its own: a folder is due once no change has
+come to it for ``quiet`` seconds and every file written in it meanwhile has stopped growing (its
+size and mtime unchanged since the last look, or its mtime older than ``quiet``), so a long copy
+or a camera import is indexed once, after it is complete, and never delays another folder.
 """
 
 from __future__ import annotations
@@ -40,27 +40,36 @@ def growing_files(files: dict[str, Stat | None], quiet: float) -> dict[str, Stat
 
 
 class ChangeBatch:
-    """Changes since the last pass: folders touched, files written, and when the last came."""
+    """Changes since the last pass, per watched folder: when its last change came, how long it is
+    held (a file in it still growing, a retry), and the files written in it meanwhile.
+
+    Each folder is due on its own, so a long copy into one folder never delays another's
+    changes; folders due together are taken together (one pass, so a move between them is a
+    move)."""
 
     def __init__(self, quiet: float, settle: float) -> None:
         self.quiet, self.settle = quiet, settle
         self._cond = threading.Condition()
-        self._roots: set[str] = set()
-        self._files: dict[str, Stat | None] = {}
-        self._last = self._hold = 0.0  # last change; not due before _hold (growing file, retry)
+        self._roots: dict[str, float] = {}  # root -> its last change
+        self._holds: dict[str, float] = {}  # root -> not due before (growing file, retry)
+        self._files: dict[str, tuple[Stat | None, frozenset[str]]] = {}  # (last look, roots)
         self._seq = 0
 
     def note(self, roots: Iterable[str], path: str | None = None, delay: float = 0.0) -> None:
         """Folders changed (``path``: a file written); ``delay``: not due sooner than this."""
+        roots = frozenset(roots)
         with self._cond:
-            fresh = not self._roots
-            self._roots.update(roots)
-            self._last = time.monotonic()
-            self._hold = max(self._hold, self._last + delay)
+            now = time.monotonic()
+            fresh = not roots <= self._roots.keys()
+            for root in roots:
+                self._roots[root] = now
+                if delay:
+                    self._holds[root] = max(self._holds.get(root, 0.0), now + delay)
             self._seq += 1
             if path is not None:
-                self._files[path] = None
-            if fresh or delay:  # later changes only move the due time back: no need to wake
+                before = self._files.get(path, (None, frozenset()))[1]
+                self._files[path] = (None, before | roots)
+            if fresh or delay:  # later changes only move a due time back: no need to wake
                 self._cond.notify_all()
 
     def pending(self) -> bool:
@@ -71,34 +80,52 @@ class ChangeBatch:
         with self._cond:
             self._cond.notify_all()
 
+    def _due_at(self, root: str) -> float:
+        return max(self._roots[root] + self.quiet, self._holds.get(root, 0.0))
+
     def wait(self, limit: float) -> None:
-        """Sleep until the batch is due, a new batch starts, or ``limit`` seconds pass."""
+        """Sleep until a folder is due, a new folder changes, or ``limit`` seconds pass."""
         with self._cond:
             timeout = limit
             if self._roots:
-                due = max(self._last + self.quiet, self._hold) - time.monotonic()
+                due = min(self._due_at(root) for root in self._roots) - time.monotonic()
                 timeout = min(limit, due)
             if timeout > 0:
                 self._cond.wait(timeout)
 
     def take(self) -> list[str] | None:
-        """The folders to index now, or None while changes are still coming."""
+        """The folders to index now, or None while changes are still coming to every one."""
         with self._cond:
-            if not self._roots or time.monotonic() < max(self._last + self.quiet, self._hold):
+            now = time.monotonic()
+            due = {root for root in self._roots if now >= self._due_at(root)}
+            if not due:
                 return None
-            files, seq = dict(self._files), self._seq
+            files = {path: seen for path, (seen, roots) in self._files.items() if roots & due}
+            seq = self._seq
         growing = growing_files(files, self.quiet)  # stat outside the lock: it can be slow
         with self._cond:
             if self._seq != seq:  # more changes came meanwhile
                 return None
-            if growing:
-                self._files.update(growing)
-                self._hold = time.monotonic() + self.settle
+            held = set()
+            for path, stat in growing.items():
+                roots = self._files[path][1]
+                self._files[path] = (stat, roots)
+                held |= roots  # the folders of a file still being written wait for it
+            for root in held:
+                self._holds[root] = time.monotonic() + self.settle
+            ready = due - held
+            if not ready:
                 return None
-            roots = sorted(self._roots)
-            self._roots.clear()
-            self._files.clear()
-            return roots
+            for root in ready:
+                del self._roots[root]
+                self._holds.pop(root, None)
+            for path, (seen, roots) in list(self._files.items()):
+                if roots & ready:
+                    if roots - ready:  # also noted for a folder still waiting
+                        self._files[path] = (seen, roots - ready)
+                    else:
+                        del self._files[path]
+            return sorted(ready)
 
 
 class ChangeFilter:
