@@ -124,9 +124,9 @@ def train(site: TrainingSite, options: TrainOptions | None = None,
         result.activated = True
     shutil.rmtree(run_dir, ignore_errors=True)
     if result.activated:
-        msg = f"the new model is active ({verdict.reason})"
+        msg = f"{verdict.reason}; it is now the active model"
     elif improved:
-        msg = f"the new model was saved; activate it to use it ({verdict.reason})"
+        msg = f"{verdict.reason}; it was saved: activate it to use it"
     else:
         msg = f"{verdict.reason}; it was kept but not activated"
     yield TrainEvent("done", opt.steps, opt.steps, recall=after, message=msg, result=result)
