@@ -306,8 +306,10 @@ class Library:
                 photo = s.get(Photo, int(term.value))
                 if photo is None:
                     raise QueryError(f"no photo with id {term.value} in the library")
-            else:
+            elif is_utf8(term.value):  # a name that is not UTF-8 is never a library photo
                 photo = s.scalar(select(Photo).where(Photo.path == term.value))
+            else:
+                photo = None
             if photo is not None:
                 vec = s.get(Embedding, (photo.id, model.version))
                 if vec is not None and len(vec.vector) == 4 * model.dim:  # else damaged
@@ -318,7 +320,7 @@ class Library:
         try:
             img = decode_file(path, size=model.input_size, max_pixels=self.config.indexing.max_pixels)
         except BadImage as e:
-            raise QueryError(f"cannot use {path} as a query: {e}") from e
+            raise QueryError(f"cannot use {shown_path(str(path))} as a query: {e}") from e
         return model.encode_images(img.pixels[None])[0]
 
     def search(self, query: str | None = None, k: int = 20, image: str | Path | None = None,
@@ -329,7 +331,7 @@ class Library:
         if image is not None:
             path = Path(image).expanduser()
             if not path.is_file():
-                raise QueryError(f"no such image file: {image}")
+                raise QueryError(f"no such image file: {shown_path(str(image))}")
             terms.append(Term(1.0, "image", str(path.resolve())))
         if not terms:
             raise QueryError("the query is empty: type some words or give a photo")
