@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -152,32 +153,11 @@ def _add_training_commands(sub, common) -> None:
 
     tr = sub.add_parser("train", parents=[common], help="fine-tune on your captioned photos",
                         description="Train a new model version on the library's captions. It "
-                        "is activated only if it beats the active model on held-out photos "
-                        "(unless --activate always).")
-    tr.add_argument("--family", choices=("bundled", "scratch"),
-                    help="train a new model of this family (default: refine the active one)")
-    d = TrainOptions()
-    tr.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
-    tr.add_argument("--batch-size", type=int, default=d.batch_size,
-                    help=f"default {d.batch_size}")
-    tr.add_argument("--lr", type=float, default=d.lr, help=f"learning rate, default {d.lr}")
-    tr.add_argument("--seed", type=_seed, default=d.seed,
-                    help=f"any whole number from 0 to {2**32 - 1} (default {d.seed})")
-    tr.add_argument("--holdout", type=float, default=d.holdout,
-                    help=f"fraction of captioned photos held out, default {d.holdout}")
-    tr.add_argument("--activate", choices=("if_better", "always", "never"), default="if_better")
-    tr.add_argument("--crops", type=int, default=d.crops, metavar="N",
-                    help="add N random crops of each photo as training views "
-                    f"(default {d.crops})")
-    tr.add_argument("--unlock-image", type=int, default=d.unlock_image, metavar="N",
-                    help="also train the last N blocks of the image tower")
-    tr.add_argument("--unlock-text", type=int, default=d.unlock_text, metavar="N",
-                    help="also train the last N layers of the text tower")
-    tr.add_argument("--ema", type=float, default=d.ema, metavar="D",
-                    help="decay of the running weight average that is evaluated and kept "
-                    f"(0 keeps the last step's weights; default {d.ema})")
-    tr.add_argument("--wise-alpha", type=float, default=1.0, metavar="A",
-                    help="WiSE-FT: keep A of the fine-tuning (0..1, default 1)")
+                        "is activated only if it is judged better than the active model on "
+                        "held-out photos no choice during training saw (unless --activate "
+                        "always).")
+    for name, (flag, kwargs) in _training_flags().items():
+        tr.add_argument(flag, dest=name, **kwargs)
     tr.add_argument("--restart", action="store_true",
                     help="start over instead of resuming an interrupted run")
     tr.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -387,14 +367,28 @@ def _train_interrupted(lib, stage: str | None) -> str:
             f"{version}` finishes the switch")
 
 
+def _training_flags() -> dict[str, tuple[str, dict]]:
+    """`chikaku train`'s option flags, derived from TrainOptions' fields that carry help."""
+    flags = {}
+    for f in dataclasses.fields(TrainOptions):
+        if "help" not in f.metadata:
+            continue
+        meta = dict(f.metadata)
+        help_text = meta.pop("help")
+        if f.default is not None:
+            help_text += f" (default {f.default})"
+        kind = _seed if f.name == "seed" else meta.pop("type", type(f.default))
+        meta.pop("type", None)
+        flags[f.name] = ("--" + f.name.replace("_", "-"),
+                         dict(type=kind, default=f.default, help=help_text, **meta))
+    return flags
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, holdout=args.holdout, activate=args.activate,
-                        family=args.family, resume=not args.restart,
-                        crops=args.crops, ema=args.ema, unlock_image=args.unlock_image,
-                        unlock_text=args.unlock_text, wise_alpha=args.wise_alpha)
+    opts = TrainOptions(**{name: getattr(args, name) for name in _training_flags()},
+                        resume=not args.restart)
     lib = _open_library(args)
     cancel = threading.Event()
     bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,

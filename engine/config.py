@@ -62,23 +62,42 @@ class LibraryConfig:
         return self.root / "cache"
 
 
+def _cli(help: str, **more) -> dict:
+    """Metadata that makes a training option a command-line flag (`chikaku train --name`)."""
+    return {"help": help, **more}
+
+
 @dataclass(frozen=True)
 class TrainOptions:
-    steps: int = 200
-    batch_size: int = 256
-    lr: float = 5e-4
+    """Fine-tuning options. Those with help metadata are also `chikaku train` flags (the command
+    line derives them from here, so defaults and help are written once)."""
+
+    steps: int = field(default=200, metadata=_cli("training steps"))
+    batch_size: int = field(default=256, metadata=_cli("photos per step"))
+    lr: float = field(default=5e-4, metadata=_cli("learning rate"))
     weight_decay: float = 0.05
-    seed: int = 0
-    holdout: float = 0.1
+    seed: int = field(default=0, metadata=_cli("any whole number from 0 to 4294967295"))
+    holdout: float = field(default=0.1, metadata=_cli(
+        "share of captioned photos set aside: half chooses the state kept, half judges it"))
     eval_every: int = 10
     patience: int = 4  # evaluations without improvement before stopping early
     flip: bool = True
-    activate: str = "if_better"  # if_better | always | never
-    family: str | None = None  # None: refine the active model; "scratch" / "bundled": new model
+    activate: str = field(default="if_better", metadata=_cli(
+        "if_better: switch only when judged better; always; never (only save)",
+        choices=("if_better", "always", "never")))
+    family: str | None = field(default=None, metadata=_cli(
+        "train a new model of this family (default: refine the active one)",
+        choices=("bundled", "scratch"), type=str))
     checkpoint_every: int = 50
     resume: bool = True
-    ema: float = 0.9  # evaluate and keep a running average of the weights (0: the last ones)
-    crops: int = 0  # random crops of each training photo added as cached views (with flips)
-    unlock_image: int = 0  # the image tower's last N blocks are trained too
-    unlock_text: int = 0  # the text tower's last N blocks (transformer layers) are trained too
-    wise_alpha: float = 1.0  # WiSE-FT: 1 keeps the fine-tuned weights, 0 the original ones
+    ema: float = field(default=0.9, metadata=_cli(
+        "decay of the running weight average that is evaluated and kept (0 keeps the last "
+        "step's weights)", metavar="D"))
+    crops: int = field(default=0, metadata=_cli(
+        "add N random crops of each photo as training views", metavar="N"))
+    unlock_image: int = field(default=0, metadata=_cli(
+        "also train the last N blocks of the image tower", metavar="N"))
+    unlock_text: int = field(default=0, metadata=_cli(
+        "also train the last N layers of the text tower", metavar="N"))
+    wise_alpha: float = field(default=1.0, metadata=_cli(
+        "WiSE-FT: keep A of the fine-tuning (0..1)", metavar="A"))

@@ -60,3 +60,30 @@ def test_the_chikaku_command_answers_without_a_display(tmp_path):
     run = subprocess.run([sys.executable, "-m", "app.launcher", "search", "--help"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "--image" in run.stdout
+
+
+def test_every_training_flag_reaches_the_training_options(tmp_path, monkeypatch):
+    """The train command's flags are derived from TrainOptions: each one given on the command
+    line arrives in the options training runs with, and the others keep their defaults."""
+    import dataclasses
+
+    from engine.library import Library
+    from engine.train import TrainOptions
+
+    seen = []
+
+    def fake_train(self, options=None, cancel=None):
+        seen.append(options)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(Library, "train", fake_train)
+    code = cli(["train", *_lib(tmp_path), "--steps", "7", "--batch-size",
+                "9", "--lr", "0.01", "--seed", "3", "--holdout", "0.3", "--activate", "never",
+                "--family", "scratch", "--ema", "0.5", "--crops", "2", "--unlock-image", "1",
+                "--unlock-text", "2", "--wise-alpha", "0.25", "--restart"])
+    assert code == 130 and len(seen) == 1
+    got, default = dataclasses.asdict(seen[0]), dataclasses.asdict(TrainOptions())
+    given = dict(steps=7, batch_size=9, lr=0.01, seed=3, holdout=0.3, activate="never",
+                 family="scratch", ema=0.5, crops=2, unlock_image=1, unlock_text=2,
+                 wise_alpha=0.25, resume=False)
+    assert got == {**default, **given}
