@@ -29,7 +29,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from .catalog import Caption, Photo
-from .csvrows import CAPTION_FILE_LIMIT, read_image_captions
+from .csvrows import CAPTION_FILE_LIMIT, read_image_captions, split_names
 from .errors import DatasetError
 from .readlimit import MB, read_bytes, read_text
 
@@ -185,10 +185,8 @@ def import_csv(lib: Library, path: Path | str, split: str | None = None) -> Impo
     report = ImportReport(f"CSV {path.name}")
     rows = read_image_captions(path)
     if split is not None:
-        names = sorted({n for n, _ in rows if n.strip()})
-        cut = int(round(len(names) * 0.8))
-        keep = set(names[:cut] if split == "train" else names[cut:])
-        rows = [r for r in rows if r[0] in keep]
+        keep = set(split_names(rows, split))
+        rows = [r for r in rows if r[0].strip() in keep]
     _store(lib, _collect(lib, rows, report, path.parent), report, "csv")
     return report
 

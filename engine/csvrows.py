@@ -22,6 +22,21 @@ COLUMNS = ("image", "caption")
 CAPTION_FILE_LIMIT = 256 * MB
 
 
+TRAIN_FRACTION = 0.8
+
+
+def split_names(rows: list[tuple[str, str]], split: str) -> list[str]:
+    """The fixed split of a captioned data set, the same for `captions import --split` and
+    `chikaku eval`: the sorted names of images with at least one caption, first 80% train, the
+    rest test ("all": every one)."""
+    names = sorted({n.strip() for n, t in rows if n.strip() and t.strip()})
+    cut = int(round(len(names) * TRAIN_FRACTION))
+    chosen = {"train": names[:cut], "test": names[cut:], "all": names}.get(split)
+    if chosen is None:
+        raise DatasetError(f"unknown split {split!r}: use train, test or all")
+    return chosen
+
+
 def read_image_captions(path: Path | str) -> list[tuple[str, str]]:
     """Every (image, caption) row in file order, as written (empty cells as "")."""
     path = Path(path)

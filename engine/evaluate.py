@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .csvrows import read_image_captions
+from .csvrows import read_image_captions, split_names
 from .errors import BadImage, DatasetError
 from .imageio import decode_file
 from .models.base import DualEncoder
@@ -30,23 +30,19 @@ class CaptionedSet:
     caption_image: np.ndarray  # index into images for each caption
 
 
-def load_dataset(folder: Path | str, split: str = "test", train_fraction: float = 0.8
-                 ) -> CaptionedSet:
+def load_dataset(folder: Path | str, split: str = "test") -> CaptionedSet:
     folder = Path(folder).expanduser()
     csv_path = folder / "captions.csv"
     if not csv_path.is_file():
         raise DatasetError(f"no captions.csv in {folder} (expected rows of image,caption)")
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
     by_image: dict[str, list[str]] = {}
-    for name, text in read_image_captions(csv_path):  # the reader `captions import` uses
+    rows = read_image_captions(csv_path)  # the reader and split `captions import` uses
+    for name, text in rows:
         name, text = name.strip(), text.strip()
         if name and text:
             by_image.setdefault(name, []).append(text)
-    names = sorted(by_image)
-    cut = int(round(len(names) * train_fraction))
-    chosen = {"train": names[:cut], "test": names[cut:], "all": names}.get(split)
-    if chosen is None:
-        raise DatasetError(f"unknown split {split!r}: use train, test or all")
+    chosen = split_names(rows, split)
     missing = [n for n in chosen if not (image_dir / n).is_file()]
     if missing:
         raise DatasetError(f"{len(missing)} photos named in captions.csv are not in {image_dir}, "

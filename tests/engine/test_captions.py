@@ -130,3 +130,26 @@ def test_editing_imported_captions_does_not_duplicate_them(lib_with_photos, data
     shown = lib.captions(pid)
     lib.set_captions(pid, shown[:4] + ["Mia on the stairs"])  # one removed, one added
     assert lib.captions(pid) == shown[:4] + ["Mia on the stairs"]
+
+
+def test_import_and_eval_split_a_data_set_the_same_way(tmp_path):
+    """`captions import --split train` keeps exactly the photos `chikaku eval --split train`
+    scores, even when a row has an empty caption or a name with spaces around it."""
+    import csv
+
+    from engine.csvrows import read_image_captions, split_names
+    from engine.evaluate import load_dataset
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    rows = [(f"{i:02d}.png", f"photo {i}") for i in range(10)]
+    rows += [("zz-empty.png", ""), (" 03.png ", "again")]
+    for name in {r[0].strip() for r in rows}:
+        (folder / name).write_bytes(b"")
+    with open(folder / "captions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "caption"])
+        w.writerows(rows)
+    train = split_names(read_image_captions(folder / "captions.csv"), "train")
+    assert train == [f"{i:02d}.png" for i in range(8)]  # the empty-captioned photo counts nowhere
+    assert [p.name for p in load_dataset(folder, "train").images] == train
