@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -205,6 +206,23 @@ def _shown_url(url: str) -> str:
         return repr(url.split("@")[-1] if "@" in url else url)
 
 
+def _home_of(folder: Path) -> str:
+    """Where a library lives, as ``inode:device:real path``."""
+    st = os.stat(folder)
+    return f"{st.st_ino}:{st.st_dev}:{os.path.realpath(folder)}"
+
+
+def _same_home(recorded: str | None, here: str) -> bool:
+    """The same folder: the same inode on the same device (moved within its disk, or opened
+    through a link), or the same inode at the same path (a share mounted by another machine).
+    A copy has a new inode; a library recorded before homes were kept gets a new name once."""
+    if not recorded:
+        return False
+    ino, dev, path = recorded.split(":", 2)
+    ino_here, dev_here, path_here = here.split(":", 2)
+    return ino == ino_here and (dev == dev_here or path == path_here)
+
+
 class Catalog:
     """Opens (creating or migrating) a catalog and hands out short transactions."""
 
@@ -302,15 +320,24 @@ class Catalog:
         return int(self.get_meta("vectors_generation") or 0)
 
     # -- vectors --------------------------------------------------------------------------------
-    def identity(self) -> str:
-        """This catalog's own name, made once: a saved index names the catalog it was built
-        from, so one copied in from another library is never taken for this one's."""
+    def identity(self, home: Path | None = None) -> str:
+        """This catalog's own name: a saved index names the catalog it was built from, so one
+        copied in from another library is never taken for this one's.
+
+        ``home``: the library folder holding this catalog. The name is kept with the folder it
+        was made in (its inode, device and real path); opened from another folder (a copy made
+        with ``cp -a``, or a library moved to another disk) the catalog gets a new name, so the
+        copy and its original never take each other's index files (a moved library rebuilds its
+        index once). The same folder moved within its disk keeps its inode and its name."""
         made = self.get_meta("library_id")
-        if made is not None:
+        here = _home_of(home) if home is not None else None
+        if made is not None and (here is None or _same_home(self.get_meta("library_home"), here)):
             return made
         try:
             with self.session() as s:
-                s.add(Meta(key="library_id", value=uuid.uuid4().hex))
+                self.set_meta(s, "library_id", uuid.uuid4().hex)
+                if here is not None:
+                    self.set_meta(s, "library_home", here)
         except LibraryError:  # read-only: stamps name no library, the other checks remain
             return ""
         except DatabaseError:  # another process made it first

@@ -104,7 +104,10 @@ class Library:
         with setup_lock(self.root / "setup.lock"):  # two first opens must not both create it
             _refuse_emptied_catalog(config)
             self.catalog = Catalog(config.catalog_url)
-            self.identity = self.catalog.identity()
+            # a catalog in the library folder moves and is copied with it; another database
+            # is the same library whichever folder opens it
+            home = self.root if config.database_url is None else None
+            self.identity = self.catalog.identity(home)
             self.registry = ModelRegistry(self.catalog, self.root, config.models_dir,
                                           config.index_dir)
             self._ensure_active_model()
