@@ -25,12 +25,13 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import Cancelled
+from engine.recall import KS, RECALL_KEYS
 
 from .workers import error_text
 
-RECALL_ROWS = (("t2i_r1", "Text → photo, top 1"), ("t2i_r5", "Text → photo, top 5"),
-               ("t2i_r10", "Text → photo, top 10"), ("i2t_r1", "Photo → text, top 1"),
-               ("i2t_r5", "Photo → text, top 5"), ("i2t_r10", "Photo → text, top 10"))
+RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → photo",
+                                                                     "Photo → text")
+                                      for k in KS], strict=True))
 BEFORE, AFTER = 0, 1
 
 

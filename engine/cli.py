@@ -13,6 +13,7 @@ from datetime import datetime
 from . import __version__
 from .config import LIBRARY_ENV, TrainOptions
 from .errors import EngineError
+from .recall import DIRECTIONS, KS
 
 EPILOG = f"""\
 The library (catalog, index, models) lives in your user data folder, or in --library DIR,
@@ -320,9 +321,9 @@ def cmd_eval(args) -> int:
         return 0
     print(f"model {model.version} on {res['photos']} photos, {res['captions']} captions "
           f"({args.split} split)")
-    print("               R@1     R@5    R@10")
-    print(f"text->image {res['t2i_r1']:7.1f} {res['t2i_r5']:7.1f} {res['t2i_r10']:7.1f}")
-    print(f"image->text {res['i2t_r1']:7.1f} {res['i2t_r5']:7.1f} {res['i2t_r10']:7.1f}")
+    print("           " + "".join(f"{f'R@{k}':>8}" for k in KS))
+    for d, label in DIRECTIONS:
+        print(f"{label:<11}" + "".join(f"{res[f'{d}_r{k}']:8.1f}" for k in KS))
     return 0
 
 
@@ -350,10 +351,10 @@ def cmd_captions(args) -> int:
 
 def _recall_table(before: dict, after: dict) -> str:
     rows = ["held-out recall   before   after"]
-    for key, label in (("t2i_r1", "text->image R@1"), ("t2i_r5", "text->image R@5"),
-                       ("t2i_r10", "text->image R@10"), ("i2t_r1", "image->text R@1"),
-                       ("i2t_r5", "image->text R@5"), ("i2t_r10", "image->text R@10")):
-        rows.append(f"{label:<17}{before[key]:7.1f} {after[key]:7.1f}")
+    for d, label in DIRECTIONS:
+        for k in KS:
+            rows.append(f"{f'{label} R@{k}':<17}{before[f'{d}_r{k}']:7.1f} "
+                        f"{after[f'{d}_r{k}']:7.1f}")
     return "\n".join(rows)
 
 

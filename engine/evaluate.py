@@ -19,8 +19,7 @@ from .csvrows import read_image_captions, split_names
 from .errors import BadImage, DatasetError
 from .imageio import decode_file
 from .models.base import DualEncoder
-
-KS = (1, 5, 10)
+from .recall import DIRECTIONS, KS
 
 
 @dataclass
@@ -115,12 +114,9 @@ def recalls(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.nda
     """Recall@K in percent. t2i: the caption's photo in the top K; i2t: any of its captions
     (ranks as ``ranks`` defines them)."""
     t2i_rank, i2t_rank = ranks(image_vecs, text_vecs, caption_image)
-    out = {}
-    for k in KS:
-        out[f"t2i_r{k}"] = round(100.0 * float((t2i_rank < k).mean()), 2)
-    for k in KS:
-        out[f"i2t_r{k}"] = round(100.0 * float((i2t_rank < k).mean()), 2)
-    return out
+    ranked = {"t2i": t2i_rank, "i2t": i2t_rank}
+    return {f"{d}_r{k}": round(100.0 * float((ranked[d] < k).mean()), 2)
+            for d, _ in DIRECTIONS for k in KS}
 
 
 def evaluate(model: DualEncoder, dataset: CaptionedSet,

@@ -35,6 +35,7 @@ from .errors import Cancelled, EngineError, LibraryError
 from .evaluate import decode_all, recalls
 from .loss import LogitScale, clip_loss
 from .models.base import HEADS, DualEncoder
+from .recall import RECALL_KEYS
 
 MIN_PHOTOS = 8
 TOWER_LR_SHARE = 0.1  # unlocked tower blocks learn at this share of the heads' rate
@@ -135,8 +136,7 @@ def check_options(opt: TrainOptions) -> None:
 
 def score(recall: dict) -> float:
     """One number for early stopping and for "did it get better": mean of the six recalls."""
-    keys = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")
-    return float(np.mean([recall[k] for k in keys]))
+    return float(np.mean([recall[k] for k in RECALL_KEYS]))
 
 
 # -- features ------------------------------------------------------------------------------------
