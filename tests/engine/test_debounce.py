@@ -17,6 +17,7 @@ from PIL import Image
 import engine.changes as changes
 from engine.changes import ChangeBatch
 from engine.watcher import Watcher, WatchEvent, WatchOptions
+from tests.engine.test_watcher import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
@@ -63,15 +64,6 @@ def _noisy_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def _wait_for(condition, what: str, deadline: float = 60.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_lib, tmp_path):
     """Polled folders (network shares) report a change only at each poll; between polls the
     quiet period passes while the copy goes on. Only the growing-file check keeps the pass from
@@ -82,7 +74,7 @@ def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_li
     events: list[WatchEvent] = []
     options = WatchOptions(quiet=0.3, settle=0.5, polling=True, poll_interval=1.0, recheck=0.3)
     with Watcher(tiny_lib, [folder], on_event=events.append, options=options) as w:
-        _wait_for(lambda: w.idle and any(e.kind == "indexed" for e in events), "the first pass")
+        wait_for(lambda: w.idle and any(e.kind == "indexed" for e in events), "the first pass")
         before = sum(e.kind == "indexed" for e in events)
         target = folder / "copy.jpg"
         step = len(data) // 30 + 1
@@ -96,7 +88,7 @@ def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_li
             photo = tiny_lib.photo_by_path(target)
             return w.idle and photo is not None and photo.size == len(data)
 
-        _wait_for(indexed, "the copied photo to be indexed")
+        wait_for(indexed, "the copied photo to be indexed")
         passes = [e.report for e in events[before:] if e.kind == "indexed"]
     assert all(str(target) not in r.skipped for r in passes)  # never seen half-written
     assert sum(r.added + r.updated for r in passes) == 1 and sum(r.embedded for r in passes) == 1
