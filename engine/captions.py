@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
-from sqlalchemy import select
 
-from .catalog import Caption, Photo
 from .csvrows import CAPTION_FILE_LIMIT, read_image_captions, split_names
 from .errors import DatasetError
 from .readlimit import MB, read_bytes, read_text
@@ -71,8 +69,7 @@ class _Matcher:
     """Finds the library photo a name refers to: a full path, a relative path or a file name."""
 
     def __init__(self, lib: Library, base: Path | None = None) -> None:
-        with lib.catalog.session() as s:
-            rows = s.execute(select(Photo.id, Photo.path).where(Photo.status == "ok")).all()
+        rows = lib.catalog.searchable_photo_paths()
         self.base = os.path.realpath(base) if base is not None else None
         self.by_path: dict[str, int | None] = {}  # None: two files whose names differ only in form
         self.by_name: dict[str, list[tuple[int, str]]] = {}
@@ -130,23 +127,11 @@ def _clean(text: str) -> str | None:
 
 
 def _store(lib: Library, pairs: dict[int, list[str]], report: ImportReport, source: str) -> None:
-    with lib.catalog.session() as s:
-        existing: dict[int, set[str]] = {}
-        for pid, text in s.execute(select(Caption.photo_id, Caption.text)
-                                   .where(Caption.photo_id.in_(list(pairs)))):
-            existing.setdefault(pid, set()).add(text)
-        for pid, texts in pairs.items():
-            have = existing.setdefault(pid, set())
-            added = False
-            for t in texts:
-                if t in have:
-                    report.duplicates += 1
-                    continue
-                s.add(Caption(photo_id=pid, text=t, source=source))
-                have.add(t)
-                report.captions_added += 1
-                added = True
-            report.photos_matched += added or bool(texts)
+    added = lib.catalog.add_new_captions(pairs, source)
+    for pid, texts in pairs.items():
+        report.captions_added += added[pid]
+        report.duplicates += len(texts) - added[pid]
+        report.photos_matched += bool(texts)
 
 
 def _collect(lib: Library, rows, report: ImportReport, base: Path | None = None
@@ -324,5 +309,4 @@ def import_embedded(lib: Library) -> ImportReport:
 
 
 def _photos(lib: Library) -> list[tuple[int, str]]:
-    with lib.catalog.session() as s:
-        return list(s.execute(select(Photo.id, Photo.path).where(Photo.status == "ok")).all())
+    return lib.catalog.searchable_photo_paths()

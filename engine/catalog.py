@@ -471,6 +471,31 @@ class Catalog:
                 .join(Caption, Caption.photo_id == Photo.id)
                 .where(Photo.status == "ok").order_by(Photo.id, Caption.id))]
 
+    def searchable_photo_paths(self) -> list[tuple[int, str]]:
+        """(photo id, path) of every searchable photo."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(Photo.id, Photo.path).where(Photo.status == "ok"))]
+
+    def add_new_captions(self, captions: dict[int, list[str]], source: str) -> dict[int, int]:
+        """Add each photo's captions that it does not have yet (a text given twice is added
+        once), all in one transaction; returns how many were added to each photo."""
+        added: dict[int, int] = {}
+        with self.session() as s:
+            existing: dict[int, set[str]] = {}
+            for pid, text_ in s.execute(select(Caption.photo_id, Caption.text)
+                                        .where(Caption.photo_id.in_(list(captions)))):
+                existing.setdefault(pid, set()).add(text_)
+            for pid, texts in captions.items():
+                have = existing.setdefault(pid, set())
+                added[pid] = 0
+                for t in texts:
+                    if t not in have:
+                        s.add(Caption(photo_id=pid, text=t, source=source))
+                        have.add(t)
+                        added[pid] += 1
+        return added
+
     # -- model versions -------------------------------------------------------------------------
     # Rows read here leave their session loaded (expire_on_commit=False): plain values to pass on.
     def model_rows(self) -> list[ModelRecord]:
