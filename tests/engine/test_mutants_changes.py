@@ -154,3 +154,46 @@ def test_a_waiting_watcher_is_woken_by_a_new_batch_a_delay_or_wake(clock):
     assert cond.wakes == 2  # a delay may move it further than the sleeper expects
     batch.wake()
     assert cond.wakes == 3
+
+
+def test_every_folder_of_a_growing_file_waits_for_it(tmp_path, clock):
+    batch = ChangeBatch(quiet=1.0, settle=0.5)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    copy_a, copy_b = a / "one.jpg", b / "two.jpg"
+    batch.note([str(a)], path=str(copy_a))
+    batch.note([str(b)], path=str(copy_b))
+    _write(copy_a, b"half", clock.now + 0.5)
+    _write(copy_b, b"half", clock.now + 0.5)
+    clock.now += 1.0
+    assert batch.take() is None  # two copies going on, one in each folder: both wait
+    clock.now += 0.5
+    assert batch.take() == [str(a), str(b)]
+
+
+def test_a_file_moved_between_folders_holds_both_even_when_noted_again(tmp_path, clock):
+    batch = ChangeBatch(quiet=1.0, settle=0.5)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    moved = tmp_path / "moved.jpg"
+    batch.note([a, b], path=str(moved))  # moved from a to b
+    batch.note([b], path=str(moved))  # and written to again in b
+    _write(moved, b"half", clock.now + 0.5)
+    clock.now += 1.0
+    assert batch.take() is None
+    clock.now += 0.5
+    assert batch.take() == [a, b]
+
+
+def test_a_file_noted_for_a_folder_still_waiting_is_looked_at_again_for_it(tmp_path, clock):
+    batch = ChangeBatch(quiet=1.0, settle=0.5)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    done = tmp_path / "done.jpg"
+    _write(done, b"complete", clock.now - 5)
+    batch.note([a, b], path=str(done))
+    batch.note([b], delay=2.0)  # b is held (a retry)
+    clock.now += 1.0
+    assert batch.take() == [a]
+    clock.now += 1.0
+    assert batch.take() == [b]
+    assert not batch.pending()
