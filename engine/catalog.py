@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -223,6 +224,16 @@ def _same_home(recorded: str | None, here: str) -> bool:
     return ino == ino_here and (dev == dev_here or path == path_here)
 
 
+@dataclass
+class CatalogCounts:
+    photos: int  # searchable
+    embedded: int  # vectors of the model version asked about
+    skipped: list[tuple[str, str]]  # (path, reason), by path
+    captions: int
+    missing: int  # gone from their folder, kept (with captions) until found elsewhere
+    kept_captions: int  # of photos that left, waiting for that content to come back
+
+
 class Catalog:
     """Opens (creating or migrating) a catalog and hands out short transactions."""
 
@@ -398,6 +409,15 @@ class Catalog:
             row = s.get(Embedding, (photo_id, version))
             return None if row is None else np.frombuffer(row.vector, dtype=np.float32).copy()
 
+    def intact_vector_of(self, photo_id: int, version: str, dim: int) -> np.ndarray | None:
+        """A photo's stored vector of one model version; None when there is none or it is
+        damaged (not ``dim`` floats)."""
+        with self.session() as s:
+            row = s.get(Embedding, (photo_id, version))
+            if row is None or len(row.vector) != 4 * dim:
+                return None
+            return np.frombuffer(row.vector, dtype=np.float32)
+
     def delete_photos(self, s: Session, ids: list[int], keep_captions: bool = False) -> None:
         """Photos leave with their vectors. ``keep_captions``: their captions go to a photo of the
         same content still in the library, else are kept with the content hash."""
@@ -461,6 +481,87 @@ class Catalog:
         if ids:
             self.bump_generation(s)
 
+    # -- folders and photos ---------------------------------------------------------------------
+    def folder_paths(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Root.path).order_by(Root.path)))
+
+    def paused_folder_paths(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Root.path).where(Root.paused).order_by(Root.path)))
+
+    def set_folder_paused(self, folder: str, paused: bool) -> bool:
+        """Pause or resume a library folder; False when it is not one."""
+        with self.session() as s:
+            root = s.scalar(select(Root).where(Root.path == folder))
+            if root is None:
+                return False
+            root.paused = paused
+            return True
+
+    def delete_folder(self, folder: str) -> list[int] | None:
+        """Take a library folder out of the catalog with its photos, their vectors and captions
+        (the photos of a folder inside it that was added on its own stay), in one transaction.
+        Returns the ids of the photos that left; None when it is not a library folder."""
+        with self.session() as s:
+            root = s.scalar(select(Root).where(Root.path == folder))
+            if root is None:
+                return None
+            prefix = folder.rstrip("/") + "/"
+            ids = list(s.scalars(select(Photo.id).where(
+                Photo.path.startswith(prefix, autoescape=True))))
+            nested = s.scalars(select(Root.path).where(
+                Root.path.startswith(prefix, autoescape=True))).all()
+            if nested:  # photos of a folder added on its own stay with it
+                keep = tuple(n.rstrip("/") + "/" for n in nested)
+                ids = [i for i in ids if not s.get(Photo, i).path.startswith(keep)]
+            self.delete_photos(s, ids)
+            s.delete(root)
+            return ids
+
+    # Photo rows leave their session loaded (expire_on_commit=False): plain values to read.
+    def photo(self, photo_id: int) -> Photo | None:
+        with self.session() as s:
+            return s.get(Photo, photo_id)
+
+    def photo_by_path(self, path: str) -> Photo | None:
+        with self.session() as s:
+            return s.scalar(select(Photo).where(Photo.path == path))
+
+    def photos_by_id(self, ids: list[int]) -> dict[int, Photo]:
+        """The photos of these ids that are in the catalog (any status), by id."""
+        with self.session() as s:
+            return {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(ids)))}
+
+    def searchable_photo_ids(self, under: str | None = None, date_from: datetime | None = None,
+                             date_to: datetime | None = None) -> list[int]:
+        """The ids of the searchable photos whose path starts with ``under`` (a folder with its
+        trailing slash) and whose date lies from ``date_from`` to ``date_to``, both included;
+        None: no limit on that side."""
+        q = select(Photo.id).where(Photo.status == "ok")
+        if under is not None:
+            q = q.where(Photo.path.startswith(under, autoescape=True))
+        if date_from is not None:
+            q = q.where(Photo.date >= date_from)
+        if date_to is not None:
+            q = q.where(Photo.date <= date_to)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def status_counts(self, version: str) -> CatalogCounts:
+        """What the catalog holds, with the vectors of one model version."""
+        with self.session() as s:
+            ok = s.scalar(select(func.count()).where(Photo.status == "ok"))
+            emb = s.scalar(select(func.count()).select_from(Embedding)
+                           .where(Embedding.model_version == version))
+            skipped = [(p, r or "") for p, r in s.execute(
+                select(Photo.path, Photo.reason).where(Photo.status == "skipped")
+                .order_by(Photo.path))]
+            caps = s.scalar(select(func.count()).select_from(Caption))
+            missing = s.scalar(select(func.count()).where(Photo.status == "missing"))
+            kept = s.scalar(select(func.count()).select_from(KeptCaption))
+        return CatalogCounts(ok or 0, emb or 0, skipped, caps or 0, missing or 0, kept or 0)
+
     # -- captions -------------------------------------------------------------------------------
     def captioned_photo_rows(self) -> list[tuple[int, str, str | None, str]]:
         """(photo id, path, content hash, caption) of every caption of a searchable photo, by
@@ -470,6 +571,38 @@ class Catalog:
                 select(Photo.id, Photo.path, Photo.content_hash, Caption.text)
                 .join(Caption, Caption.photo_id == Photo.id)
                 .where(Photo.status == "ok").order_by(Photo.id, Caption.id))]
+
+    def captioned_photo_count(self) -> int:
+        """How many searchable photos have at least one caption."""
+        with self.session() as s:
+            return s.scalar(select(func.count(func.distinct(Caption.photo_id)))
+                            .join(Photo, Photo.id == Caption.photo_id)
+                            .where(Photo.status == "ok")) or 0
+
+    def captions_of(self, photo_id: int) -> list[str]:
+        """A photo's captions, in the order they were added."""
+        with self.session() as s:
+            return list(s.scalars(select(Caption.text).where(Caption.photo_id == photo_id)
+                                  .order_by(Caption.id)))
+
+    def replace_captions(self, photo_id: int, wanted: list[str], source: str) -> bool:
+        """``wanted`` (distinct texts) becomes the photo's captions: kept texts keep their row
+        (and where they were imported from), others go, new ones are added with ``source``.
+        False when there is no such photo."""
+        with self.session() as s:
+            if s.get(Photo, photo_id) is None:
+                return False
+            existing = s.scalars(select(Caption).where(Caption.photo_id == photo_id)).all()
+            have = set()
+            for cap in existing:
+                if cap.text in wanted and cap.text not in have:
+                    have.add(cap.text)
+                else:
+                    s.delete(cap)
+            for t in wanted:
+                if t not in have:
+                    s.add(Caption(photo_id=photo_id, text=t, source=source))
+            return True
 
     def searchable_photo_paths(self) -> list[tuple[int, str]]:
         """(photo id, path) of every searchable photo."""

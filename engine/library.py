@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 
-from .catalog import Caption, Catalog, Embedding, KeptCaption, ModelRecord, Photo, Root
+from .catalog import Catalog, ModelRecord, Photo
 from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
 from .fsinfo import system_filesystem
@@ -247,20 +246,9 @@ class Library:
         with self.writer.hold("removing a folder"), self._lock:
             # checked against the catalog first: another process may have changed it since
             idx = self.index if self._index is not None else None
-            with self.catalog.session() as s:
-                root = s.scalar(select(Root).where(Root.path == folder))
-                if root is None:
-                    raise LibraryError(f"{path} is not a folder of this library")
-                prefix = folder.rstrip("/") + "/"
-                ids = list(s.scalars(select(Photo.id).where(
-                    Photo.path.startswith(prefix, autoescape=True))))
-                nested = s.scalars(select(Root.path).where(
-                    Root.path.startswith(prefix, autoescape=True))).all()
-                if nested:  # photos of a folder added on its own stay with it
-                    keep = tuple(n.rstrip("/") + "/" for n in nested)
-                    ids = [i for i in ids if not s.get(Photo, i).path.startswith(keep)]
-                self.catalog.delete_photos(s, ids)
-                s.delete(root)
+            ids = self.catalog.delete_folder(folder)
+            if ids is None:
+                raise LibraryError(f"{path} is not a folder of this library")
             if idx is not None:
                 idx.remove(ids)
                 self._index_in_step()
@@ -270,19 +258,15 @@ class Library:
     def set_folder_paused(self, path: Path | str, paused: bool) -> None:
         """A paused folder is not watched or re-scanned; its photos stay searchable."""
         folder = str(Path(path).expanduser().resolve())
-        with self.writer.hold("pausing a folder"), self.catalog.session() as s:
-            root = s.scalar(select(Root).where(Root.path == folder))
-            if root is None:
+        with self.writer.hold("pausing a folder"):
+            if not self.catalog.set_folder_paused(folder, paused):
                 raise LibraryError(f"{path} is not a folder of this library")
-            root.paused = paused
 
     def paused_folders(self) -> list[str]:
-        with self.catalog.session() as s:
-            return list(s.scalars(select(Root.path).where(Root.paused).order_by(Root.path)))
+        return self.catalog.paused_folder_paths()
 
     def folders(self) -> list[str]:
-        with self.catalog.session() as s:
-            return list(s.scalars(select(Root.path).order_by(Root.path)))
+        return self.catalog.folder_paths()
 
     # -- search ---------------------------------------------------------------------------------
     def query_vector(self, terms: list[Term], model: DualEncoder | None = None) -> np.ndarray:
@@ -304,22 +288,21 @@ class Library:
         return (total / norm).astype(np.float32)
 
     def _image_term_vector(self, term: Term, model: DualEncoder) -> np.ndarray:
-        with self.catalog.session() as s:
-            if term.kind == "photo":
-                photo = s.get(Photo, int(term.value))
-                if photo is None:
-                    raise QueryError(f"no photo with id {term.value} in the library")
-            elif is_utf8(term.value):  # a name that is not UTF-8 is never a library photo
-                photo = s.scalar(select(Photo).where(Photo.path == term.value))
-            else:
-                photo = None
-            if photo is not None:
-                vec = s.get(Embedding, (photo.id, model.version))
-                if vec is not None and len(vec.vector) == 4 * model.dim:  # else damaged
-                    return np.frombuffer(vec.vector, dtype=np.float32)
-                path = Path(photo.path)
-            else:
-                path = Path(term.value)
+        if term.kind == "photo":
+            photo = self.catalog.photo(int(term.value))
+            if photo is None:
+                raise QueryError(f"no photo with id {term.value} in the library")
+        elif is_utf8(term.value):  # a name that is not UTF-8 is never a library photo
+            photo = self.catalog.photo_by_path(term.value)
+        else:
+            photo = None
+        if photo is not None:
+            vec = self.catalog.intact_vector_of(photo.id, model.version, model.dim)
+            if vec is not None:  # else none yet, or damaged: the file is read
+                return vec
+            path = Path(photo.path)
+        else:
+            path = Path(term.value)
         try:
             img = decode_file(path, size=model.input_size, max_pixels=self.config.indexing.max_pixels)
         except BadImage as e:
@@ -354,22 +337,15 @@ class Library:
     def _filter_ids(self, folder, date_from, date_to) -> np.ndarray | None:
         if folder is None and date_from is None and date_to is None:
             return None
-        q = select(Photo.id).where(Photo.status == "ok")
-        if folder is not None:
-            prefix = str(Path(folder).expanduser().resolve()).rstrip("/") + "/"
-            q = q.where(Photo.path.startswith(prefix, autoescape=True))
-        if date_from is not None:
-            q = q.where(Photo.date >= date_from)
-        if date_to is not None:
-            q = q.where(Photo.date <= date_to)
-        with self.catalog.session() as s:
-            return np.array(s.scalars(q).all(), dtype=np.int64)
+        under = (None if folder is None
+                 else str(Path(folder).expanduser().resolve()).rstrip("/") + "/")
+        return np.array(self.catalog.searchable_photo_ids(under, date_from, date_to),
+                        dtype=np.int64)
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         if len(ids) == 0:
             return []
-        with self.catalog.session() as s:
-            rows = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(ids.tolist())))}
+        rows = self.catalog.photos_by_id(ids.tolist())
         return [Hit(int(i), rows[i].path, float(sc), rows[i].date, rows[i].width, rows[i].height)
                 for i, sc in zip(ids.tolist(), scores.tolist(), strict=True) if i in rows]
 
@@ -439,58 +415,32 @@ class Library:
             self._save_index(idx)
 
     def captioned_photo_count(self) -> int:
-        with self.catalog.session() as s:
-            return s.scalar(select(func.count(func.distinct(Caption.photo_id)))
-                            .join(Photo, Photo.id == Caption.photo_id)
-                            .where(Photo.status == "ok")) or 0
+        return self.catalog.captioned_photo_count()
 
     # -- captions -------------------------------------------------------------------------------
     def captions(self, photo_id: int) -> list[str]:
-        with self.catalog.session() as s:
-            return list(s.scalars(select(Caption.text).where(Caption.photo_id == photo_id)
-                                  .order_by(Caption.id)))
+        return self.catalog.captions_of(photo_id)
 
     def set_captions(self, photo_id: int, texts: list[str], source: str = "user") -> None:
-        with self.writer.hold("saving captions"), self.catalog.session() as s:
-            if s.get(Photo, photo_id) is None:
+        # The given list becomes the photo's captions: kept lines keep their row (and where
+        # they were imported from), removed lines go, new lines are added with ``source``.
+        wanted = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+        with self.writer.hold("saving captions"):
+            if not self.catalog.replace_captions(photo_id, wanted, source):
                 raise LibraryError(f"no photo with id {photo_id} in the library")
-            # The given list becomes the photo's captions: kept lines keep their row (and where
-            # they were imported from), removed lines go, new lines are added with ``source``.
-            wanted = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
-            existing = s.scalars(select(Caption).where(Caption.photo_id == photo_id)).all()
-            have = set()
-            for cap in existing:
-                if cap.text in wanted and cap.text not in have:
-                    have.add(cap.text)
-                else:
-                    s.delete(cap)
-            for t in wanted:
-                if t not in have:
-                    s.add(Caption(photo_id=photo_id, text=t, source=source))
 
     def photo(self, photo_id: int) -> Photo | None:
-        with self.catalog.session() as s:
-            return s.get(Photo, photo_id)
+        return self.catalog.photo(photo_id)
 
     def photo_by_path(self, path: str | Path) -> Photo | None:
-        with self.catalog.session() as s:
-            return s.scalar(select(Photo).where(Photo.path == str(Path(path).resolve())))
+        return self.catalog.photo_by_path(str(Path(path).resolve()))
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> LibraryStatus:
         rec = self.active_model_record()
-        with self.catalog.session() as s:
-            ok = s.scalar(select(func.count()).where(Photo.status == "ok"))
-            emb = s.scalar(select(func.count()).select_from(Embedding)
-                           .where(Embedding.model_version == rec.version))
-            skipped = [(p, r or "") for p, r in s.execute(
-                select(Photo.path, Photo.reason).where(Photo.status == "skipped")
-                .order_by(Photo.path))]
-            caps = s.scalar(select(func.count()).select_from(Caption))
-            missing = s.scalar(select(func.count()).where(Photo.status == "missing"))
-            kept = s.scalar(select(func.count()).select_from(KeptCaption))
+        n = self.catalog.status_counts(rec.version)
         # missing: photos gone from their folder, kept (with captions) until found elsewhere;
         # kept_captions: captions of photos that left, waiting for that content to come back.
-        return LibraryStatus(str(self.root), ok or 0, emb or 0, skipped, self.folders(),
-                             rec.version, rec.family, caps or 0,
-                             {"missing": missing or 0, "kept_captions": kept or 0})
+        return LibraryStatus(str(self.root), n.photos, n.embedded, n.skipped, self.folders(),
+                             rec.version, rec.family, n.captions,
+                             {"missing": n.missing, "kept_captions": n.kept_captions})
