@@ -13,7 +13,7 @@ import pytest
 
 from engine.config import TrainOptions
 from engine.imageio import content_hash
-from engine.index import VectorIndex
+from engine.index import VectorIndex, ids_digest
 from engine.library import Library
 from tests.reliability.helpers import (
     TINY_MODEL,
@@ -145,7 +145,8 @@ def test_indexing_killed_again_and_again_resumes_and_loses_nothing(tmp_path, job
     try:
         ids, vecs = lib.catalog.vectors(lib.model.version)
         saved = VectorIndex.load(lib.config.index_dir, lib.model.version, lib.model.dim,
-                                 lib.catalog.generation())
+                                 lib.catalog.generation(), library=lib.identity,
+                                 ids=ids_digest(ids))
         assert saved is not None and len(saved) == PHOTOS  # the last run left a current index
         idx = lib.index
         q = lib.model.encode_texts(["a dog in the snow"])[0]
