@@ -64,6 +64,15 @@ def _noisy_jpeg() -> bytes:
     return buf.getvalue()
 
 
+def wait_until_whole(lib, watcher, target, size: int) -> None:
+    """Until the watcher is idle with the copied photo in the library at its full size."""
+    def indexed() -> bool:
+        photo = lib.photo_by_path(target)
+        return watcher.idle and photo is not None and photo.size == size
+
+    wait_for(indexed, "the copied photo to be indexed")
+
+
 def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_lib, tmp_path):
     """Polled folders (network shares) report a change only at each poll; between polls the
     quiet period passes while the copy goes on. Only the growing-file check keeps the pass from
@@ -84,11 +93,7 @@ def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_li
                 f.flush()
                 time.sleep(0.1)
 
-        def indexed() -> bool:
-            photo = tiny_lib.photo_by_path(target)
-            return w.idle and photo is not None and photo.size == len(data)
-
-        wait_for(indexed, "the copied photo to be indexed")
+        wait_until_whole(tiny_lib, w, target, len(data))
         passes = [e.report for e in events[before:] if e.kind == "indexed"]
     assert all(str(target) not in r.skipped for r in passes)  # never seen half-written
     assert sum(r.added + r.updated for r in passes) == 1 and sum(r.embedded for r in passes) == 1

@@ -16,7 +16,7 @@ from PIL import Image
 import engine.changes as changes
 from engine.changes import ChangeBatch
 from engine.watcher import Watcher, WatchEvent, WatchOptions
-from tests.engine.test_debounce import Clock, _noisy_jpeg
+from tests.engine.test_debounce import Clock, _noisy_jpeg, wait_until_whole
 from tests.engine.test_watcher import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -117,11 +117,7 @@ def test_a_copy_still_going_on_in_one_folder_does_not_hold_another(tiny_lib, tmp
             assert tiny_lib.photo_by_path(target) is None  # and the half copy was left alone
             f.write(data[written:])
 
-        def indexed() -> bool:
-            photo = tiny_lib.photo_by_path(target)
-            return w.idle and photo is not None and photo.size == len(data)
-
-        wait_for(indexed, "the copied photo to be indexed")
+        wait_until_whole(tiny_lib, w, target, len(data))
         passes = [e.report for e in events[before:] if e.kind == "indexed"]
     assert all(str(target) not in r.skipped for r in passes)  # never seen half-written
     assert sum(r.embedded for r in passes) == 2  # each photo embedded once
