@@ -37,7 +37,7 @@ BEFORE, AFTER = 0, 1
 
 def train_job(library, steps: int, base_options=None, cancel=None):
     """The engine's training generator with the chosen number of steps (runs in a worker)."""
-    from engine.train import TrainOptions
+    from engine.config import TrainOptions
 
     options = replace(base_options or TrainOptions(), steps=steps)
     return library.train(options, cancel=cancel)
@@ -49,8 +49,8 @@ class FineTunePanel(QWidget):
     def __init__(self, window, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.window_ = window  # the main window: jobs, tasks, status bar, settings
-        self.base_options = None  # engine.train.TrainOptions; None: the engine's defaults
-        self.result = None  # the last run's engine.train.TrainResult
+        self.base_options = None  # engine.config.TrainOptions; None: the engine's defaults
+        self.result = None  # the last run's engine.training.loop.TrainResult
         self._worker = None
         self._last_step = 0
         self._build()

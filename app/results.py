@@ -67,7 +67,7 @@ class ResultsModel(QAbstractListModel):
 
     # -- what is shown ----------------------------------------------------------------------------
     def set_hits(self, hits: list) -> None:
-        """A new query's hits (engine.search.Hit): older thumbnails still in flight are dropped."""
+        """A new query's hits (engine.query.Hit): older thumbnails still in flight are dropped."""
         self.loader.new_generation()
         self._all = list(hits)
         self._relayout()

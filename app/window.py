@@ -212,7 +212,7 @@ class MainWindow(QMainWindow):
         self.show_hits(hits, request)
 
     def show_hits(self, hits: list, request: SearchRequest | None = None) -> None:
-        """Put a search's hits (engine.search.Hit) in the grid."""
+        """Put a search's hits (engine.query.Hit) in the grid."""
         self.shown = request
         self.results.set_hits(hits)
         self._after_results()

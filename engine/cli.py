@@ -510,7 +510,7 @@ def cmd_watch(args) -> int:
     import signal
     import time
 
-    from .watcher import Watcher, describe
+    from .watching.watcher import Watcher, describe
 
     def show(event) -> None:
         if event.kind == "indexed":

@@ -22,9 +22,9 @@ from .indexer import Indexer, IndexReport, ProgressFn
 from .lock import WriterLock, setup_lock
 from .models import create_model
 from .models.base import DualEncoder
+from .query import Hit, Term, parse_query, sample_queries
 from .registry import ModelInfo, ModelRegistry
 from .scan import is_utf8, shown_path
-from .search import Hit, Term, parse_query, sample_queries
 
 DEFAULT_MODEL: dict[str, Any] = {"family": "bundled"}
 
@@ -354,8 +354,11 @@ class Library:
         return self.registry.records()
 
     def train(self, options: TrainOptions | None = None, cancel: threading.Event | None = None):
-        """Train on the library's captions; a generator of engine.train.TrainEvent."""
-        from .finetune import TrainingSite, train  # here: the training code slows every start
+        """Train on the library's captions; a generator of engine.training.loop.TrainEvent."""
+        from .training.finetune import (  # here: the training code slows every start
+            TrainingSite,
+            train,
+        )
 
         site = TrainingSite(self.catalog, self.registry, self.config,
                             active_model=lambda: self.model, activate=self._activate)

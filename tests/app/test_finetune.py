@@ -8,11 +8,9 @@ import csv
 import pytest
 from PySide6.QtCore import Qt
 
+from engine.config import TrainOptions
 from tests.app.conftest import WAIT_MS
 from tests.conftest import DATASET
-
-train = pytest.importorskip("engine.train", reason="the training engine is not there yet")
-TrainOptions = train.TrainOptions
 
 
 def _caption_every_photo(lib, photos) -> int:

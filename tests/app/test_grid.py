@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 
 from app.results import SORT_DATE
 from app.thumbs import load_thumbnail
-from engine.search import Hit
+from engine.query import Hit
 from tests.app.conftest import WAIT_MS
 
 

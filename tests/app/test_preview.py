@@ -66,7 +66,7 @@ def test_photos_are_shown_upright(tmp_path):
     from PIL import Image
 
     from app.preview import load_preview
-    from engine.search import Hit
+    from engine.query import Hit
 
     path = tmp_path / "sideways.jpg"
     exif = Image.Exif()

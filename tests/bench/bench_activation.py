@@ -9,7 +9,7 @@ fine-tunes with the default options (`activate="never"`, so every run starts fro
 model) and records the decision. Two rules are printed side by side:
 
 - old rule: the state kept was better than the start on the photos it was chosen on;
-- new rule (engine.decide): judged on other held-out photos, the paired-bootstrap lower bound
+- new rule (engine.training.decide): judged on other held-out photos, the paired-bootstrap lower bound
   of the gain is above zero.
 
 The test photos are never used: this measures the decision, not the model.
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import TrainOptions
 from engine.evaluate import load_dataset
 from engine.library import Library
-from engine.train import TrainOptions, score
+from engine.training.loop import score
 
 
 def _captions(dataset: Path) -> dict[str, list[str]]:

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from engine.captions import import_csv
+from engine.config import TrainOptions
 from engine.evaluate import decode_all, load_dataset, recalls
 from engine.library import Library
 from engine.models import load_checkpoint
-from engine.train import TrainOptions
 
 VARIANTS = {
     "default": ("default (locked, flips, weight average)", dict()),

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from engine.catalog import Photo
 from engine.library import Library
-from engine.watcher import Watcher, WatchEvent, WatchOptions
+from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
 
 DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "flickr8k-1k"
 TINY_MODEL = {"family": "scratch", "dim": 32, "width": 16, "input_size": 32, "seed": 0}

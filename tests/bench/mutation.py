@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e '.[mutation]'
     .venv/bin/python tests/bench/mutation.py                 # every module below, in this order
-    .venv/bin/python tests/bench/mutation.py decide search   # some of them
+    .venv/bin/python tests/bench/mutation.py decide query   # some of them
 
 Each module is mutated in a fresh copy of engine/ and tests/ under a scratch folder (never in
 the working tree, where other test runs may be importing the engine), with only its own fast
@@ -42,18 +42,18 @@ class Module:
 
 # Most important first: a run stopped early still has them.
 MODULES = (
-    Module("decide", "engine/decide.py", ("x_photo_scores", "x_judge"),
+    Module("decide", "engine/training/decide.py", ("x_photo_scores", "x_judge"),
            ("tests/engine/test_decide.py", "tests/engine/test_mutants_decide.py"),
            # the slow ones train models: the selection test and the meaningless-captions rule
            ("-k", "not meaningless and not state_kept")),
     Module("evaluate", "engine/evaluate.py", ("x_ranks", "x_recalls"),
            ("tests/engine/test_evaluate.py", "tests/engine/test_mutants_evaluate.py")),
-    Module("loss", "engine/loss.py",
+    Module("loss", "engine/training/loss.py",
            ("xǁLogitScaleǁ*", "x_clip_loss", "x_gather_with_grad", "x_gathered_clip_loss"),
            ("tests/engine/test_loss.py", "tests/engine/test_mutants_loss.py")),
-    Module("search", "engine/search.py", ("x__split", "x_parse_query", "x__term"),
-           ("tests/engine/test_query_words.py", "tests/engine/test_mutants_search.py")),
-    Module("changes", "engine/changes.py", ("x_growing_files", "xǁChangeBatchǁ*"),
+    Module("query", "engine/query.py", ("x__split", "x_parse_query", "x__term"),
+           ("tests/engine/test_query_words.py", "tests/engine/test_mutants_query.py")),
+    Module("changes", "engine/watching/changes.py", ("x_growing_files", "xǁChangeBatchǁ*"),
            ("tests/engine/test_debounce.py", "tests/engine/test_debounce_folders.py",
             "tests/engine/test_mutants_changes.py"),
            # the real-time watcher tests: seconds per mutant, and a hang for some

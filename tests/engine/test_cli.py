@@ -67,8 +67,8 @@ def test_every_training_flag_reaches_the_training_options(tmp_path, monkeypatch)
     line arrives in the options training runs with, and the others keep their defaults."""
     import dataclasses
 
+    from engine.config import TrainOptions
     from engine.library import Library
-    from engine.train import TrainOptions
 
     seen = []
 

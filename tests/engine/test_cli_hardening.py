@@ -365,7 +365,7 @@ def test_ctrl_c_while_training_re_embeds_ends_cleanly(shapes_lib, tmp_path):
 
 # -- case 5: a library moved, copied or named relatively keeps its own models -------------------
 def _trained(lib) -> str:
-    from engine.train import TrainOptions
+    from engine.config import TrainOptions
 
     events = list(lib.train(TrainOptions(steps=4, batch_size=8, holdout=0.25,
                                          activate="always")))

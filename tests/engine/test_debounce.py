@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine.changes as changes
-from engine.changes import ChangeBatch
-from engine.watcher import Watcher, WatchEvent, WatchOptions
+import engine.watching.changes as changes
+from engine.watching.changes import ChangeBatch
+from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
 from tests.engine.test_watcher import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 
 class Clock:
-    """Stands in for the ``time`` module inside engine.changes."""
+    """Stands in for the ``time`` module inside engine.watching.changes."""
 
     def __init__(self) -> None:
         self.now = 1000.0

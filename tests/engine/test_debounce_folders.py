@@ -13,9 +13,9 @@ import time
 import pytest
 from PIL import Image
 
-import engine.changes as changes
-from engine.changes import ChangeBatch
-from engine.watcher import Watcher, WatchEvent, WatchOptions
+import engine.watching.changes as changes
+from engine.watching.changes import ChangeBatch
+from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
 from tests.engine.test_debounce import Clock, _noisy_jpeg, wait_until_whole
 from tests.engine.test_watcher import wait_for
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.decide import MIN_JUDGING_PHOTOS, judge, photo_scores
+from engine.config import TrainOptions
 from engine.evaluate import ranks
 from engine.models import create_model
-from engine.train import CaptionedPhotos, FeatureCache, Trainer, TrainOptions, run, split_photos
+from engine.training.data import CaptionedPhotos, split_photos
+from engine.training.decide import MIN_JUDGING_PHOTOS, judge, photo_scores
+from engine.training.features import FeatureCache
+from engine.training.loop import Trainer, run
 from tests.conftest import TINY_MODEL
 from tests.engine.conftest import COLOURS, SHAPES, _draw
 

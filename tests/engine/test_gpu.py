@@ -40,7 +40,7 @@ def test_faiss_on_the_gpu_gives_the_cpu_results():
 
 
 def test_training_runs_on_cuda_with_mixed_precision(shapes_lib):
-    from engine.train import TrainOptions
+    from engine.config import TrainOptions
 
     lib, _, _ = shapes_lib
     lib.config = type(lib.config)(**{**lib.config.__dict__, "device": "cuda"})

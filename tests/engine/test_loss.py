@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from engine.loss import MAX_LOGIT_SCALE, LogitScale, clip_loss, gathered_clip_loss
+from engine.training.loss import MAX_LOGIT_SCALE, LogitScale, clip_loss, gathered_clip_loss
 
 
 def _direct(img, txt, scale):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from engine.catalog import Embedding
 from engine.library import Library
-from engine.watcher import Watcher, WatchOptions
+from engine.watching.watcher import Watcher, WatchOptions
 from tests.conftest import TINY_MODEL
 from tests.engine.test_watcher import wait_for
 

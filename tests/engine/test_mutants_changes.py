@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-import engine.changes as changes
-from engine.changes import ChangeBatch, growing_files
+import engine.watching.changes as changes
+from engine.watching.changes import ChangeBatch, growing_files
 from tests.engine.test_debounce import Clock
 
 

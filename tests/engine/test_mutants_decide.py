@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.decide import MIN_JUDGING_PHOTOS, judge, photo_scores
+from engine.training.decide import MIN_JUDGING_PHOTOS, judge, photo_scores
 
 
 def test_exactly_the_minimum_of_judging_photos_gives_a_verdict():

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import engine.loss as loss
+import engine.training.loss as loss
 
 
 class TwoRanks:

@@ -25,7 +25,7 @@ from PIL import Image
 from engine import captions
 from engine.cli import main as cli
 from engine.library import Library
-from engine.watcher import Watcher
+from engine.watching.watcher import Watcher
 from tests.conftest import TINY_MODEL, dataset_images
 from tests.engine.test_watcher import FAST, Recorder, wait_for
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config import TrainOptions
 from engine.errors import ModelLoadError
 from engine.models import create_model, load_checkpoint, save_checkpoint
-from engine.train import TrainOptions
 
 open_clip = pytest.importorskip("open_clip")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.search import Term, parse_query
+from engine.query import Term, parse_query
 
 
 @pytest.mark.parametrize("query", ["t-shirt", "x-ray", "a red t-shirt on a chair",

@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
+from engine.config import TrainOptions
 from engine.errors import Cancelled, EngineError
 from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
-from engine.train import TrainOptions
 from tests.conftest import TINY_MODEL
 from tests.engine.conftest import COLOURS, SHAPES, _draw  # noqa: F401
 

@@ -21,14 +21,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from engine import observers
+from engine.watching import observers
 from engine.catalog import Catalog, Photo
-from engine.changes import ChangeBatch
 from engine.config import IndexingConfig, LibraryConfig
 from engine.fsinfo import filesystem_type, inotify_room, needs_polling, watch_limit_message
 from engine.imageio import content_hash
 from engine.library import Library
-from engine.watcher import Watcher, WatchEvent, WatchOptions
+from engine.watching.changes import ChangeBatch
+from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
 from tests.conftest import TINY_MODEL, dataset_images
 
 # watchdog's own notice when a new folder is watched twice during its walk (harmless; the engine

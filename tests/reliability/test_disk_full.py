@@ -27,7 +27,7 @@ from engine import cli
 from engine.config import TrainOptions
 from engine.errors import EngineError
 from engine.library import Library
-from engine.train import FeatureCache
+from engine.training.features import FeatureCache
 from tests.reliability.helpers import (
     ROOT,
     TINY_MODEL,

@@ -18,10 +18,10 @@ from safetensors.torch import load_file, save_file
 from engine import cli
 from engine.config import TrainOptions
 from engine.errors import ModelLoadError
-from engine.finetune import captioned_photos as library_captions
 from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
-from engine.train import run_key
+from engine.training.finetune import captioned_photos as library_captions
+from engine.training.loop import run_key
 from tests.reliability.helpers import TINY_MODEL, captioned_photos, integrity
 
 QUICK = dict(steps=6, batch_size=8, eval_every=3, holdout=0.25, checkpoint_every=3)

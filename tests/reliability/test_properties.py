@@ -17,7 +17,7 @@ from engine.captions import ImportReport, import_coco, import_csv, import_sideca
 from engine.errors import BadImage, DatasetError, EngineError, QueryError
 from engine.imageio import DecodedImage, decode
 from engine.library import Library
-from engine.search import Term, parse_query
+from engine.query import Term, parse_query
 from tests.reliability.helpers import TINY_MODEL, small_photos
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on corrupt EXIF

@@ -29,7 +29,7 @@ from engine.csvrows import read_image_captions
 from engine.errors import DatasetError, EngineError, ModelLoadError, QueryError
 from engine.library import Library
 from engine.models import read_checkpoint_meta
-from engine.search import parse_query
+from engine.query import parse_query
 from tests.conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]

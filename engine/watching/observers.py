@@ -29,7 +29,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from .fsinfo import filesystem_type, inotify_room, needs_polling, watch_limit_message
+from ..fsinfo import filesystem_type, inotify_room, needs_polling, watch_limit_message
 
 # Opening and reading files (the indexer's own reads) and attribute changes are not changes;
 # leaving them out also keeps them out of the inotify mask.

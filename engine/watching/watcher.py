@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent
 
+from ..errors import Cancelled, LibraryError
+from ..indexer import IndexReport, Progress
+from ..library import photo_folder
 from .changes import ChangeBatch, ChangeFilter
-from .errors import Cancelled, LibraryError
-from .indexer import IndexReport, Progress
-from .library import photo_folder
 from .observers import Observers
 
 if TYPE_CHECKING:
-    from .library import Library
+    from ..library import Library
 
 log = logging.getLogger(__name__)
 

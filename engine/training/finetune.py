@@ -19,27 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import Catalog
-from .config import LibraryConfig
+from ..catalog import Catalog
+from ..config import LibraryConfig, TrainOptions
+from ..errors import LibraryError
+from ..evaluate import recalls
+from ..indexer import ProgressFn
+from ..models import create_model
+from ..models.base import DualEncoder
+from ..registry import ModelRegistry
+from .data import CaptionedPhotos, split_photos
 from .decide import judge, photo_scores
-from .errors import LibraryError
-from .evaluate import recalls
-from .indexer import ProgressFn
-from .models import create_model
-from .models.base import DualEncoder
-from .registry import ModelRegistry
-from .train import (
-    CaptionedPhotos,
-    FeatureCache,
-    Trainer,
-    TrainEvent,
-    TrainOptions,
-    TrainResult,
-    check_options,
-    run,
-    run_key,
-    split_photos,
-)
+from .features import FeatureCache
+from .loop import Trainer, TrainEvent, TrainResult, check_options, run, run_key
 
 Activate = Callable[[str, ProgressFn | None, threading.Event | None, DualEncoder | None], None]
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .evaluate import KS, ranks
+from ..evaluate import KS, ranks
 
 MIN_JUDGING_PHOTOS = 10  # below this, a bootstrap over photos says little: no automatic switch
 RESAMPLES = 4000

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from watchdog.events import FileSystemEvent
 
-from .scan import is_excluded, is_image_name
+from ..scan import is_excluded, is_image_name
 
 Stat = tuple[int, int]  # (size, mtime_ns)
 

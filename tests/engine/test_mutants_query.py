@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import QueryError
-from engine.search import Term, parse_query
+from engine.query import Term, parse_query
 
 
 def text(weight: float, value: str) -> Term:

@@ -1,0 +1,58 @@
+"""Captioned photos as training sees them, and the split that sets photos aside.
+
+Photos (never captions) are set aside in two parts: the best state on the *selection* part is kept
+(early stopping), and the *judging* part, which no choice saw, decides whether the result is
+better than the model it would replace (``decide``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import EngineError
+from .decide import MIN_JUDGING_PHOTOS
+
+MIN_PHOTOS = 8
+
+
+@dataclass
+class CaptionedPhotos:
+    ids: list[int]
+    paths: list[str]
+    hashes: list[str]
+    captions: list[list[str]]
+
+    def subset(self, idx) -> CaptionedPhotos:
+        return CaptionedPhotos([self.ids[i] for i in idx], [self.paths[i] for i in idx],
+                               [self.hashes[i] for i in idx], [self.captions[i] for i in idx])
+
+    @property
+    def caption_count(self) -> int:
+        return sum(len(c) for c in self.captions)
+
+
+@dataclass
+class Split:
+    train: CaptionedPhotos
+    select: CaptionedPhotos  # chooses the state to keep (early stopping)
+    judge: CaptionedPhotos  # decides whether the kept state is better; nothing chose on it
+
+
+def split_photos(data: CaptionedPhotos, fraction: float, seed: int) -> Split:
+    """Split by photo (all captions of a photo fall on the same side), reproducibly. The share
+    ``fraction`` is set aside, half to select and half to judge; on a small library the judging
+    part grows to the judging minimum, while at least half of the photos are left to train."""
+    n = len(data.ids)
+    if n < MIN_PHOTOS:
+        raise EngineError(f"training needs at least {MIN_PHOTOS} captioned photos; the library "
+                          f"has {n}. Add captions to more photos first.")
+    order = np.argsort(np.array(data.ids))
+    perm = order[np.random.default_rng(seed).permutation(n)]
+    nominal = int(round(n * fraction))
+    n_select = max(2, nominal // 2)
+    n_judge = min(max(nominal - nominal // 2, MIN_JUDGING_PHOTOS), max(2, n // 2 - n_select))
+    n_hold = n_select + n_judge
+    return Split(data.subset(sorted(perm[n_hold:])), data.subset(sorted(perm[:n_select])),
+                 data.subset(sorted(perm[n_select:n_hold])))
