@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -17,16 +16,17 @@ from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_d
 from .errors import BadImage, LibraryError, QueryError
 from .fsinfo import system_filesystem
 from .imageio import decode_file
-from .index import VectorIndex, ids_digest
+from .index import VectorIndex
 from .indexer import Indexer, IndexReport, ProgressFn
 from .lock import WriterLock, setup_lock
-from .models import create_model
+from .models import create_model, default_config
 from .models.base import DualEncoder
-from .query import Hit, Term, parse_query, sample_queries
+from .query import Hit, Term, parse_query
 from .registry import ModelInfo, ModelRegistry
 from .scan import is_utf8, shown_path
+from .vectors import VectorStore
 
-DEFAULT_MODEL: dict[str, Any] = {"family": "bundled"}
+DEFAULT_MODEL: dict[str, Any] = default_config("bundled")
 
 
 def photo_folder(p: Path | str) -> Path:
@@ -96,9 +96,6 @@ class Library:
         self.writer = WriterLock(self.root / "writer.lock")
         self._default_model = dict(default_model or DEFAULT_MODEL)
         self._model: DualEncoder | None = None
-        self._index: VectorIndex | None = None
-        self._index_generation = -1
-        self._index_hold: int | None = None  # the writer hold under which it was last checked
         self._lock = threading.RLock()
         with setup_lock(self.root / "setup.lock"):  # two first opens must not both create it
             _refuse_emptied_catalog(config)
@@ -109,6 +106,11 @@ class Library:
             self.identity = self.catalog.identity(home)
             self.registry = ModelRegistry(self.catalog, self.root, config.models_dir,
                                           config.index_dir)
+            # FAISS on the GPU: automatic unless the library is set to the CPU
+            self.store = VectorStore(self.catalog, config.index_dir, self.identity,
+                                     use_gpu=False if config.device == "cpu" else None,
+                                     holds=lambda: self.writer.holds if self.writer.busy
+                                     else None)
             self._ensure_active_model()
 
     @classmethod
@@ -148,60 +150,7 @@ class Library:
     def index(self) -> VectorIndex:
         """The active model's index, reloaded when another process changed the catalog."""
         with self._lock:
-            model = self.model
-            current = self._index is not None and self._index.version == model.version
-            hold = self.writer.holds if self.writer.busy else None
-            if current and hold is not None and hold == self._index_hold:
-                return self._index  # checked under this hold: this process keeps it in step
-            # Checked again on every new hold too: between two, another process may have
-            # written, and an index saved now would hide its photos.
-            gen = self.catalog.generation()
-            if not (current and gen == self._index_generation):
-                self._index, self._index_generation = self._index_of(model, gen), gen
-            self._index_hold = hold
-            return self._index
-
-    @property
-    def _index_gpu(self) -> bool | None:
-        """FAISS on the GPU: automatic unless the library is set to the CPU."""
-        return False if self.config.device == "cpu" else None
-
-    def _index_in_step(self) -> None:
-        self._index_generation = self.catalog.generation()
-
-    def _index_of(self, model: DualEncoder, generation: int) -> VectorIndex:
-        """A model version's index, for search and for activating it alike: the saved one when
-        it is current, else rebuilt from the catalog."""
-        idx = VectorIndex.load(self.config.index_dir, model.version, model.dim, generation,
-                               use_gpu=self._index_gpu, library=self.identity,
-                               ids=ids_digest(self.catalog.vector_ids(model.version)))
-        return idx if idx is not None else self._rebuild_index(model, generation)
-
-    def _new_index(self, model: DualEncoder) -> VectorIndex:
-        """The one place an index is built from the catalog's vectors: exact or IVF by size
-        (VectorIndex.build), FAISS on the GPU only where the library may use it."""
-        ids, vecs = self.catalog.vectors(model.version, model.dim)
-        return VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self._index_gpu,
-                                 queries=lambda: self.tuning_queries(model))
-
-    def _rebuild_index(self, model: DualEncoder, generation: int) -> VectorIndex:
-        idx = self._new_index(model)
-        self._save_index(idx, generation)
-        return idx
-
-    @staticmethod
-    def tuning_queries(model: DualEncoder) -> np.ndarray:
-        """Text query vectors like people's, for tuning an approximate index (large libraries
-        only: computed when one is built)."""
-        return model.encode_texts(sample_queries())
-
-    def _save_index(self, idx: VectorIndex, generation: int | None = None) -> None:
-        # The index is a cache: if it cannot be written it is rebuilt from the catalog next time.
-        # (faiss reports a failed write, e.g. on a full disk, as a RuntimeError.)
-        with contextlib.suppress(OSError, RuntimeError):
-            idx.save(self.config.index_dir,
-                     self.catalog.generation() if generation is None else generation,
-                     library=self.identity)
+            return self.store.current(self.model)
 
     # -- indexing -------------------------------------------------------------------------------
     def add_folders(self, paths: list[Path | str], progress: ProgressFn | None = None,
@@ -211,19 +160,15 @@ class Library:
         if not folders:
             raise LibraryError("give at least one folder to index")
         with self.writer.hold("indexing"):
-            # damaged vectors go, so that this pass embeds their photos again
-            self.catalog.drop_damaged_vectors(self.model.version, self.model.dim)
+            model = self.model
+            self.store.drop_damaged(model)
             idx = self.index
-            indexer = Indexer(self.catalog, self.model, idx, self.config.indexing,
+            indexer = Indexer(self.catalog, model, idx, self.config.indexing,
                               exclude_dirs=(self.root,))
             try:
                 return indexer.run(folders, progress=progress, cancel=cancel)
             finally:
-                self._index_in_step()
-                self._save_index(idx)
-                model = self.model
-                idx.maybe_convert(lambda: self.catalog.vectors(idx.version, model.dim),
-                                  lambda: self.tuning_queries(model))
+                self.store.finish(idx, model)
 
     def reindex(self, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None) -> IndexReport:
@@ -244,15 +189,13 @@ class Library:
         files are really gone (see engine.indexer)."""
         folder = str(Path(path).expanduser().resolve())
         with self.writer.hold("removing a folder"), self._lock:
-            # checked against the catalog first: another process may have changed it since
-            idx = self.index if self._index is not None else None
+            if self.store.loaded is not None:
+                # checked against the catalog first: another process may have changed it since
+                self.store.current(self.model)
             ids = self.catalog.delete_folder(folder)
             if ids is None:
                 raise LibraryError(f"{path} is not a folder of this library")
-            if idx is not None:
-                idx.remove(ids)
-                self._index_in_step()
-                self._save_index(idx)
+            self.store.remove(ids)
             return len(ids)
 
     def set_folder_paused(self, path: Path | str, paused: bool) -> None:
@@ -404,18 +347,16 @@ class Library:
         if rec.active:
             return
         model = model or self.registry.load(rec, self.config.device)
-        idx = self._index_of(model, self.catalog.generation())
+        idx = self.store.of(model)
         roots = [Path(r) for r in self.folders() if Path(r).is_dir()]
         if roots:
             Indexer(self.catalog, model, idx, self.config.indexing,
                     exclude_dirs=(self.root,)).run(roots, progress=progress, cancel=cancel)
-        if idx.outgrown:  # re-embedding made it large: the IVF index, before search uses it
-            idx = self._new_index(model)
+        idx = self.store.ready_for(model, idx)
         with self._lock:
             self.registry.set_active(version)
-            self._model, self._index = model, idx
-            self._index_in_step()
-            self._save_index(idx)
+            self._model = model
+            self.store.adopt(idx)
 
     def captioned_photo_count(self) -> int:
         return self.catalog.captioned_photo_count()

@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from engine.evaluate import embed_images, load_dataset
 from engine.index import VectorIndex, recall_at
 from engine.library import Library
+from engine.vectors import tuning_queries
 
 DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "flickr8k-1k"
 
@@ -132,14 +133,14 @@ def knn_row(lib: Library, vecs: np.ndarray, ids: np.ndarray, qvs: np.ndarray) ->
     """The k-NN step alone: the engine's own index, then exact and approximate peers."""
     k, row = 10, {}
     threads = faiss.omp_get_max_threads()
-    row["engine"], got = timed(lambda q: lib._index.search(q, k)[1], qvs)
+    row["engine"], got = timed(lambda q: lib.store.loaded.search(q, k)[1], qvs)
     flat = faiss.IndexFlatIP(vecs.shape[1])
     flat.add(vecs)
     with threadpool_limits(1):
         faiss.omp_set_num_threads(1)
         row["faiss exact"], _ = timed(faiss_search(flat, k, ids), qvs)
         row["numpy exact"], exact = timed(numpy_exact(vecs, ids, k), qvs)
-        inner = lib._index._index
+        inner = lib.store.loaded._index
         if isinstance(inner, faiss.IndexIVF):
             row["faiss ivf"], _ = timed(faiss_search(inner, k), qvs)
             row["numpy ivf"], approx = timed(numpy_ivf(inner, k), qvs)
@@ -171,10 +172,10 @@ def main() -> None:
         ids = np.arange(1, n + 1, dtype=np.int64)
         fill_catalog(work / "library" / "catalog.db", n)
         t = time.perf_counter()
-        lib._index = VectorIndex.build(model.dim, model.version, ids, vecs,
-                                       queries=lambda: lib.tuning_queries(model))
+        built = VectorIndex.build(model.dim, model.version, ids, vecs,
+                                  queries=lambda: tuning_queries(model))
         build = time.perf_counter() - t
-        lib._index_in_step()  # the index matches the catalog as it is now
+        lib.store.adopt(built, save=False)  # the index matches the catalog as it is now
         for q in texts[:3]:
             lib.search(q, k=10)  # warm up
         # Each kind of query in its own loop: interleaving them would let one library's idle
@@ -193,11 +194,11 @@ def main() -> None:
             model.encode_texts([q])
             encode_t.append(time.perf_counter() - t)
         qvs = np.ascontiguousarray(model.encode_texts(texts), dtype=np.float32)
-        where = "gpu" if lib._index._gpu_copy() is not None else "cpu"
+        where = "gpu" if lib.store.loaded._gpu_copy() is not None else "cpu"
         row = knn_row(lib, vecs, ids, qvs)
-        rows.append(dict(row, n=n, kind=f"{lib._index.kind}/{where}", build=build,
+        rows.append(dict(row, n=n, kind=f"{lib.store.loaded.kind}/{where}", build=build,
                          text=(ms(text_t), ms(text_t, 95)), image=(ms(image_t), ms(image_t, 95)),
-                         encode=ms(encode_t), nprobe=getattr(lib._index._index, "nprobe", 0)))
+                         encode=ms(encode_t), nprobe=getattr(lib.store.loaded._index, "nprobe", 0)))
         del vecs
     print_tables(rows, args.device)
 

@@ -16,6 +16,7 @@ from sqlalchemy import insert
 import engine.index as index_mod
 from engine.catalog import Embedding, Photo
 from engine.index import VectorIndex, recall_at
+from engine.vectors import tuning_queries
 
 N, DIM = 10_000, 32
 
@@ -80,7 +81,7 @@ def test_a_large_library_answers_word_searches_like_exact_search(tiny_lib, monke
         idx = VectorIndex(DIM, version, use_gpu=False)
         idx.add(np.arange(1, N + 1), photos)
         thread = idx.maybe_convert(lambda: tiny_lib.catalog.vectors(version),
-                                   lambda: tiny_lib.tuning_queries(tiny_lib.model))
+                                   lambda: tuning_queries(tiny_lib.model))
         thread.join(120)
     else:
         idx = tiny_lib.index
