@@ -165,10 +165,15 @@ def _add_training_commands(sub, common) -> None:
 
     mo = sub.add_parser("models", parents=[common], help="list, activate or delete models")
     mo.add_argument("action", nargs="?", default="list",
-                    choices=("list", "activate", "delete", "back", "add-clip"),
+                    choices=("list", "activate", "delete", "back", "add-clip", "discover", "try"),
                     help="back: activate the model the active one was trained from; "
-                    "add-clip: add (and activate) CLIP weights from a local file")
-    mo.add_argument("version", nargs="?", help="model version (for activate and delete)")
+                    "add-clip: add (and activate) CLIP weights from a local file; "
+                    "discover: list CLIP weights already on this computer; "
+                    "try N|FILE: switch to one of them and compare it on your captions")
+    mo.add_argument("version", nargs="?", help="model version (for activate and delete); for "
+                    "try, a number from discover or a weights file")
+    mo.add_argument("--in", dest="folders", action="append", default=[], metavar="DIR",
+                    help="discover, try: also look in this folder (may be repeated)")
     mo.add_argument("--arch", default="ViT-B-32", help="add-clip: open_clip architecture")
     mo.add_argument("--weights", metavar="FILE", help="add-clip: local CLIP weights file")
     mo.add_argument("--json", action="store_true", help="print JSON")
@@ -431,7 +436,77 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _models_discover(args) -> int:
+    from .models.discover import discover
+
+    found = discover(args.folders)
+    if args.json:
+        print(json.dumps({"found": [f.as_dict() for f in found.found],
+                          "skipped": [vars(s) for s in found.skipped],
+                          "searched": [{"place": p, "folder": f} for p, f in found.searched]},
+                         indent=2))
+        return 0
+    print("searched: " + ("; ".join(f"{p} ({_shown(f)})" for p, f in found.searched)
+                          or "none of the usual places exists"))
+    if not found.found:
+        print("no CLIP weights found (nothing was downloaded; add a folder with --in DIR)")
+    for n, f in enumerate(found.found, 1):
+        print(f"{n:>3}  {f.title}  {f.pretrained}  {f.size_bytes / 1e6:,.0f} MB  [{f.place}]")
+        print(f"     {_shown(f.path)}")
+        print(f"     {f.estimate}; identified by {f.identified_by}")
+    for s in found.skipped:
+        print(f"skipped: {_shown(s.path)}: {_shown(s.reason)}")
+    if found.found:
+        print("try one (the library switches to it; nothing is downloaded): "
+              "chikaku models try NUMBER")
+    return 0
+
+
+def _models_try(args) -> int:
+    from tqdm import tqdm
+
+    from .tryout import find, try_model
+
+    if not args.version:
+        raise EngineError("give a number from `chikaku models discover`, or a weights file")
+    found = find(args.version, args.folders)
+    lib = _open_library(args)
+    print(f"trying {found.title} ({found.pretrained}) from {_shown(found.path)}", file=sys.stderr)
+    bar = None
+
+    def progress(p) -> None:
+        nonlocal bar
+        if getattr(p, "total", 0) and not args.json:
+            if bar is None:
+                bar = tqdm(total=p.total, unit="photo", desc="embedding", file=sys.stderr)
+            bar.n = p.done
+            bar.update(0)
+
+    try:
+        trial = try_model(lib, found, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps({"version": trial.version, "previous": trial.previous,
+                          "photos": trial.photos, "before": trial.before, "after": trial.after,
+                          "better": trial.better, "verdict": trial.verdict,
+                          "model": found.as_dict()}, indent=2))
+        return 0
+    print(f"active model: {trial.version} (was {trial.previous})")
+    if trial.before and trial.after:
+        print(_recall_table(trial.before, trial.after))
+    print(trial.verdict)
+    if trial.version != trial.previous:
+        print(f"to go back: chikaku models activate {trial.previous}")
+    return 0
+
+
 def cmd_models(args) -> int:
+    if args.action == "discover":
+        return _models_discover(args)
+    if args.action == "try":
+        return _models_try(args)
     lib = _open_library(args)
     if args.action in ("activate", "delete") and not args.version:
         raise EngineError(f"give the version to {args.action} (see `chikaku models`)")
