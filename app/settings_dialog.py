@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from .about import show_about
 from .finetune import FineTunePanel
+from .found_models import FoundModelsPanel
 from .settings import save_settings
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,13 @@ class SettingsDialog(QDialog):
         row.addWidget(self.use_button)
         device_row = QFormLayout()
         device_row.addRow("Run the model on", self.device)
+        self.found = FoundModelsPanel(self.window_, tab)
+        self.found.model_changed.connect(self.window_.model_changed)
         layout = QVBoxLayout(tab)
         layout.addWidget(self.active_label)
         layout.addWidget(self.models, 1)
         layout.addLayout(row)
+        layout.addWidget(self.found, 1)
         layout.addLayout(device_row)
         layout.addWidget(_note(NEXT_START, tab))
         return tab
