@@ -23,14 +23,14 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import and_, or_, select
 
-from .catalog import Catalog, Embedding, Photo, Root
+from .catalog import Catalog
+from .catalog_photos import IndexedPhoto, PhotoCatalog, PhotoRow
 from .config import IndexingConfig
 from .errors import BadImage, Cancelled
 from .imageio import DecodedImage, content_hash, decode, read_file
@@ -101,6 +101,7 @@ class Indexer:
     def __init__(self, catalog: Catalog, model: DualEncoder, index: VectorIndex,
                  config: IndexingConfig, exclude_dirs: tuple[Path, ...] = ()) -> None:
         self.catalog = catalog
+        self.photos = PhotoCatalog(catalog, model.version)  # every read and write of a pass
         self.model = model
         self.index = index
         self.config = config
@@ -122,7 +123,7 @@ class Indexer:
         report.unavailable = self._unavailable(found.empty, rows)
         todo, vanished, back = self._diff(found.files, rows,
                                           {**found.problems, **report.unavailable}, report)
-        self._show_again(back)
+        self._show_again(back, rows)
         todo = self._resolve_moves(todo, vanished, rows, root_ids, report)
         try:
             self._process(todo, rows, root_ids, vanished, report, emit, cancel)
@@ -137,16 +138,7 @@ class Indexer:
 
     # -- diff -----------------------------------------------------------------------------------
     def _ensure_roots(self, roots: list[Path]) -> dict[str, int]:
-        with self.catalog.session() as s:
-            ids = {}
-            for r in roots:
-                row = s.scalar(select(Root).where(Root.path == str(r)))
-                if row is None:
-                    row = Root(path=str(r))
-                    s.add(row)
-                    s.flush()
-                ids[str(r)] = row.id
-            return ids
+        return self.photos.register_folders([str(r) for r in roots])
 
     def _root_of(self, path: str, root_ids: dict[str, int]) -> int | None:
         best = None
@@ -155,18 +147,10 @@ class Indexer:
                 best = (root, rid)
         return best[1] if best else None
 
-    def _rows_under(self, roots: list[Path]) -> dict[str, Photo]:
-        with self.catalog.session() as s:
-            cond = or_(*[Photo.path.startswith(_under(str(r)), autoescape=True) for r in roots])
-            photos = s.scalars(select(Photo).where(cond)).all()
-            embedded = set(s.scalars(
-                select(Embedding.photo_id).join(Photo, Photo.id == Embedding.photo_id)
-                .where(Embedding.model_version == self.version, cond)).all())
-        for p in photos:
-            p.has_vector = p.id in embedded  # type: ignore[attr-defined]
-        return {p.path: p for p in photos}
+    def _rows_under(self, roots: list[Path]) -> dict[str, PhotoRow]:
+        return self.photos.under([_under(str(r)) for r in roots])
 
-    def _unavailable(self, empty: dict[str, int], rows: dict[str, Photo]) -> dict[str, str]:
+    def _unavailable(self, empty: dict[str, int], rows: dict[str, PhotoRow]) -> dict[str, str]:
         """Empty folders whose photos were not deleted from them since they were indexed: an
         unplugged disk's mount point (or an unmounted share's). A folder emptied by a person
         changed after its photos were written in the catalog, so its photos may leave."""
@@ -184,25 +168,25 @@ class Indexer:
                     seen.append(rows[path])
             if not seen:
                 continue
-            last = max(_epoch_ns(r.updated_at or r.added_at) for r in seen)
+            last = max(_epoch_ns(r.written_at) for r in seen)
             if mtime_ns < last - EMPTY_MARGIN_NS:
                 out[folder] = (f"the folder is empty but unchanged since its {len(seen)} photos "
                                "were indexed (an unplugged disk?): they are kept until it is back")
         return out
 
-    def _diff(self, files: dict[str, FileEntry], rows: dict[str, Photo],
+    def _diff(self, files: dict[str, FileEntry], rows: dict[str, PhotoRow],
               kept: dict[str, str], report: IndexReport
-              ) -> tuple[list[FileEntry], dict[str, Photo], list[Photo]]:
+              ) -> tuple[list[FileEntry], dict[str, PhotoRow], list[PhotoRow]]:
         """(files to read, photos gone from their folder, missing photos back where they were)."""
         todo: list[FileEntry] = []
-        back: list[Photo] = []
+        back: list[PhotoRow] = []
         for path, entry in files.items():
             row = rows.get(path)
             if row is not None and (row.size, row.mtime_ns) == (entry.size, entry.mtime_ns):
                 if row.status == "skipped":
                     report.skipped[path] = row.reason or "skipped"
                     continue
-                if row.has_vector:  # type: ignore[attr-defined]
+                if row.has_vector:
                     report.unchanged += 1
                     if row.status == "missing":
                         back.append(row)
@@ -215,57 +199,41 @@ class Indexer:
                     if p not in files and p not in kept and not p.startswith(unreadable)}
         return todo, vanished, back
 
-    def _missing_elsewhere(self, rows: dict[str, Photo]) -> list[Photo]:
+    def _missing_elsewhere(self, rows: dict[str, PhotoRow]) -> list[PhotoRow]:
         """Photos marked missing by an earlier pass, outside this one's folders."""
-        with self.catalog.session() as s:
-            found = s.execute(
-                select(Photo, Embedding.photo_id).outerjoin(Embedding, and_(
-                    Embedding.photo_id == Photo.id, Embedding.model_version == self.version))
-                .where(Photo.status == "missing")).all()
-        out = []
-        for photo, embedded in found:
-            if photo.path not in rows:
-                photo.has_vector = embedded is not None  # type: ignore[attr-defined]
-                out.append(photo)
-        return out
+        return [p for p in self.photos.missing() if p.path not in rows]
 
-    def _show_again(self, photos: list[Photo]) -> None:
-        """Missing photos found again: searchable with the vectors they kept."""
+    def _show_again(self, photos: list[PhotoRow], rows: dict[str, PhotoRow]) -> None:
+        """Missing photos found again (each in ``rows`` at its path): searchable with the vectors
+        they kept."""
         if not photos:
             return
         ids = [p.id for p in photos]
-        with self.catalog.session() as s:
-            for p in photos:
-                s.get(Photo, p.id).status = "ok"
-            vecs = dict(s.execute(select(Embedding.photo_id, Embedding.vector).where(
-                Embedding.photo_id.in_(ids), Embedding.model_version == self.version)).all())
-            self.catalog.bump_generation(s)
+        vecs = self.photos.show_again(ids)
         for p in photos:
-            p.status = "ok"
+            rows[p.path] = replace(p, status="ok")
         have = [i for i in ids if i in vecs]
         if have:
-            self.index.add(np.array(have, dtype=np.int64),
-                           np.stack([np.frombuffer(vecs[i], np.float32) for i in have]))
+            self.index.add(np.array(have, dtype=np.int64), np.stack([vecs[i] for i in have]))
 
     def _covers_library(self, roots: list[Path]) -> bool:
         """Does this pass look at every library folder that is there and not paused? Only then
         is a photo gone from its folder known not to have moved to another one."""
-        with self.catalog.session() as s:
-            folders = s.execute(select(Root.path, Root.paused)).all()
+        folders = self.photos.folders()
         names = {str(r) for r in roots}
         inside = tuple(_under(n) for n in names)
         return all(path in names or path.startswith(inside) or paused or not os.path.isdir(path)
                    for path, paused in folders)
 
-    def _resolve_moves(self, todo: list[FileEntry], vanished: dict[str, Photo],
-                       rows: dict[str, Photo], root_ids: dict[str, int],
+    def _resolve_moves(self, todo: list[FileEntry], vanished: dict[str, PhotoRow],
+                       rows: dict[str, PhotoRow], root_ids: dict[str, int],
                        report: IndexReport) -> list[FileEntry]:
         """New paths whose content is a vanished photo's, or a missing one's from an earlier pass
         over another folder: the photo moved; keep its id, vector and captions."""
         new = [e for e in todo if e.path not in rows]
         if not new:
             return todo
-        by_size: dict[int, list[Photo]] = {}
+        by_size: dict[int, list[PhotoRow]] = {}
         for r in [*vanished.values(), *self._missing_elsewhere(rows)]:
             if r.content_hash:
                 by_size.setdefault(r.size, []).append(r)
@@ -286,18 +254,17 @@ class Indexer:
                 continue
             candidates.remove(match)
             vanished.pop(match.path, None)
-            with self.catalog.session() as s:
-                row = s.get(Photo, match.id)
-                row.path, row.size, row.mtime_ns = entry.path, entry.size, entry.mtime_ns
-                row.root_id = self._root_of(entry.path, root_ids)
+            self.photos.move(match.id, entry.path, entry.size, entry.mtime_ns,
+                             self._root_of(entry.path, root_ids))
             report.moved += 1
-            if not match.has_vector:  # type: ignore[attr-defined]
+            # as the catalog now holds it
+            moved = replace(match, path=entry.path, size=entry.size, mtime_ns=entry.mtime_ns)
+            if not match.has_vector:
                 rest.append(entry)  # embedded (and made searchable) as it is stored
             elif match.status == "missing":
-                found.append(match)
-            match.path = entry.path
-            rows[entry.path] = match
-        self._show_again(found)
+                found.append(moved)
+            rows[entry.path] = moved
+        self._show_again(found, rows)
         return rest
 
     # -- decode + encode ------------------------------------------------------------------------
@@ -359,43 +326,35 @@ class Indexer:
             if path in rows:  # gone since the scan: settled with the others that went
                 vanished[path] = rows[path]
             return
-        with self.catalog.session() as s:
-            row = s.get(Photo, rows[path].id) if path in rows else None
-            if row is None:
-                row = Photo(path=path)
-                s.add(row)
-            row.root_id = self._root_of(path, root_ids)
-            row.size, row.mtime_ns = item.entry.size, item.entry.mtime_ns
-            row.status, row.reason = "skipped", item.error
-            if row.id is not None:
-                s.execute(Embedding.__table__.delete().where(Embedding.photo_id == row.id))
-                self.catalog.bump_generation(s)
-                self.index.remove([row.id])
+        dropped = self.photos.record_skipped(
+            rows[path].id if path in rows else None, path, self._root_of(path, root_ids),
+            item.entry.size, item.entry.mtime_ns, item.error)
+        if dropped is not None:  # it had vectors: no longer searchable
+            self.index.remove([dropped])
 
     def _store(self, batch: list[_Decoded], rows, root_ids, report: IndexReport) -> None:
         if not batch:
             return
         vectors = self._vectors_for(batch, report)
-        ids = []
-        with self.catalog.session() as s:
-            for item, vec in zip(batch, vectors, strict=True):
-                ids.append(self._write_row(s, item, vec, rows, root_ids, report))
-            self.catalog.bump_generation(s)
+        stored = self.photos.store([self._indexed(item, vec, rows, root_ids)
+                                    for item, vec in zip(batch, vectors, strict=True)])
+        for photo in stored:
+            if photo.added:
+                report.added += 1
+            else:
+                report.updated += 1
+            report.captions_restored += photo.captions_restored
+        ids = [photo.id for photo in stored]
         known = [i for i, item in enumerate(batch) if item.entry.path in rows]
         fresh = [i for i in range(len(batch)) if i not in set(known)]
-        for part, replace in ((known, True), (fresh, False)):
+        for part, known_ids in ((known, True), (fresh, False)):
             if part:
                 self.index.add(np.array([ids[i] for i in part], dtype=np.int64),
-                               np.stack([vectors[i] for i in part]), replace=replace)
+                               np.stack([vectors[i] for i in part]), replace=known_ids)
 
     def _vectors_for(self, batch: list[_Decoded], report: IndexReport) -> list[np.ndarray]:
         digests = list({b.digest for b in batch})
-        with self.catalog.session() as s:
-            known = dict(s.execute(
-                select(Photo.content_hash, Embedding.vector)
-                .join(Embedding, Embedding.photo_id == Photo.id)
-                .where(Photo.content_hash.in_(digests),
-                       Embedding.model_version == self.version)).all())
+        known = self.photos.vectors_of_content(digests)
         need = [b for b in batch if b.digest not in known]
         fresh: dict[int, np.ndarray] = {}
         if need:
@@ -404,41 +363,18 @@ class Indexer:
                 fresh[id(b)] = v.astype(np.float32)
             report.embedded += len(need)
         report.reused += len(batch) - len(need)
-        return [fresh[id(b)] if id(b) in fresh else np.frombuffer(known[b.digest], np.float32)
-                for b in batch]
+        return [fresh[id(b)] if id(b) in fresh else known[b.digest] for b in batch]
 
-    def _write_row(self, s, item: _Decoded, vec: np.ndarray, rows, root_ids,
-                   report: IndexReport) -> int:
+    def _indexed(self, item: _Decoded, vec: np.ndarray, rows, root_ids) -> IndexedPhoto:
         e, img = item.entry, item.image
         existing = rows.get(e.path)
-        row = s.get(Photo, existing.id) if existing is not None else None
-        changed = row is not None and row.content_hash != item.digest
-        fresh = row is None
-        if row is None:
-            row = Photo(path=e.path)
-            s.add(row)
-            report.added += 1
-        else:
-            report.updated += 1
-        row.root_id = self._root_of(e.path, root_ids)
-        row.size, row.mtime_ns, row.content_hash = e.size, e.mtime_ns, item.digest
-        row.width, row.height, row.taken_at = img.width, img.height, img.taken_at
-        row.date = img.taken_at or file_date(e.mtime_ns)
-        row.status, row.reason = "ok", None
-        s.flush()
-        emb = s.get(Embedding, (row.id, self.version))
-        if emb is None:
-            s.add(Embedding(photo_id=row.id, model_version=self.version, vector=vec.tobytes()))
-        else:
-            emb.vector = vec.tobytes()
-        if changed:  # vectors of other model versions describe the old content
-            s.execute(Embedding.__table__.delete().where(
-                Embedding.photo_id == row.id, Embedding.model_version != self.version))
-        if fresh or changed:  # a photo that left earlier is back: so are its captions
-            report.captions_restored += self.catalog.restore_captions(s, row.id, item.digest)
-        return row.id
+        return IndexedPhoto(
+            known_id=existing.id if existing is not None else None, path=e.path,
+            root_id=self._root_of(e.path, root_ids), size=e.size, mtime_ns=e.mtime_ns,
+            content_hash=item.digest, width=img.width, height=img.height, taken_at=img.taken_at,
+            date=img.taken_at or file_date(e.mtime_ns), vector=vec)
 
-    def _settle(self, vanished: dict[str, Photo], report: IndexReport, whole: bool) -> None:
+    def _settle(self, vanished: dict[str, PhotoRow], report: IndexReport, whole: bool) -> None:
         """Photos really gone from a present, readable folder. They leave when this pass covers
         the whole library (so they did not move to another folder), when nothing can recognise
         them (no content hash), or when a photo of the same content is still in the library
@@ -454,9 +390,7 @@ class Indexer:
                 leave.append(r.id)
             elif r.status != "missing":
                 hide.append(r.id)
-        with self.catalog.session() as s:
-            self.catalog.delete_photos(s, leave, keep_captions=True)
-            self.catalog.mark_missing(s, hide)
+        self.photos.remove_and_hide(leave, hide)
         self.index.remove(leave + hide)
         report.removed += len(leave)
         report.missing += len(hide)
@@ -464,11 +398,4 @@ class Indexer:
     def _present_elsewhere(self, photos, leaving: set[int]) -> set[str]:
         """Content hashes of these photos that another searchable photo of the library has."""
         digests = sorted({p.content_hash for p in photos if p.content_hash})
-        out: set[str] = set()
-        with self.catalog.session() as s:
-            for i in range(0, len(digests), 500):
-                for pid, digest in s.execute(select(Photo.id, Photo.content_hash).where(
-                        Photo.content_hash.in_(digests[i : i + 500]), Photo.status == "ok")):
-                    if pid not in leaving:
-                        out.add(digest)
-        return out
+        return self.photos.searchable_content(digests, leaving)

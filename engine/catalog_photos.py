@@ -1,0 +1,217 @@
+"""The catalog as indexing reads and writes it: which photos a pass over some folders already
+knows, and the writes that record what the pass found.
+
+Each method is one transaction, exactly as large as the step of indexing it serves: a batch of
+photos is stored with its vectors in one, the photos gone from their folder leave (or are hidden)
+in one. Rows come back as ``PhotoRow`` values, never as ORM objects, so the indexer holds no
+session and writes no SQL of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from .catalog import Catalog, Embedding, Photo, Root
+
+# SQLite refuses statements with more than a few hundred bound values on older builds.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    """A photo as the catalog held it when it was read."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str  # ok | skipped | missing
+    reason: str | None
+    written_at: datetime  # when the catalog last wrote the row (naive UTC)
+    has_vector: bool  # of the model version the reader asked about
+
+
+@dataclass(frozen=True)
+class IndexedPhoto:
+    """A photo a pass read and embedded, to be stored with its vector."""
+
+    known_id: int | None  # the photo's row when the pass found one at this path
+    path: str
+    root_id: int | None
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int
+    height: int
+    taken_at: datetime | None
+    date: datetime
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    id: int
+    added: bool  # a new row (else an existing one was updated)
+    captions_restored: int  # kept captions of its content that went back onto it
+
+
+def _row(photo: Photo, has_vector: bool) -> PhotoRow:
+    return PhotoRow(photo.id, photo.path, photo.size, photo.mtime_ns, photo.content_hash,
+                    photo.status, photo.reason, photo.updated_at or photo.added_at, has_vector)
+
+
+class PhotoCatalog:
+    """The photo rows of one catalog, with the vectors of one model version."""
+
+    def __init__(self, catalog: Catalog, version: str) -> None:
+        self.catalog = catalog
+        self.version = version
+
+    # -- reads ----------------------------------------------------------------------------------
+    def register_folders(self, folders: list[str]) -> dict[str, int]:
+        """The id of each folder, added as a library folder where it is not one yet."""
+        with self.catalog.session() as s:
+            ids = {}
+            for path in folders:
+                row = s.scalar(select(Root).where(Root.path == path))
+                if row is None:
+                    row = Root(path=path)
+                    s.add(row)
+                    s.flush()
+                ids[path] = row.id
+            return ids
+
+    def folders(self) -> list[tuple[str, bool]]:
+        """(path, paused) of every library folder."""
+        with self.catalog.session() as s:
+            return [(path, paused) for path, paused in s.execute(select(Root.path, Root.paused))]
+
+    def under(self, prefixes: list[str]) -> dict[str, PhotoRow]:
+        """Every photo (any status) whose path starts with one of ``prefixes`` (folders with
+        their trailing separator), by path; photos and vectors are read in one transaction."""
+        with self.catalog.session() as s:
+            cond = or_(*[Photo.path.startswith(p, autoescape=True) for p in prefixes])
+            photos = s.scalars(select(Photo).where(cond)).all()
+            embedded = set(s.scalars(
+                select(Embedding.photo_id).join(Photo, Photo.id == Embedding.photo_id)
+                .where(Embedding.model_version == self.version, cond)).all())
+        return {p.path: _row(p, p.id in embedded) for p in photos}
+
+    def missing(self) -> list[PhotoRow]:
+        """Every photo marked missing (gone from its folder in an earlier pass)."""
+        with self.catalog.session() as s:
+            found = s.execute(
+                select(Photo, Embedding.photo_id).outerjoin(Embedding, and_(
+                    Embedding.photo_id == Photo.id, Embedding.model_version == self.version))
+                .where(Photo.status == "missing")).all()
+        return [_row(photo, embedded is not None) for photo, embedded in found]
+
+    def vectors_of_content(self, digests: list[str]) -> dict[str, np.ndarray]:
+        """A stored vector for each of these content hashes that some photo has."""
+        with self.catalog.session() as s:
+            known = dict(s.execute(
+                select(Photo.content_hash, Embedding.vector)
+                .join(Embedding, Embedding.photo_id == Photo.id)
+                .where(Photo.content_hash.in_(digests),
+                       Embedding.model_version == self.version)).all())
+        return {d: np.frombuffer(v, np.float32) for d, v in known.items()}
+
+    def searchable_content(self, digests: list[str], besides: set[int]) -> set[str]:
+        """The content hashes among ``digests`` that a searchable photo not in ``besides`` has."""
+        out: set[str] = set()
+        with self.catalog.session() as s:
+            for i in range(0, len(digests), CHUNK):
+                for pid, digest in s.execute(select(Photo.id, Photo.content_hash).where(
+                        Photo.content_hash.in_(digests[i : i + CHUNK]), Photo.status == "ok")):
+                    if pid not in besides:
+                        out.add(digest)
+        return out
+
+    # -- writes ---------------------------------------------------------------------------------
+    def show_again(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Missing photos found again become searchable, in one transaction that also marks the
+        vectors changed. Returns the stored vectors they have, by photo id."""
+        with self.catalog.session() as s:
+            for i in ids:
+                s.get(Photo, i).status = "ok"
+            vecs = dict(s.execute(select(Embedding.photo_id, Embedding.vector).where(
+                Embedding.photo_id.in_(ids), Embedding.model_version == self.version)).all())
+            self.catalog.bump_generation(s)
+        return {i: np.frombuffer(v, np.float32) for i, v in vecs.items()}
+
+    def move(self, photo_id: int, path: str, size: int, mtime_ns: int,
+             root_id: int | None) -> None:
+        """A photo found at another path keeps its id, vectors and captions."""
+        with self.catalog.session() as s:
+            row = s.get(Photo, photo_id)
+            row.path, row.size, row.mtime_ns = path, size, mtime_ns
+            row.root_id = root_id
+
+    def record_skipped(self, known_id: int | None, path: str, root_id: int | None, size: int,
+                       mtime_ns: int, reason: str) -> int | None:
+        """A file that cannot be indexed is kept as a skipped photo with its reason (added when
+        the catalog has no row ``known_id``). A photo that was there loses its vectors in the
+        same transaction; returns its id then (for the index to drop it), else None."""
+        with self.catalog.session() as s:
+            row = s.get(Photo, known_id) if known_id is not None else None
+            if row is None:
+                row = Photo(path=path)
+                s.add(row)
+            row.root_id = root_id
+            row.size, row.mtime_ns = size, mtime_ns
+            row.status, row.reason = "skipped", reason
+            if row.id is None:  # a new row: no vectors to drop
+                return None
+            s.execute(Embedding.__table__.delete().where(Embedding.photo_id == row.id))
+            self.catalog.bump_generation(s)
+            return row.id
+
+    def store(self, photos: list[IndexedPhoto]) -> list[StoredPhoto]:
+        """A batch of photos with their vectors, in one transaction that also marks the vectors
+        changed: an interrupted pass keeps every batch it stored and none of a batch it did not.
+        Returns what became of each photo, in order."""
+        with self.catalog.session() as s:
+            out = [self._write(s, p) for p in photos]
+            self.catalog.bump_generation(s)
+        return out
+
+    def _write(self, s: Session, p: IndexedPhoto) -> StoredPhoto:
+        row = s.get(Photo, p.known_id) if p.known_id is not None else None
+        changed = row is not None and row.content_hash != p.content_hash
+        fresh = row is None
+        if row is None:
+            row = Photo(path=p.path)
+            s.add(row)
+        row.root_id = p.root_id
+        row.size, row.mtime_ns, row.content_hash = p.size, p.mtime_ns, p.content_hash
+        row.width, row.height, row.taken_at = p.width, p.height, p.taken_at
+        row.date = p.date
+        row.status, row.reason = "ok", None
+        s.flush()
+        emb = s.get(Embedding, (row.id, self.version))
+        if emb is None:
+            s.add(Embedding(photo_id=row.id, model_version=self.version,
+                            vector=p.vector.tobytes()))
+        else:
+            emb.vector = p.vector.tobytes()
+        if changed:  # vectors of other model versions describe the old content
+            s.execute(Embedding.__table__.delete().where(
+                Embedding.photo_id == row.id, Embedding.model_version != self.version))
+        restored = 0
+        if fresh or changed:  # a photo that left earlier is back: so are its captions
+            restored = self.catalog.restore_captions(s, row.id, p.content_hash)
+        return StoredPhoto(row.id, fresh, restored)
+
+    def remove_and_hide(self, leaving: list[int], hidden: list[int]) -> None:
+        """In one transaction: the ``leaving`` photos leave the library with their vectors (their
+        captions go to a photo of the same content, else are kept with the content hash), and
+        the ``hidden`` ones are marked missing (kept with captions and vectors)."""
+        with self.catalog.session() as s:
+            self.catalog.delete_photos(s, leaving, keep_captions=True)
+            self.catalog.mark_missing(s, hidden)
