@@ -453,7 +453,9 @@ def _models_discover(args) -> int:
     for n, f in enumerate(found.found, 1):
         print(f"{n:>3}  {f.title}  {f.pretrained}  {f.size_bytes / 1e6:,.0f} MB  [{f.place}]")
         print(f"     {_shown(f.path)}")
-        print(f"     {f.estimate}; identified by {f.identified_by}")
+        print(f"     {f.estimate}; identified by {f.identified_by}"
+              + ("; a TorchScript archive: its weights are copied into the library when tried, "
+                 "its code is never run" if f.torchscript else ""))
     for s in found.skipped:
         print(f"skipped: {_shown(s.path)}: {_shown(s.reason)}")
     if found.found:

@@ -10,6 +10,7 @@ judge it (the same split, from the options it recorded).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .models.base import DualEncoder
     from .training.data import CaptionedPhotos
 
+COPIES = "_clip"  # models/_clip/: weights copied out of TorchScript archives
 MAX_PHOTOS = 2000  # held-out photos compared, at most: enough to tell, quick to embed captions
 
 
@@ -69,7 +71,8 @@ def try_model(lib: Library, found: FoundModel, progress: Callable[[Any], None] |
     previous = lib.active_model_record().version
     before_model = lib.model
     photos = held_out(lib)
-    version = lib.add_model(found.model(), activate=True, progress=progress, cancel=cancel)
+    version = lib.add_model(found.model(usable_weights(lib, found)), activate=True,
+                            progress=progress, cancel=cancel)
     if version == previous:
         return Trial(version, previous, found, 0, None, None, None,
                      "these weights are the model already in use")
@@ -78,6 +81,21 @@ def try_model(lib: Library, found: FoundModel, progress: Callable[[Any], None] |
                      "no captioned photos to compare the two models on (add captions to "
                      "measure it)")
     return _compared(lib, found, previous, before_model, version, photos)
+
+
+def usable_weights(lib: Library, found: FoundModel) -> Path:
+    """The file the library loads: the found one, or for a TorchScript archive (which is never
+    run) a safetensors copy of its weights in the library's models folder, made once."""
+    path = Path(found.path)
+    if not found.torchscript:
+        return path
+    from .models.torchscript import copy_weights
+
+    st = path.stat()
+    key = hashlib.blake2b(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode(),
+                          digest_size=6).hexdigest()
+    dest = lib.config.models_dir / COPIES / f"{path.stem}-{key}.safetensors"
+    return dest if dest.is_file() else copy_weights(path, dest)
 
 
 def _compared(lib: Library, found: FoundModel, previous: str, before_model: DualEncoder,

@@ -21,9 +21,7 @@ import json
 import math
 import os
 import re
-import struct
 import sys
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -31,13 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError
+from .clipfiles import (
+    NotWeights,
+    fits,
+    infer_config,
+    is_clip,
+    is_torchscript_file,
+    named_config,
+    plain_clip,
+    read_shapes,
+)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 MIN_BYTES = 64 * 1024  # smaller files hold no CLIP model worth offering
 MAX_BYTES = 32 * 1024**3  # larger than the largest open_clip model (ViT-bigG-14, ~10 GB)
-MAX_HEADER = 64 * 1024**2  # a safetensors header (names and shapes) is far below this
-MAX_LEGACY_BYTES = 2 * 1024**3  # an old-format (not zip) PyTorch file is read whole
 MAX_DEPTH = 4  # how deep a folder the caller names is searched
 MAX_ENTRIES = 20_000  # directory entries looked at in one folder tree, at most
 
@@ -57,10 +63,6 @@ ESTIMATES = {
 }
 
 
-class NotWeights(ModelLoadError):
-    """A file that is not model weights at all: not worth reporting as skipped."""
-
-
 @dataclass(frozen=True)
 class FoundModel:
     path: str  # the weights file
@@ -73,6 +75,7 @@ class FoundModel:
     speed: str
     quality: str
     model_config: dict | None = None  # for an architecture open_clip has no name for
+    torchscript: bool = False  # OpenAI's format: its weights are copied out to be used
 
     @property
     def title(self) -> str:
@@ -89,9 +92,14 @@ class FoundModel:
         return (f"{self.speed}, search quality {self.quality} (estimated from the "
                 "architecture; trying it measures it on your captions)")
 
-    def model(self) -> dict[str, Any]:
-        """The model config that ``Library.add_model`` takes."""
-        cfg: dict[str, Any] = {"family": "openclip", "arch": self.arch, "weights": self.path}
+    def model(self, weights: str | Path | None = None) -> dict[str, Any]:
+        """The model config that ``Library.add_model`` takes (``weights``: a copy of the file in
+        a format it loads, for a TorchScript archive)."""
+        if self.torchscript and weights is None:
+            raise ModelLoadError("a TorchScript archive is used through a copy of its weights "
+                                 "(engine.tryout makes it)")
+        cfg: dict[str, Any] = {"family": "openclip", "arch": self.arch,
+                               "weights": str(weights or self.path)}
         if self.model_config is not None:
             cfg["model_config"] = self.model_config
         return cfg
@@ -282,13 +290,17 @@ def identify(path: Path, place: str = "folder", hint: _Hint | None = None) -> Fo
         raise ModelLoadError(f"{hint.repo} is a Hugging Face transformers CLIP, not in "
                              "open_clip's format, which Chikaku loads")
     shapes = read_shapes(path)
-    if not _is_clip(shapes):
+    if not is_clip(shapes):
         raise ModelLoadError("not a CLIP model (it has no image and text towers)")
     params = sum(math.prod(s) for s in shapes.values())
     arch, tag, how, model_config = _name(path, hint, shapes)
+    if needs := _hugging_face_part(arch):
+        raise ModelLoadError(f"a {arch} ({tag}): its text side needs {needs} from Hugging Face, "
+                             "which Chikaku does not fetch, so it cannot be used offline yet")
     base = re.sub(r"-quickgelu$", "", arch)
     speed, quality = ESTIMATES.get(base) or _estimate_by_size(params)
-    return FoundModel(str(path), place, arch, tag, size, params, how, speed, quality, model_config)
+    return FoundModel(str(path), place, arch, tag, size, params, how, speed, quality, model_config,
+                      torchscript=is_torchscript_file(path))
 
 
 def _name(path: Path, hint: _Hint, shapes: dict[str, tuple[int, ...]]
@@ -300,10 +312,10 @@ def _name(path: Path, hint: _Hint, shapes: dict[str, tuple[int, ...]]
     if hint.config is not None:
         model_cfg = _read_open_clip_config(hint.config)
         if model_cfg is not None:
-            name = _named_config(model_cfg)
+            name = named_config(model_cfg)
             if name:
                 guesses.append((name, "open_clip_config.json"))
-            elif _plain_clip(model_cfg):
+            elif plain_clip(model_cfg):
                 guesses.append(("custom", "open_clip_config.json"))
     known = (tables["repo"].get(hint.repo.lower()) if hint.repo else None) \
         or tables["file"].get(path.name.lower())
@@ -318,21 +330,36 @@ def _name(path: Path, hint: _Hint, shapes: dict[str, tuple[int, ...]]
     for arch, how in guesses:
         if arch == "custom":
             model_cfg = _read_open_clip_config(hint.config)
-            if _fits(shapes, model_cfg):
+            if fits(shapes, model_cfg):
                 return "custom", tag, how, model_cfg
             continue
         arch = _with_activation(arch, tag)
-        if _fits(shapes, arch):
+        if fits(shapes, arch):
             return arch, tag, how, None
     inferred = infer_config(shapes)
     if inferred is None:
         raise ModelLoadError("its tensors fit no open_clip architecture Chikaku knows")
-    name = _named_config(inferred)
-    if name and _fits(shapes, name):
+    name = named_config(inferred)
+    if name and fits(shapes, name):
         return _with_activation(name, tag), tag, "tensor shapes", None
-    if _fits(shapes, inferred):
+    if fits(shapes, inferred):
         return "custom", tag, "tensor shapes", inferred
     raise ModelLoadError("its tensors fit no open_clip architecture Chikaku knows")
+
+
+def _hugging_face_part(arch: str) -> str | None:
+    """What a named architecture's text side would fetch from Hugging Face (a tokenizer or a
+    text model), or None when open_clip has everything it needs."""
+    if arch == "custom":
+        return None
+    import open_clip
+
+    text = (open_clip.get_model_config(arch) or {}).get("text_cfg") or {}
+    if text.get("hf_model_name"):
+        return f"the text model {text['hf_model_name']}"
+    if text.get("hf_tokenizer_name"):
+        return f"the tokenizer {text['hf_tokenizer_name']}"
+    return None
 
 
 def _with_activation(arch: str, tag: str) -> str:
@@ -399,121 +426,6 @@ def _read_open_clip_config(path: Path | None) -> dict | None:
     return model_cfg if isinstance(model_cfg, dict) else None
 
 
-def _plain_clip(cfg: dict) -> bool:
-    """A config open_clip's plain CLIP class builds (no Hugging Face text tower, no timm trunk):
-    what a config carried with the weights can describe."""
-    text, vision = cfg.get("text_cfg") or {}, cfg.get("vision_cfg") or {}
-    return (isinstance(text, dict) and isinstance(vision, dict) and not cfg.get("custom_text")
-            and not text.get("hf_model_name") and not vision.get("timm_model_name"))
-
-
-def _named_config(cfg: dict) -> str | None:
-    """The open_clip architecture whose config is this one (the shortest name when several)."""
-    import open_clip
-
-    want = _comparable(cfg)
-    names = [n for n in open_clip.list_models()
-             if _comparable(open_clip.get_model_config(n) or {}) == want]
-    return min(names, key=lambda n: (len(n), n)) if names else None
-
-
-def _comparable(cfg: dict) -> str:
-    """A config with its defaults filled in, as one string: two configs that build the same
-    model compare equal (activation aside: QuickGELU is a property of the pretraining)."""
-    cfg = json.loads(json.dumps(cfg))
-    cfg.pop("quick_gelu", None)
-    vision, text = cfg.get("vision_cfg") or {}, cfg.get("text_cfg") or {}
-    if isinstance(vision.get("image_size"), list):
-        vision["image_size"] = vision["image_size"][0]
-    for side in (vision, text):
-        side.setdefault("mlp_ratio", 4.0)
-        side["mlp_ratio"] = float(side["mlp_ratio"])
-        side.setdefault("ls_init_value", None)
-    vision.setdefault("head_width", 64)
-    text.setdefault("heads", 8)
-    return json.dumps(cfg, sort_keys=True)
-
-
-def _fits(shapes: dict[str, tuple[int, ...]], arch: str | dict | None) -> bool:
-    """Whether the file's tensors are exactly the architecture's (names and shapes)."""
-    if arch is None:
-        return False
-    expected = _expected_shapes(json.dumps(arch, sort_keys=True) if isinstance(arch, dict)
-                                else arch)
-    return expected is not None and expected == shapes
-
-
-@cache
-def _expected_shapes(arch: str) -> dict[str, tuple[int, ...]] | None:
-    """Tensor names and shapes of an architecture (a name, or a config as JSON), built on the
-    meta device: nothing is allocated."""
-    import logging
-
-    import open_clip
-    import torch
-
-    root = logging.getLogger()
-    was, root.disabled = root.disabled, True  # open_clip warns "initialized randomly" here
-    try:
-        with torch.device("meta"):
-            if arch.startswith("{"):
-                from open_clip.model import CLIP
-
-                model = CLIP(**json.loads(arch))
-            else:
-                model = open_clip.create_model(arch, device="meta")
-        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    except Exception:  # an architecture that cannot be built here (a missing extra package)
-        return None
-    finally:
-        root.disabled = was
-
-
-def infer_config(shapes: dict[str, tuple[int, ...]]) -> dict | None:
-    """The CLIP config (a ViT image tower, a plain text tower) a state dict's shapes describe,
-    or None when they are of another kind. Heads are not in the shapes: open_clip's convention
-    (64-wide heads) is taken, which is what its own configs use."""
-    try:
-        width, _, patch, _ = shapes["visual.conv1.weight"]
-        grid = math.isqrt(shapes["visual.positional_embedding"][0] - 1)
-        vocab, text_width = shapes["token_embedding.weight"]
-        context = shapes["positional_embedding"][0]
-        embed_dim = shapes["text_projection"][1]
-    except (KeyError, ValueError):
-        return None
-
-    def layers(prefix: str) -> int:
-        return len({k.split(".")[len(prefix.split("."))] for k in shapes
-                    if k.startswith(prefix + ".")})
-
-    def mlp(prefix: str, w: int) -> float:
-        return shapes.get(f"{prefix}.0.mlp.c_fc.weight", (4 * w,))[0] / w
-
-    v_layers = layers("visual.transformer.resblocks")
-    t_layers = layers("transformer.resblocks")
-    if not v_layers or not t_layers:
-        return None
-    vision = {"image_size": grid * patch, "layers": v_layers, "width": width,
-              "patch_size": patch}
-    text = {"context_length": context, "vocab_size": vocab, "width": text_width,
-            "heads": max(1, text_width // 64), "layers": t_layers}
-    v_mlp, t_mlp = mlp("visual.transformer.resblocks", width), mlp("transformer.resblocks",
-                                                                   text_width)
-    if v_mlp != 4.0:
-        vision["mlp_ratio"] = v_mlp
-    if t_mlp != 4.0:
-        text["mlp_ratio"] = t_mlp
-    if width < 64:
-        vision["head_width"] = width
-    return {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text}
-
-
-def _is_clip(shapes: dict[str, tuple[int, ...]]) -> bool:
-    has_image = any(k.startswith("visual.") for k in shapes)
-    has_text = "token_embedding.weight" in shapes or any(k.startswith("text.") for k in shapes)
-    return has_image and has_text
-
-
 def _estimate_by_size(params: int) -> tuple[str, str]:
     if params < 200e6:
         return "fast", "unknown"
@@ -522,81 +434,3 @@ def _estimate_by_size(params: int) -> tuple[str, str]:
     return "very slow", "unknown"
 
 
-# -- reading, safely --------------------------------------------------------------------------------
-def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of a weights file, read without running anything in it: the
-    header of a safetensors file; a PyTorch file loaded with ``weights_only=True`` (memory-mapped
-    where the format allows). Raises ModelLoadError with the reason otherwise."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise ModelLoadError(f"cannot read it: {e.strerror or e}") from e
-    if path.suffix.lower() == ".safetensors":
-        return _safetensors_shapes(path)
-    if head[:4] == b"PK\x03\x04":
-        return _zip_shapes(path)
-    if head[:1] == b"\x80":  # a pickle: PyTorch's older format
-        if path.stat().st_size > MAX_LEGACY_BYTES:
-            raise ModelLoadError("an old-format PyTorch file too large to read safely")
-        return _torch_shapes(path, mmap=False)
-    raise NotWeights("not a PyTorch or safetensors weights file")
-
-
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > MAX_HEADER:
-                raise ModelLoadError("not a safetensors file (its header is implausibly large)")
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError, RecursionError) as e:
-        raise ModelLoadError(f"not a readable safetensors file ({e})") from e
-    if not isinstance(header, dict):
-        raise ModelLoadError("not a readable safetensors file")
-    try:
-        return _unwrapped({k: tuple(int(d) for d in v["shape"]) for k, v in header.items()
-                           if k != "__metadata__"})
-    except (TypeError, KeyError, ValueError) as e:
-        raise ModelLoadError("not a readable safetensors file (a malformed header)") from e
-
-
-def _zip_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile) as e:
-        raise ModelLoadError(f"a damaged archive ({e})") from e
-    if any("/code/" in n for n in names[:10_000]):
-        raise ModelLoadError("a TorchScript archive (the format of OpenAI's clip package): "
-                             "loading it would run the code inside it, so it is left alone")
-    if not any(n.endswith("data.pkl") for n in names):
-        raise NotWeights("a zip file that is not a PyTorch weights file")
-    return _torch_shapes(path, mmap=True)
-
-
-def _torch_shapes(path: Path, mmap: bool) -> dict[str, tuple[int, ...]]:
-    import pickle
-
-    import torch
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        raise ModelLoadError("not loaded: it holds more than weights (a pickle that would run "
-                             "code when read), so it is left alone") from e
-    except Exception as e:  # a damaged or truncated file
-        raise ModelLoadError(f"not a readable PyTorch file ({type(e).__name__})") from e
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ModelLoadError("not a state dict of weights")
-    return _unwrapped({k: tuple(v.shape) for k, v in obj.items()
-                       if isinstance(k, str) and isinstance(v, torch.Tensor)})
-
-
-def _unwrapped(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """Names as open_clip loads them: a "module." prefix (saved from several processes) off."""
-    if shapes and all(k.startswith("module.") for k in shapes):
-        return {k[len("module."):]: v for k, v in shapes.items()}
-    return shapes

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine.cli import main
+from engine.errors import EngineError
 from engine.models import create_model
 from engine.models.discover import discover, hf_hub_cache, rclip_data_dir
 from engine.tryout import find, go_back, try_model
@@ -140,14 +141,31 @@ def _sparse_safetensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
         f.truncate(8 + len(raw) + offset)
 
 
-def test_a_known_repository_is_named_with_its_pretraining_and_torchscript_is_left_alone(home):
+def _hostile_torchscript(path: Path, marker: Path) -> None:
+    """What looks like OpenAI's TorchScript archive, its pickle built to write a marker file."""
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("ViT-B-32/code/__torch__/model.py", "def forward(self): pass\n")
+        z.writestr("ViT-B-32/data.pkl", pickle.dumps(RunsCode(marker), protocol=4))
+        z.writestr("ViT-B-32/padding", b"\0" * 100_000)
+
+
+def test_a_known_repository_is_named_and_a_hostile_torchscript_archive_is_left_alone(home):
     model = open_clip.create_model("ViT-B-32-quickgelu", device="meta")
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     snap = _hub_snapshot(hf_hub_cache(), "timm/vit_base_patch32_clip_224.openai")
     _sparse_safetensors(snap / "open_clip_model.safetensors", shapes)
     clip_cache = home / ".cache" / "clip"
     clip_cache.mkdir(parents=True)
-    torch.jit.script(torch.nn.Linear(200, 200)).save(str(clip_cache / "ViT-B-32.pt"))
+    marker = home / "PWNED"
+    _hostile_torchscript(clip_cache / "ViT-B-32.pt", marker)
+
+    siglip = open_clip.create_model("ViT-B-16-SigLIP", device="meta")
+    _sparse_safetensors(_hub_snapshot(hf_hub_cache(), "timm/ViT-B-16-SigLIP")
+                        / "open_clip_model.safetensors",
+                        {k: tuple(v.shape) for k, v in siglip.state_dict().items()})
 
     result = discover()
     [found] = result.found
@@ -155,8 +173,40 @@ def test_a_known_repository_is_named_with_its_pretraining_and_torchscript_is_lef
     assert found.identified_by == "repository name" and found.speed == "fast"
     assert found.model() == {"family": "openclip", "arch": "ViT-B-32-quickgelu",
                              "weights": found.path}
-    [skipped] = result.skipped
-    assert skipped.path.endswith("ViT-B-32.pt") and "TorchScript" in skipped.reason
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert "TorchScript archive holding more than weights" in reasons["ViT-B-32.pt"]
+    assert not marker.exists()
+    # its tokenizer would come from Hugging Face: not offered, and nothing is fetched
+    assert "needs the tokenizer timm/ViT-B-16-SigLIP" in reasons["open_clip_model.safetensors"]
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # making the archive
+def test_openai_style_torchscript_weights_are_used_without_running_the_archive(
+        home, tiny_clip, shapes_lib):
+    """~/.cache/clip holds TorchScript archives; their weights are read from the pickle alone
+    and copied to a safetensors file in the library when the model is tried."""
+    lib, folder, _truth = shapes_lib
+    clip_cache = home / ".cache" / "clip"
+    clip_cache.mkdir(parents=True)
+    inputs = {"encode_image": torch.zeros(1, 3, 32, 32),
+              "encode_text": torch.zeros(1, 16, dtype=torch.long)}
+    torch.jit.trace_module(tiny_clip, inputs, strict=False).save(str(clip_cache / "tiny.pt"))
+    [found] = discover().found
+    assert found.place == "CLIP cache" and found.torchscript
+    assert found.model_config == TINY_CLIP
+    with pytest.raises(EngineError, match="copy of its weights"):
+        found.model()
+
+    trial = try_model(lib, found)
+    [copy] = (lib.root / "models" / "_clip").glob("tiny-*.safetensors")
+    assert lib.active_model_record().version == trial.version
+    model = lib.model
+    assert model.weights == str(copy)
+    with torch.no_grad():
+        raw = tiny_clip.encode_text(model.tokenizer(["a red circle"]))
+    assert np.allclose(model.encode_texts(["a red circle"]),
+                       torch.nn.functional.normalize(raw, dim=-1).numpy(), atol=1e-5)
+    assert lib.search(image=folder / "011.png", k=1)[0].path.endswith("011.png")
 
 
 def test_extra_folders_are_searched_and_a_missing_one_is_reported(home, tmp_path, tiny_clip):
