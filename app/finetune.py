@@ -35,12 +35,12 @@ RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → 
 BEFORE, AFTER = 0, 1
 
 
-def train_job(library, steps: int, base_options=None, cancel=None):
-    """The engine's training generator with the chosen number of steps (runs in a worker)."""
+def train_job(library, steps: int, base_options=None, progress=None, cancel=None):
+    """The engine's training with the chosen number of steps (runs in a worker)."""
     from engine.config import TrainOptions
 
     options = replace(base_options or TrainOptions(), steps=steps)
-    return library.train(options, cancel=cancel)
+    return library.train(options, progress=progress, cancel=cancel)
 
 
 class FineTunePanel(QWidget):
@@ -156,7 +156,8 @@ class FineTunePanel(QWidget):
         self.step_label.setText("Preparing…")
         self._worker = self.window_.jobs.submit(
             train_job, self.library, self.steps.value(), self.base_options, name="train",
-            lane="write", cancellable=True, progress=self._event, done=self._finished,
+            lane="write", pass_progress=True, cancellable=True, progress=self._event,
+            done=self._finished,
             failed=self._failed)
         self.window_.statusbar.start_activity("train", "Fine-tuning…", self._worker.cancel)
         self._set_running(True)
@@ -167,23 +168,29 @@ class FineTunePanel(QWidget):
             self.step_label.setText("Cancelling…")
 
     def _event(self, ev) -> None:
-        if ev.kind == "step":
-            self._last_step = ev.step
-            self.progress.setValue(ev.step)
+        """One engine.progress.Progress event of the fine-tune (training, then activating)."""
+        if ev.job == "activating":
+            if ev.kind == "indexing" and ev.total:
+                text = f"Re-embedding photos {ev.done:,} of {ev.total:,}"
+                self.step_label.setText(text)
+                self.window_.statusbar.update_activity("train", text, ev.done, ev.total)
+        elif ev.kind == "step":
+            self._last_step = ev.done
+            self.progress.setValue(ev.done)
             loss = f"  ·  loss {ev.loss:.3f}" if ev.loss is not None else ""
-            self.step_label.setText(f"Step {ev.step:,} of {ev.total:,}{loss}"
+            self.step_label.setText(f"Step {ev.done:,} of {ev.total:,}{loss}"
                                     + (f"  ·  {ev.message}" if ev.message else ""))
             self.window_.statusbar.update_activity(
-                "train", f"Fine-tuning: step {ev.step:,} of {ev.total:,}{loss}", ev.step,
+                "train", f"Fine-tuning: step {ev.done:,} of {ev.total:,}{loss}", ev.done,
                 ev.total)
         elif ev.kind == "eval" and ev.recall:
-            self._set_recall(BEFORE if ev.step == 0 else AFTER, ev.recall)
+            self._set_recall(BEFORE if ev.done == 0 else AFTER, ev.recall)
         elif ev.kind == "done" and ev.result is not None:
             self.result = ev.result
         elif ev.message:
             self.step_label.setText(ev.message[:1].upper() + ev.message[1:])
             if ev.total:
-                self.window_.statusbar.update_activity("train", ev.message, ev.step, ev.total)
+                self.window_.statusbar.update_activity("train", ev.message, ev.done, ev.total)
 
     def _finished(self, _value) -> None:
         self._worker = None

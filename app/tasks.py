@@ -39,7 +39,7 @@ class LibraryTasks(QObject):
         self.indexing.emit("Looking for photos…")
 
     def _index_progress(self, p) -> None:
-        text = ("Looking for photos…" if p.stage == "scanning" else
+        text = ("Looking for photos…" if p.kind == "scanning" else
                 f"Indexing photos: {p.done:,} of {p.total:,}")
         self.statusbar.update_activity("index", text, p.done, p.total)
         self.indexing.emit(text)
@@ -100,8 +100,21 @@ class LibraryTasks(QObject):
         self.statusbar.start_activity("activate", f"Switching to model {version}…",
                                       worker.cancel)
 
+    def upgrade_model(self, tower: str | None = None,
+                      done: Callable[[bool], None] | None = None) -> None:
+        """Switch to the current bundled base model (engine Library.upgrade), as activating a
+        model does: photos are re-embedded while search keeps the old vectors."""
+        if self.library is None:
+            return
+        worker = self.jobs.submit(self.library.upgrade, tower, name="upgrade model",
+                                  lane="write", pass_progress=True, cancellable=True,
+                                  progress=self._activate_progress,
+                                  done=lambda _r: self._activated(True, done),
+                                  failed=lambda exc: self._activate_failed(exc, done))
+        self.statusbar.start_activity("activate", "Upgrading the model…", worker.cancel)
+
     def _activate_progress(self, p) -> None:
-        if p.stage == "indexing":
+        if p.kind == "indexing":
             self.statusbar.update_activity(
                 "activate", f"Switching models: re-embedding {p.done:,} of {p.total:,}",
                 p.done, p.total)

@@ -13,7 +13,6 @@ A job that returns a generator (training) is drained in the worker: each item it
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -54,9 +53,10 @@ class Worker(QRunnable):
     def cancel(self) -> None:
         self.cancel_event.set()
 
-    def report(self, event: object) -> None:
-        """Progress callback handed to engine jobs; safe to call from any thread."""
-        kind = getattr(event, "kind", None) or getattr(event, "stage", None)
+    def report(self, event) -> None:
+        """The emit callback handed to engine jobs (engine.progress.Progress events); safe to
+        call from any thread. Events of one kind are thinned out; a new kind always passes."""
+        kind = (event.job, event.kind)
         now = time.monotonic()
         if kind == self._last_kind and now - self._last_emit < PROGRESS_INTERVAL_S:
             return
@@ -66,20 +66,10 @@ class Worker(QRunnable):
     def run(self) -> None:
         try:
             result = self.fn(*self.args, **self.kwargs)
-            if inspect.isgenerator(result):
-                result = self._drain(result)
         except BaseException as exc:  # reported to the UI thread, never raised into Qt
             self.signals.failed.emit(exc)
         else:
             self.signals.finished.emit(result)
-
-    def _drain(self, gen) -> Any:
-        while True:
-            try:
-                item = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            self.report(item)
 
 
 class Jobs(QObject):

@@ -3,6 +3,12 @@
 Photos, the folders they were added from, captions, models and one embedding per photo and model
 version. The FAISS index is only a cache of the ``embeddings`` rows; ``vectors_generation`` in
 ``meta`` changes whenever those rows do, so a stale index file is recognised and rebuilt.
+
+In SQLite the catalog also keeps a full-text index of each searchable photo's words: its
+captions, and its folder names and file name from the library folder down (an FTS5 table with the
+``porter`` tokenizer, so "beaches" finds "beach", in any case). Triggers keep it in step with
+every write to ``photos`` and ``captions``, whoever makes it; another database has no such index
+and word search falls back to ``LIKE``.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    and_,
     create_engine,
     delete,
     event,
+    exists,
     func,
+    or_,
     select,
     text,
     update,
@@ -45,7 +54,7 @@ from .errors import LibraryError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -69,6 +78,8 @@ class Root(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
     added_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Unused (``paused`` says whether a folder is watched), but existing catalogs declare it NOT
+    # NULL, so new rows still fill it in.
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
@@ -142,6 +153,7 @@ class Embedding(Base):
                                           primary_key=True)
     model_version: Mapped[str] = mapped_column(String(80), primary_key=True, index=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # Unused (vectors are stored unit-length), but NOT NULL in existing catalogs: still filled in.
     norm: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -151,8 +163,70 @@ def _v1_to_v2(s: Session) -> None:
     s.execute(text("ALTER TABLE roots ADD COLUMN paused BOOLEAN NOT NULL DEFAULT 0"))
 
 
+# The words of a photo: its captions, and its path from the library folder's own name down
+# ("Yorkshire 2019/Bob/IMG_0042.jpg": the tokenizer splits at "/", "_", "." and spaces).
+TEXT_TABLE = "photo_text"
+_PLACE = ("substr(p.path, length(rtrim(coalesce(r.path, ''), "
+          "replace(coalesce(r.path, ''), '/', ''))) + 1)")
+
+
+def _text_refresh(photo: str) -> str:
+    """SQL statements that make the text row of one photo (an SQL expression) current."""
+    return (f"DELETE FROM {TEXT_TABLE} WHERE rowid = {photo};"
+            f" INSERT INTO {TEXT_TABLE}(rowid, captions, place)"
+            " SELECT p.id, coalesce((SELECT group_concat(c.text, ' ') FROM captions c"
+            f" WHERE c.photo_id = p.id), ''), {_PLACE} FROM photos p"
+            f" LEFT JOIN roots r ON r.id = p.root_id WHERE p.id = {photo} AND p.status = 'ok';")
+
+
+_TEXT_SCHEMA = [
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TEXT_TABLE} USING fts5(captions, place, "
+    "tokenize = 'porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS photo_text_ins AFTER INSERT ON photos BEGIN "
+    + _text_refresh("NEW.id") + " END",
+    "CREATE TRIGGER IF NOT EXISTS photo_text_upd AFTER UPDATE OF path, status, root_id ON photos "
+    f"BEGIN DELETE FROM {TEXT_TABLE} WHERE rowid = OLD.id; " + _text_refresh("NEW.id") + " END",
+    "CREATE TRIGGER IF NOT EXISTS photo_text_del AFTER DELETE ON photos BEGIN "
+    f"DELETE FROM {TEXT_TABLE} WHERE rowid = OLD.id; END",
+    "CREATE TRIGGER IF NOT EXISTS caption_text_ins AFTER INSERT ON captions BEGIN "
+    + _text_refresh("NEW.photo_id") + " END",
+    "CREATE TRIGGER IF NOT EXISTS caption_text_upd AFTER UPDATE ON captions BEGIN "
+    + _text_refresh("OLD.photo_id") + " " + _text_refresh("NEW.photo_id") + " END",
+    "CREATE TRIGGER IF NOT EXISTS caption_text_del AFTER DELETE ON captions BEGIN "
+    + _text_refresh("OLD.photo_id") + " END",
+]
+
+
+def _create_text_index(s: Session) -> None:
+    """The full-text table, its triggers, and a row for every searchable photo (SQLite built
+    without FTS5: none, and word search falls back to LIKE)."""
+    if s.get_bind().dialect.name != "sqlite":
+        return
+    try:
+        with s.begin_nested():
+            for statement in _TEXT_SCHEMA:
+                s.execute(text(statement))
+            s.execute(text(f"DELETE FROM {TEXT_TABLE}"))
+            s.execute(text(f"INSERT INTO {TEXT_TABLE}(rowid, captions, place) SELECT p.id, "
+                           "coalesce((SELECT group_concat(c.text, ' ') FROM captions c "
+                           f"WHERE c.photo_id = p.id), ''), {_PLACE} FROM photos p "
+                           "LEFT JOIN roots r ON r.id = p.root_id WHERE p.status = 'ok'"))
+    except OperationalError as e:  # "no such module: fts5"
+        log.warning("no full-text index of captions and file names: %s", e)
+
+
+def _v2_to_v3(s: Session) -> None:
+    """Schema 3: a full-text index of captions, folder and file names (kept by triggers)."""
+    _create_text_index(s)
+
+
+def _quoted(word: str) -> str:
+    """One word or phrase as an FTS5 string (its tokens are found in order, stemmed)."""
+    return '"' + word.replace('"', '""') + '"'
+
+
 # Migrations: MIGRATIONS[n] upgrades a catalog from schema n to n + 1, keeping its data.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _unusable(url: str, e: DatabaseError) -> str:
@@ -247,6 +321,7 @@ class Catalog:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._prepare()
+            self.has_text_index = self._has_text_table()
         except DatabaseError as e:
             if not _catalog_fault(e):
                 raise
@@ -261,6 +336,7 @@ class Catalog:
         if fresh:
             Base.metadata.create_all(self.engine)
             with self.session() as s:
+                _create_text_index(s)
                 s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
                 s.add(Meta(key="vectors_generation", value="0"))
             return
@@ -322,6 +398,11 @@ class Catalog:
             s.add(Meta(key=key, value=value))
         else:
             row.value = value
+
+    def put_meta(self, key: str, value: str) -> None:
+        """Set one meta value in its own transaction."""
+        with self.session() as s:
+            self.set_meta(s, key, value)
 
     def bump_generation(self, s: Session) -> None:
         s.execute(update(Meta).where(Meta.key == "vectors_generation")
@@ -389,6 +470,23 @@ class Catalog:
                         "indexing embeds those photos again", len(damaged), version,
                         ", ".join(map(str, damaged[:10])))
         return ids[finite], vecs[finite]
+
+    def vectors_by_id(self, version: str, ids: list[int], dim: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of one model version for these photos; those without an intact
+        vector are left out."""
+        got: list[tuple[int, np.ndarray]] = []
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                got += [(pid, np.frombuffer(v, dtype=np.float32)) for pid, v in s.execute(
+                    select(Embedding.photo_id, Embedding.vector).where(
+                        Embedding.model_version == version,
+                        Embedding.photo_id.in_(ids[i : i + 500]))) if len(v) == 4 * dim]
+        got = [(pid, v) for pid, v in got if np.isfinite(v).all()]
+        if not got:
+            return np.zeros(0, np.int64), np.zeros((0, dim), dtype=np.float32)
+        return (np.array([pid for pid, _ in got], dtype=np.int64),
+                np.stack([v for _, v in got]))
 
     def drop_damaged_vectors(self, version: str, dim: int) -> int:
         """Delete the rows of a model version that are not ``dim`` floats, or that vectors()
@@ -628,6 +726,52 @@ class Catalog:
                         have.add(t)
                         added[pid] += 1
         return added
+
+    # -- words --------------------------------------------------------------------------------------
+    def _has_text_table(self) -> bool:
+        if not self.is_sqlite:
+            return False
+        with self.session() as s:
+            return s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"),
+                             {"n": TEXT_TABLE}).first() is not None
+
+    def photos_with_words(self, clauses: list[list[str]], limit: int | None = None) -> list[int]:
+        """The searchable photos whose captions, folder names or file name hold every word (or
+        phrase: words with spaces, found in order) of at least one clause, best first (BM25, a
+        caption's words weighing twice a file name's). Words are stemmed and case-folded; without
+        the full-text index (another database) they are found anywhere in a caption or the path,
+        as written, in photo id order."""
+        clauses = [[w for w in c if w.strip()] for c in clauses]
+        clauses = [c for c in clauses if c]
+        if not clauses:
+            return []
+        if not self.has_text_index:
+            return self._photos_with_words_like(clauses, limit)
+        match = " OR ".join("(" + " AND ".join(_quoted(w) for w in c) + ")" for c in clauses)
+        sql = (f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m "
+               f"ORDER BY bm25({TEXT_TABLE}, 2.0, 1.0)" + (" LIMIT :n" if limit else ""))
+        with self.session() as s:
+            try:
+                return list(s.scalars(text(sql), {"m": match, "n": limit}))
+            except OperationalError as e:  # words FTS5 cannot read: no photo holds them
+                log.info("full-text query %r refused: %s", match, e)
+                return []
+
+    def _photos_with_words_like(self, clauses: list[list[str]], limit: int | None) -> list[int]:
+        def pattern(w: str) -> str:
+            return "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        def has(w: str):
+            return or_(Photo.path.ilike(pattern(w), escape="\\"),
+                       exists().where(Caption.photo_id == Photo.id,
+                                      Caption.text.ilike(pattern(w), escape="\\")))
+
+        q = (select(Photo.id).where(Photo.status == "ok")
+             .where(or_(*[and_(*[has(w) for w in c]) for c in clauses])).order_by(Photo.id))
+        if limit:
+            q = q.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(q))
 
     # -- model versions -------------------------------------------------------------------------
     # Rows read here leave their session loaded (expire_on_commit=False): plain values to pass on.

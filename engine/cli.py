@@ -15,6 +15,8 @@ from .config import LIBRARY_ENV, TrainOptions
 from .errors import EngineError
 from .recall import DIRECTIONS, KS
 
+TOWERS = ("lite0", "lite1")  # the bundled image towers (engine.models.bundled.TOWER_NAMES)
+
 EPILOG = f"""\
 The library (catalog, index, models) lives in your user data folder, or in --library DIR,
 or in ${LIBRARY_ENV}.
@@ -86,14 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("paths", nargs="*", metavar="PATH",
                     help="folders to index (default: every folder already in the library)")
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
+    ix.add_argument("--tower", choices=TOWERS, help="a new library's image tower (lite0: faster; "
+                    "lite1: better, about 1.3x slower to index); an existing library keeps its "
+                    "model (chikaku models upgrade --tower changes it)")
 
     se = sub.add_parser("search", parents=[common], help="find photos by text or by image",
                         description="Search by text, by an image file, or both combined: "
-                        "'\"beach\" + 0.5*photo.jpg - \"people\"'.")
+                        "'\"beach\" + 0.5*photo.jpg -people' (a minus with no weight excludes; "
+                        "- 0.5*people subtracts; has:word makes a word of the captions, folder "
+                        "or file name a condition). Prints the likely matches: their strength "
+                        "(0.5 and above: a likely match; 0.8: strong) and raw cosine.")
     se.add_argument("query", nargs="?", help="what the photos show, or a combined query")
     se.add_argument("--image", metavar="FILE", help="find photos like this image file")
-    se.add_argument("-k", "--top", type=int, default=10, metavar="K",
-                    help="number of results (default 10)")
+    many = se.add_mutually_exclusive_group()
+    many.add_argument("-k", "--top", type=int, default=None, metavar="K",
+                      help="this many results, likely or not (default: the likely matches)")
+    many.add_argument("--all", action="store_true", help="every photo, best first")
     se.add_argument("--folder", metavar="DIR", help="only photos in this folder")
     se.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD",
                     help="only photos taken on or after this date")
@@ -165,8 +175,11 @@ def _add_training_commands(sub, common) -> None:
 
     mo = sub.add_parser("models", parents=[common], help="list, activate or delete models")
     mo.add_argument("action", nargs="?", default="list",
-                    choices=("list", "activate", "delete", "back", "add-clip", "discover", "try"),
+                    choices=("list", "activate", "delete", "back", "add-clip", "discover", "try",
+                             "upgrade"),
                     help="back: activate the model the active one was trained from; "
+                    "upgrade: switch to the current bundled base model (the old one is kept: "
+                    "back returns to it); "
                     "add-clip: add (and activate) CLIP weights from a local file; "
                     "discover: list CLIP weights already on this computer; "
                     "try N|FILE: switch to one of them and compare it on your captions")
@@ -176,6 +189,8 @@ def _add_training_commands(sub, common) -> None:
                     help="discover, try: also look in this folder (may be repeated)")
     mo.add_argument("--arch", default="ViT-B-32", help="add-clip: open_clip architecture")
     mo.add_argument("--weights", metavar="FILE", help="add-clip: local CLIP weights file")
+    mo.add_argument("--tower", choices=TOWERS, help="upgrade: the image tower (lite0: faster; "
+                    "lite1: better, about 1.3x slower to index); default: keep the active one's")
     mo.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -220,7 +235,17 @@ def _date_end(text: str) -> datetime:
 def _open_library(args):
     from .library import Library
 
-    return Library.open(args.library, device=args.device)
+    tower = getattr(args, "tower", None) if args.command == "index" else None
+    if tower is None:
+        return Library.open(args.library, device=args.device)
+    from .models.bundled import default_config
+
+    lib = Library.open(args.library, device=args.device, default_model=default_config(tower))
+    active = json.loads(lib.active_model_record().config_json).get("image_tower")
+    if active != default_config(tower)["image_tower"]:
+        print(f"chikaku: this library already has its model ({active}); --tower applies to new "
+              f"libraries (to change it: chikaku models upgrade --tower {tower})", file=sys.stderr)
+    return lib
 
 
 def cmd_index(args) -> int:
@@ -231,7 +256,7 @@ def cmd_index(args) -> int:
 
     def progress(p) -> None:
         nonlocal bar
-        if args.quiet or p.stage != "indexing":
+        if args.quiet or p.kind != "indexing":
             return
         if bar is None:
             bar = tqdm(total=p.total, unit="photo", desc="indexing", file=sys.stderr)
@@ -273,38 +298,49 @@ def cmd_search(args) -> int:
     if not args.query and not args.image:
         raise EngineError("give a query, or --image FILE")
     lib = _open_library(args)
-    hits = lib.search(args.query, k=args.top, image=args.image, folder=args.folder,
+    k = max(lib.status().photos, 1) if args.all else args.top
+    hits = lib.search(args.query, k=k, image=args.image, folder=args.folder,
                       date_from=args.date_from, date_to=args.date_to)
     if args.json:
         print(json.dumps([{"rank": i + 1, "id": h.photo_id, "path": h.path,
-                           "score": round(h.score, 4),
+                           "score": _rounded(h.score), "strength": round(h.strength, 4),
+                           "match": h.match, "words": h.words,
                            "date": h.date.isoformat() if h.date else None}
                           for i, h in enumerate(hits)], indent=2))
         return 0
     if not hits:
-        print("no photos match the filters")
+        print("no photos match the query and filters")
     for i, h in enumerate(hits):
-        print(f"{i + 1:>3}  {h.score:6.3f}  {_shown(h.path)}")
+        cosine = "     -" if _rounded(h.score) is None else f"{h.score:6.3f}"
+        print(f"{i + 1:>3}  {h.strength:4.2f} {h.match:6s}  {cosine}  {_shown(h.path)}")
     return 0
+
+
+def _rounded(score: float) -> float | None:
+    """A raw cosine for JSON: None where there is none (a photo found by its words alone)."""
+    return None if score != score else round(score, 4)
 
 
 def cmd_status(args) -> int:
     lib = _open_library(args)
     st = lib.status()
+    upgrade = lib.upgrade_available()
     if args.json:
         print(json.dumps({"library": st.root, "photos": st.photos, "embedded": st.embedded,
                           "folders": st.folders, "model": st.model_version,
-                          "captions": st.captions,
+                          "upgrade": upgrade, "captions": st.captions,
                           "skipped": [{"path": p, "reason": r} for p, r in st.skipped]},
                          indent=2))
         return 0
     print(f"library:  {_shown(st.root)}")
     print(f"photos:   {st.photos} searchable ({st.embedded} embedded by the active model)")
     print(f"model:    {st.model_version}")
+    if upgrade:
+        print(f"upgrade:  available (chikaku models upgrade): {upgrade}")
     print(f"captions: {st.captions}")
-    if st.extra.get("missing") or st.extra.get("kept_captions"):
-        print(f"missing:  {st.extra['missing']} photos gone from their folder (kept), "
-              f"{st.extra['kept_captions']} captions kept for photos that left")
+    if st.missing or st.kept_captions:
+        print(f"missing:  {st.missing} photos gone from their folder (kept), "
+              f"{st.kept_captions} captions kept for photos that left")
     print("folders:  " + (", ".join(map(_shown, st.folders)) if st.folders
                           else "none yet (chikaku index PATH)"))
     print(f"skipped:  {len(st.skipped)}")
@@ -399,26 +435,31 @@ def cmd_train(args) -> int:
     cancel = threading.Event()
     bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,
                disable=args.json)
-    result = stage = None
-    events = lib.train(opts, cancel=cancel)
+    stage = None
+    message = ""
+
+    def show(ev) -> None:
+        nonlocal stage, message
+        stage = "reembed" if ev.job == "activating" else ev.kind
+        if ev.job == "activating":
+            if ev.kind == "indexing" and ev.total:
+                bar.set_description(f"re-embedding photos {ev.done}/{ev.total}"[:40])
+        elif ev.kind == "step":
+            bar.n = ev.done
+            bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
+            bar.update(0)
+        elif ev.kind == "eval" and ev.recall:
+            bar.set_postfix(loss=f"{ev.loss or 0:.3f}", r10=ev.recall["t2i_r10"])
+        elif ev.kind == "prepare" and ev.message:
+            bar.set_description("training")
+        if ev.job == "training" and ev.message and ev.kind in ("prepare", "step"):
+            bar.write(_shown(ev.message), file=sys.stderr)
+        if ev.kind == "done" and ev.job == "training":
+            message = ev.message
+
     try:
-        for ev in events:
-            stage = ev.kind
-            if ev.kind == "step":
-                bar.n = ev.step
-                bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
-                bar.update(0)
-            elif ev.kind == "eval" and ev.recall:
-                bar.set_postfix(loss=f"{ev.loss or 0:.3f}", r10=ev.recall["t2i_r10"])
-            elif ev.kind in ("prepare", "reembed") and ev.message:
-                bar.set_description(ev.message[:40] if ev.kind == "reembed" else "training")
-            if ev.message and ev.kind in ("prepare", "step"):
-                bar.write(_shown(ev.message), file=sys.stderr)
-            if ev.kind == "done":
-                result = ev.result
-                message = ev.message
+        result = lib.train(opts, progress=show, cancel=cancel)
     except KeyboardInterrupt:
-        events.close()  # a re-embedding worker is cancelled and waited for
         bar.close()
         print("\n" + _train_interrupted(lib, stage), file=sys.stderr)
         return 130
@@ -523,6 +564,8 @@ def cmd_models(args) -> int:
                                  "weights": args.weights})
         print(f"active model: {version}")
         return 0
+    if args.action == "upgrade":
+        return _models_upgrade(args, lib)
     if args.action == "back":
         previous = lib.previous_model()
         if previous is None:
@@ -545,6 +588,45 @@ def cmd_models(args) -> int:
         quality = f"held-out t2i R@10 {after['t2i_r10']:.1f}" if "t2i_r10" in after else ""
         print(f"{'*' if m.active else ' '} {m.version:<24} {m.family:<8} "
               f"{m.created_at:%Y-%m-%d %H:%M}  {quality}")
+    if upgrade := lib.upgrade_available():
+        print(f"a better base model is available: {upgrade}; chikaku models upgrade switches to "
+              "it (the current model is kept: chikaku models back returns to it)")
+    return 0
+
+
+def _models_upgrade(args, lib) -> int:
+    from tqdm import tqdm
+
+    before = lib.active_model_record().version
+    if not args.json:
+        what = lib.upgrade_available() if args.tower is None else f"image tower {args.tower}"
+        print(f"upgrading {before}: {what or 'nothing to change'}", file=sys.stderr)
+        print("re-embedding the library's photos with the new model; search keeps the current "
+              "vectors until it is done", file=sys.stderr)
+    bar = None
+
+    def progress(p) -> None:
+        nonlocal bar
+        if getattr(p, "total", 0) and not args.json:
+            if bar is None:
+                bar = tqdm(total=p.total, unit="photo", desc="embedding", file=sys.stderr)
+            bar.n = p.done
+            bar.update(0)
+
+    try:
+        version = lib.upgrade(args.tower, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps({"version": version or before, "previous": before,
+                          "changed": version is not None}, indent=2))
+    elif version is None:
+        print(f"the active model {before} is already the current bundled model; nothing to do")
+    else:
+        print(f"active model: {version} (was {before})")
+        print(f"to go back (no re-embedding: its vectors are kept): chikaku models back, or "
+              f"chikaku models activate {before}")
     return 0
 
 

@@ -21,7 +21,7 @@ import os
 import threading
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,15 +36,8 @@ from .errors import BadImage, Cancelled
 from .imageio import DecodedImage, content_hash, decode, read_file
 from .index import VectorIndex
 from .models.base import DualEncoder
+from .progress import Emit, Progress, silent
 from .scan import FileEntry, scan
-
-
-@dataclass
-class Progress:
-    stage: str  # scanning | indexing | done
-    done: int = 0
-    total: int = 0
-    path: str | None = None
 
 
 @dataclass
@@ -70,9 +63,6 @@ class _Decoded:
     digest: str | None = None
     image: DecodedImage | None = None
     error: str | None = None
-
-
-ProgressFn = Callable[[Progress], None]
 
 
 # An empty folder older than this before its photos were last written in the catalog was not
@@ -109,12 +99,12 @@ class Indexer:
         self.version = model.version
 
     # -- public ---------------------------------------------------------------------------------
-    def run(self, roots: Iterable[Path], progress: ProgressFn | None = None,
+    def run(self, roots: Iterable[Path], progress: Emit | None = None,
             cancel: threading.Event | None = None) -> IndexReport:
         roots = [Path(os.path.abspath(r)) for r in roots]
         report = IndexReport()
-        emit = progress or (lambda _p: None)
-        emit(Progress("scanning"))
+        emit = progress or silent
+        emit(Progress("indexing", "scanning"))
         root_ids = self._ensure_roots(roots)
         found = scan(roots, self.config.exclude_globs, self.exclude_dirs)
         report.scanned = len(found.files)
@@ -133,7 +123,7 @@ class Indexer:
         finally:
             if not report.cancelled:
                 self._settle(vanished, report, whole=self._covers_library(roots))
-            emit(Progress("done", len(todo), len(todo)))
+            emit(Progress("indexing", "done", len(todo), len(todo)))
         return report
 
     # -- diff -----------------------------------------------------------------------------------
@@ -298,7 +288,7 @@ class Indexer:
     def _process(self, todo, rows, root_ids, vanished, report, emit, cancel) -> None:
         total, done = len(todo), 0
         batch: list[_Decoded] = []
-        emit(Progress("indexing", 0, total))
+        emit(Progress("indexing", "indexing", 0, total))
         gen = self._decoded(todo)
         try:
             for item in gen:
@@ -311,7 +301,8 @@ class Indexer:
                     self._store(batch, rows, root_ids, report)
                     done += len(batch)
                     batch = []
-                emit(Progress("indexing", done + len(batch), total, item.entry.path))
+                emit(Progress("indexing", "indexing", done + len(batch), total,
+                              path=item.entry.path))
                 if cancel is not None and cancel.is_set():
                     self._store(batch, rows, root_ids, report)
                     raise Cancelled("indexing was cancelled; finished photos are kept")

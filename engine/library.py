@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .calibration import Calibration
 from .catalog import Catalog, ModelRecord, Photo
 from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
 from .fsinfo import system_filesystem
 from .imageio import decode_file
 from .index import VectorIndex
-from .indexer import Indexer, IndexReport, ProgressFn
+from .indexer import Indexer, IndexReport
 from .lock import WriterLock, setup_lock
 from .models import create_model, default_config
 from .models.base import DualEncoder
+from .progress import Emit, Progress, as_job, silent
 from .query import Hit, Term, parse_query
+from .ranking import Ranked, Ranker, Scales
 from .registry import ModelInfo, ModelRegistry
 from .scan import is_utf8, shown_path
 from .vectors import VectorStore
+
+if TYPE_CHECKING:  # the training code is imported only when a person trains
+    from .training.loop import TrainResult
 
 DEFAULT_MODEL: dict[str, Any] = default_config("bundled")
 
@@ -82,7 +89,8 @@ class LibraryStatus:
     model_version: str | None
     model_family: str | None
     captions: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    missing: int = 0  # photos gone from their folder, kept (with captions) until found elsewhere
+    kept_captions: int = 0  # captions of photos that left, waiting for that content to return
 
 
 class Library:
@@ -111,6 +119,7 @@ class Library:
                                      use_gpu=False if config.device == "cpu" else None,
                                      holds=lambda: self.writer.holds if self.writer.busy
                                      else None)
+            self.scales = Scales(self.catalog)  # score calibration, per model version
             self._ensure_active_model()
 
     @classmethod
@@ -153,7 +162,7 @@ class Library:
             return self.store.current(self.model)
 
     # -- indexing -------------------------------------------------------------------------------
-    def add_folders(self, paths: list[Path | str], progress: ProgressFn | None = None,
+    def add_folders(self, paths: list[Path | str], progress: Emit | None = None,
                     cancel: threading.Event | None = None) -> IndexReport:
         """Index (or re-index) folders: new photos are embedded, changes picked up."""
         folders = [photo_folder(p) for p in paths]
@@ -170,7 +179,7 @@ class Library:
             finally:
                 self.store.finish(idx, model)
 
-    def reindex(self, progress: ProgressFn | None = None,
+    def reindex(self, progress: Emit | None = None,
                 cancel: threading.Event | None = None) -> IndexReport:
         """Re-scan every folder of the library (a whole-library pass: photos marked missing by a
         pass over some folders and not found in any other leave now, their captions kept)."""
@@ -252,10 +261,14 @@ class Library:
             raise QueryError(f"cannot use {shown_path(str(path))} as a query: {e}") from e
         return model.encode_images(img.pixels[None])[0]
 
-    def search(self, query: str | None = None, k: int = 20, image: str | Path | None = None,
-               folder: str | Path | None = None, date_from: datetime | None = None,
-               date_to: datetime | None = None) -> list[Hit]:
-        """Photos nearest the query: text, an image file, or a combined weighted query."""
+    def search(self, query: str | None = None, k: int | None = None,
+               image: str | Path | None = None, folder: str | Path | None = None,
+               date_from: datetime | None = None, date_to: datetime | None = None,
+               offset: int = 0) -> list[Hit]:
+        """Photos matching the query (text, an image file, or a combined query; see
+        engine.query), best first: by default the likely matches (at least a handful, at most
+        engine.ranking.PAGE); ``k``: that many, whatever their strength. ``offset`` skips the
+        first photos of the ranking: the next page ("show more") starts where one ended."""
         terms = parse_query(query) if query else []
         if image is not None:
             path = Path(image).expanduser()
@@ -264,18 +277,30 @@ class Library:
             terms.append(Term(1.0, "image", str(path.resolve())))
         if not terms:
             raise QueryError("the query is empty: type some words or give a photo")
-        if k <= 0:
+        if k is not None and k <= 0:
             raise QueryError("the number of results must be at least 1")
+        if offset < 0:
+            raise QueryError("the first result to show cannot be before the first")
         with self._lock:  # an index and the model that made it, even while models switch
             idx = self.index
             model = self._model
         if len(idx) == 0:
             raise LibraryError("the library is empty: add a folder of photos with "
                                "`chikaku index PATH`")
-        vec = self.query_vector(terms, model)
-        allowed = self._filter_ids(folder, date_from, date_to)
-        scores, ids = idx.search(vec, k, allowed)
-        return self._hits(ids, scores)
+        ranker = Ranker(self.catalog, idx, self.scales.of(model),
+                        self.scales.reference(model.version, model.dim),
+                        lambda ts: self.query_vector(ts, model))
+        ranked = ranker.rank(terms, self._filter_ids(folder, date_from, date_to), k, offset)
+        return self._hits(ranked)
+
+    def calibration(self) -> Calibration:
+        """The active model's score calibration (engine.calibration)."""
+        return self.scales.of(self.model)
+
+    def calibrate(self) -> Calibration:
+        """Calibrate the active model again on the library's captions, and keep it."""
+        with self.writer.hold("calibrating"):
+            return self.scales.fit(self.model)
 
     def _filter_ids(self, folder, date_from, date_to) -> np.ndarray | None:
         if folder is None and date_from is None and date_to is None:
@@ -285,39 +310,49 @@ class Library:
         return np.array(self.catalog.searchable_photo_ids(under, date_from, date_to),
                         dtype=np.int64)
 
-    def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        if len(ids) == 0:
+    def _hits(self, ranked: Ranked) -> list[Hit]:
+        if not ranked.ids:
             return []
-        rows = self.catalog.photos_by_id(ids.tolist())
-        return [Hit(int(i), rows[i].path, float(sc), rows[i].date, rows[i].width, rows[i].height)
-                for i, sc in zip(ids.tolist(), scores.tolist(), strict=True) if i in rows]
+        rows = self.catalog.photos_by_id(ranked.ids)
+        return [Hit(i, rows[i].path, sc, rows[i].date, rows[i].width, rows[i].height, st, w)
+                for i, sc, st, w in zip(ranked.ids, ranked.cosines, ranked.strengths,
+                                        ranked.words, strict=True) if i in rows]
 
     # -- models ---------------------------------------------------------------------------------
     def models(self) -> list[ModelInfo]:
         return self.registry.records()
 
-    def train(self, options: TrainOptions | None = None, cancel: threading.Event | None = None):
-        """Train on the library's captions; a generator of engine.training.loop.TrainEvent."""
+    def train(self, options: TrainOptions | None = None, progress: Emit | None = None,
+              cancel: threading.Event | None = None) -> TrainResult:
+        """Train a new model version on the library's captions, then activate it if the options
+        and the judgement say so. Progress: "training" events, then "activating" ones while
+        photos are re-embedded, and a last "done" event carrying the result."""
         from .training.finetune import (  # here: the training code slows every start
             TrainingSite,
+            closing_message,
+            should_activate,
             train,
         )
 
+        emit = progress or silent
+        opt = options or TrainOptions()
         site = TrainingSite(self.catalog, self.registry, self.config,
-                            active_model=lambda: self.model, activate=self._activate)
+                            active_model=lambda: self.model)
+        with self.writer.hold("training"):
+            result, model = train(site, opt, emit, cancel)
+            if should_activate(opt, result):
+                self._activate(result.version, emit, cancel, model)
+                result.activated = True
+        emit(Progress("training", "done", result.steps, result.steps, recall=result.after,
+                      message=closing_message(result), result=result))
+        return result
 
-        def locked():
-            with self.writer.hold("training"):
-                yield from train(site, options, cancel)
-
-        return locked()
-
-    def activate_model(self, version: str, progress: ProgressFn | None = None,
+    def activate_model(self, version: str, progress: Emit | None = None,
                        cancel: threading.Event | None = None) -> None:
         with self.writer.hold("switching models"):
             self._activate(version, progress, cancel)
 
-    def add_model(self, config: dict, activate: bool = True, progress: ProgressFn | None = None,
+    def add_model(self, config: dict, activate: bool = True, progress: Emit | None = None,
                   cancel: threading.Event | None = None) -> str:
         """Add a model from its config, e.g. {"family": "openclip", "arch": "ViT-B-32",
         "weights": "/path/to/weights.pt"}; activating it embeds the library in the background."""
@@ -328,6 +363,48 @@ class Library:
                 self._activate(model.version, progress, cancel, model)
             return model.version
 
+    def upgrade_available(self) -> str | None:
+        """What a better base model would change for the active one, in a line, or None. Only an
+        untrained bundled model is offered one: a fine-tuned model searches better than any
+        base model until it is trained again (see ``upgrade``)."""
+        from .models.bundled import describe_upgrade, upgraded_config
+
+        rec = self.registry.active()
+        if rec.family != "bundled" or rec.path:
+            return None
+        config = json.loads(rec.config_json)
+        new = upgraded_config(config)
+        return None if new is None else describe_upgrade(config, new)
+
+    def upgrade(self, tower: str | None = None, progress: Emit | None = None,
+                cancel: threading.Event | None = None) -> str | None:
+        """Switch the active bundled model to the current base model (the current zero-shot
+        recipe; ``tower``: "lite0" or "lite1" to change the image tower too), through the usual
+        activation: photos are re-embedded while search keeps the old vectors. The old version
+        stays registered with its vectors, as the new one's parent, so `chikaku models back`
+        (or activating it) returns at once. The new version, or None when nothing changes."""
+        from .models.bundled import upgraded_config
+
+        with self.writer.hold("upgrading the model"):
+            rec = self.registry.active()
+            if rec.family != "bundled":
+                raise LibraryError(f"the active model is a {rec.family} model: upgrades are for "
+                                   "the bundled model")
+            if rec.path:
+                raise LibraryError(
+                    f"the active model {rec.version} was fine-tuned on your captions; a new base "
+                    "model would lose that training and search worse until trained again. To "
+                    "move it to the new base: activate its untrained base model (`chikaku "
+                    "models`), upgrade that, then `chikaku train`")
+            config = upgraded_config(json.loads(rec.config_json), tower)
+            if config is None:
+                return None
+            model = create_model(config, device=self.config.device)
+            model.parent = rec.version
+            self.registry.register(model)
+            self._activate(model.version, progress, cancel, model)
+            return model.version
+
     def delete_model(self, version: str) -> None:
         with self.writer.hold("deleting a model"):
             self.registry.delete(version)
@@ -336,7 +413,7 @@ class Library:
         """The model that was active before the current one (its parent), if it still exists."""
         return self.registry.previous(self.registry.active().version)
 
-    def _activate(self, version: str, progress: ProgressFn | None = None,
+    def _activate(self, version: str, progress: Emit | None = None,
                   cancel: threading.Event | None = None, model: DualEncoder | None = None) -> None:
         """Make a model version the active one (the caller holds the writer lock). Photos without
         its vectors are embedded first; search keeps using the current vectors until they are all
@@ -351,12 +428,14 @@ class Library:
         roots = [Path(r) for r in self.folders() if Path(r).is_dir()]
         if roots:
             Indexer(self.catalog, model, idx, self.config.indexing,
-                    exclude_dirs=(self.root,)).run(roots, progress=progress, cancel=cancel)
+                    exclude_dirs=(self.root,)).run(roots, progress=as_job(progress, "activating"),
+                                                   cancel=cancel)
         idx = self.store.ready_for(model, idx)
         with self._lock:
             self.registry.set_active(version)
             self._model = model
             self.store.adopt(idx)
+        self.scales.fit(model)  # its own scale, on the library's captions
 
     def captioned_photo_count(self) -> int:
         return self.catalog.captioned_photo_count()
@@ -383,8 +462,5 @@ class Library:
     def status(self) -> LibraryStatus:
         rec = self.active_model_record()
         n = self.catalog.status_counts(rec.version)
-        # missing: photos gone from their folder, kept (with captions) until found elsewhere;
-        # kept_captions: captions of photos that left, waiting for that content to come back.
         return LibraryStatus(str(self.root), n.photos, n.embedded, n.skipped, self.folders(),
-                             rec.version, rec.family, n.captions,
-                             {"missing": n.missing, "kept_captions": n.kept_captions})
+                             rec.version, rec.family, n.captions, n.missing, n.kept_captions)

@@ -1,19 +1,18 @@
-"""Fine-tuning a library's model: train a new version on the library's captions, save and
-register it, and activate it when the options say so (activation itself is the library's).
+"""Fine-tuning a library's model: train a new version on the library's captions, judge it against
+the active one, save and register it. Activating it is a separate call (the library's), made
+when the options and the judgement say so.
 
 The library hands down what this needs as a ``TrainingSite``; nothing here imports the library.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,16 +22,14 @@ from ..catalog import Catalog
 from ..config import LibraryConfig, TrainOptions
 from ..errors import LibraryError
 from ..evaluate import recalls
-from ..indexer import ProgressFn
-from ..models import create_model
+from ..models import create_model, default_config
 from ..models.base import DualEncoder
+from ..progress import Emit, silent
 from ..registry import ModelRegistry
 from .data import CaptionedPhotos, split_photos
 from .decide import judge, photo_scores
 from .features import FeatureCache
-from .loop import Trainer, TrainEvent, TrainResult, check_options, run, run_key
-
-Activate = Callable[[str, ProgressFn | None, threading.Event | None, DualEncoder | None], None]
+from .loop import Trainer, TrainResult, check_options, run, run_key
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,6 @@ class TrainingSite:
     registry: ModelRegistry
     config: LibraryConfig
     active_model: Callable[[], DualEncoder]  # the active version's model, as the library has it
-    activate: Activate  # (version, progress, cancel, model): re-embed, then switch
 
 
 def captioned_photos(catalog: Catalog) -> CaptionedPhotos:
@@ -69,9 +65,10 @@ def _judged_by(model: DualEncoder, photos: CaptionedPhotos) -> tuple[dict, np.nd
     return recalls(iv, tv, owner), photo_scores(iv, tv, owner)
 
 
-def train(site: TrainingSite, options: TrainOptions | None = None,
-          cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
-    """Train a new model version on the library's captions; maybe activate it (see options)."""
+def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = silent,
+          cancel: threading.Event | None = None) -> tuple[TrainResult, DualEncoder]:
+    """Train a new model version on the library's captions, judge, save and register it (not
+    activated: ``result.activated`` is False). Returns the result and the trained model."""
     opt = options or TrainOptions()
     check_options(opt)
     started = time.monotonic()
@@ -86,14 +83,14 @@ def train(site: TrainingSite, options: TrainOptions | None = None,
     elif opt.family == "openclip":
         raise LibraryError("add a CLIP model first (chikaku models add-clip), then train it")
     else:
-        model = create_model({"family": opt.family}, device=config.device)
+        model = create_model(default_config(opt.family), device=config.device)
     model.parent = parent_rec.version
     tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
                                 digest_size=8).hexdigest()
     cache = FeatureCache(config.cache_dir / "features" / f"{model.family}-{tower_key}.npz")
     run_dir = config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
     trainer = Trainer(model, train_set, split.select, opt, cache, run_dir, judge=split.judge)
-    outcome = yield from run(trainer, cancel)
+    outcome = run(trainer, emit, cancel)
     (before, before_scores) = (outcome.judged_before if same_family
                                else _judged_by(site.active_model(), split.judge))
     after, after_scores = outcome.judged_after
@@ -110,63 +107,18 @@ def train(site: TrainingSite, options: TrainOptions | None = None,
                          verdict=verdict.reason, steps=opt.steps, photos=len(train_set.ids),
                          captions=train_set.caption_count, seconds=info["seconds"],
                          checkpoint=str(folder))
-    if opt.activate == "always" or (opt.activate == "if_better" and improved):
-        yield from _activate_events(site.activate, version, model, cancel)
-        result.activated = True
     shutil.rmtree(run_dir, ignore_errors=True)
+    return result, model
+
+
+def should_activate(options: TrainOptions, result: TrainResult) -> bool:
+    return options.activate == "always" or (options.activate == "if_better" and result.improved)
+
+
+def closing_message(result: TrainResult) -> str:
+    """The judgement and what became of the new version, in one sentence."""
     if result.activated:
-        msg = f"{verdict.reason}; it is now the active model"
-    elif improved:
-        msg = f"{verdict.reason}; it was saved: activate it to use it"
-    else:
-        msg = f"{verdict.reason}; it was kept but not activated"
-    yield TrainEvent("done", opt.steps, opt.steps, recall=after, message=msg, result=result)
-
-
-def _activate_events(activate: Activate, version: str, model: DualEncoder | None,
-                     cancel: threading.Event | None) -> Iterator[TrainEvent]:
-    """Run an activation on a thread and stream its re-embedding progress as events.
-
-    If the caller stops listening (Ctrl+C arrives while this waits, or the generator is closed),
-    the worker is cancelled and waited for before this returns: what it embedded is kept, and no
-    thread is left running the model while the interpreter shuts down (which aborts the process).
-    """
-    events: queue.Queue = queue.Queue()
-    failure: list[BaseException] = []
-    cancel = cancel if cancel is not None else threading.Event()
-
-    def progress(p) -> None:
-        if p.stage == "indexing":
-            events.put(TrainEvent("reembed", p.done, p.total,
-                                  message=f"re-embedding photos {p.done}/{p.total}"))
-
-    def work() -> None:
-        try:
-            activate(version, progress, cancel, model)
-        except BaseException as e:  # handed to the caller below
-            failure.append(e)
-        finally:
-            events.put(None)
-
-    worker = threading.Thread(target=work, name="chikaku-activate", daemon=True)
-    worker.start()
-    last = None
-    try:
-        while (event := events.get()) is not None:
-            if last is None or event.step != last.step:
-                yield event
-            last = event
-    except BaseException:  # KeyboardInterrupt, GeneratorExit: stop the worker, then go on out
-        cancel.set()
-        _wait_for(worker)
-        raise
-    worker.join()
-    if failure:
-        raise failure[0]
-
-
-def _wait_for(worker: threading.Thread) -> None:
-    """Join a cancelled worker; a second Ctrl+C does not abandon it (it stops within a batch)."""
-    while worker.is_alive():
-        with contextlib.suppress(KeyboardInterrupt):
-            worker.join()
+        return f"{result.verdict}; it is now the active model"
+    if result.improved:
+        return f"{result.verdict}; it was saved: activate it to use it"
+    return f"{result.verdict}; it was kept but not activated"

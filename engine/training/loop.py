@@ -1,15 +1,15 @@
-"""Contrastive training on captioned photos, as a generator of progress events.
+"""Contrastive training on captioned photos, reporting progress as it goes.
 
 Each step draws a batch of photos (one of each photo's captions, one of the photo's views: as
 is, mirrored, or a random crop), embeds both sides, and takes a step on CLIP's symmetric InfoNCE
 loss. The frozen part of each tower is run once and its output cached (in memory and on disk,
 keyed by content): with locked towers that is the feature embedding and a step costs only the
 heads; with the last blocks unlocked it is the map or token states going into those blocks, and a
-step runs just them. Photos (never captions) are set aside in two parts: the best state on the *selection* part is
-kept (early stopping), and the *judging* part, which no choice saw, decides whether the result is
-better than the model it would replace (``decide``). Every yield is a cancel
-point; the run's state is saved at checkpoints so a cancelled or interrupted run resumes where it
-stopped.
+step runs just them. Photos (never captions) are set aside in two parts: the best state on the
+*selection* part is kept (early stopping), and the *judging* part, which no choice saw, decides
+whether the result is better than the model it would replace (``decide``). Every step is a
+cancel point; the run's state is saved at checkpoints so a cancelled or interrupted run resumes
+where it stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from ..config import TrainOptions
 from ..errors import Cancelled, EngineError, LibraryError
 from ..evaluate import recalls
 from ..models.base import HEADS, DualEncoder
+from ..progress import Emit, Progress, silent
 from ..recall import RECALL_KEYS
 from .data import CaptionedPhotos
 from .decide import photo_scores
@@ -55,17 +55,6 @@ class TrainResult:
     captions: int = 0
     seconds: float = 0.0
     checkpoint: str | None = None
-
-
-@dataclass
-class TrainEvent:
-    kind: str  # prepare | step | eval | done
-    step: int = 0
-    total: int = 0
-    loss: float | None = None
-    recall: dict | None = None
-    message: str = ""
-    result: TrainResult | None = None
 
 
 def check_options(opt: TrainOptions) -> None:
@@ -261,12 +250,13 @@ class Outcome:
     judged_after: tuple[dict, np.ndarray] | None  # photos, before and after (None: no judging set)
 
 
-def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[TrainEvent]:
-    """The training loop. Yields events; returns an Outcome, and leaves the model holding the
-    state that was best on the selection photos."""
+def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = None) -> Outcome:
+    """The training loop: returns an Outcome, and leaves the model holding the state that was
+    best on the selection photos. Progress goes to ``emit``; ``cancel`` is checked every step."""
     opt, model = trainer.opt, trainer.model
-    yield TrainEvent("prepare", 0, opt.steps, message=f"reading {len(trainer.train_data.ids)} "
-                     f"photos and {trainer.train_data.caption_count} captions")
+    emit(Progress("training", "prepare", 0, opt.steps,
+                  message=f"reading {len(trainer.train_data.ids)} photos and "
+                  f"{trainer.train_data.caption_count} captions"))
     prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops)
     held = prepare(model, trainer.held_data, trainer.cache, flip=False)
     judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False)
@@ -275,12 +265,13 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
     initial = trainer.held_recall(held)  # the starting model, before any step
     judged_before = trainer.judged(judging)
     initial_state = copy.deepcopy(model.trained_state())
-    yield TrainEvent("eval", 0, opt.steps, recall=initial, message="before training")
+    emit(Progress("training", "eval", 0, opt.steps, recall=initial, message="before training"))
     state = trainer.load_state() if opt.resume else None
     if state is not None:
         start, best, best_score = state["step"], state["best"], state["best_score"]
         best_recall, stale = json.loads(state["best_recall"]), state["stale"]
-        yield TrainEvent("prepare", start, opt.steps, message=f"resuming at step {start}")
+        emit(Progress("training", "prepare", start, opt.steps,
+                      message=f"resuming at step {start}"))
     else:
         # The best *trained* state wins, even if it is worse than the start: whether it is
         # good enough to use is decided by comparing it with the active model afterwards.
@@ -291,21 +282,21 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
             trainer.save_state(trainer.state(step, best, best_score, best_recall, stale))
             raise Cancelled("training was cancelled; the active model is unchanged")
         loss = trainer.step(prep, step)
-        yield TrainEvent("step", step + 1, opt.steps, loss=loss)
+        emit(Progress("training", "step", step + 1, opt.steps, loss=loss))
         done = step + 1
         if done % opt.eval_every == 0 or done == opt.steps:
             with trainer.averaged():
                 rec = trainer.held_recall(held)
                 now = copy.deepcopy(model.trained_state())
-            yield TrainEvent("eval", done, opt.steps, recall=rec, loss=loss)
+            emit(Progress("training", "eval", done, opt.steps, recall=rec, loss=loss))
             if score(rec) > best_score:
                 best, best_score, best_recall, stale = now, score(rec), rec, 0
             else:
                 stale += 1
             if stale >= opt.patience:
-                yield TrainEvent("step", done, opt.steps, loss=loss,
-                                 message=f"stopped early at step {done}: held-out recall "
-                                 "stopped improving")
+                emit(Progress("training", "step", done, opt.steps, loss=loss,
+                              message=f"stopped early at step {done}: held-out recall "
+                              "stopped improving"))
                 break
         if done % opt.checkpoint_every == 0:
             trainer.save_state(trainer.state(done, best, best_score, best_recall, stale))
@@ -314,9 +305,9 @@ def run(trainer: Trainer, cancel: threading.Event | None = None) -> Iterator[Tra
     if opt.wise_alpha < 1.0:
         model.load_state_dict(interpolate(initial_state, best, opt.wise_alpha), strict=False)
         best_recall = trainer.held_recall(held)
-        yield TrainEvent("eval", opt.steps, opt.steps, recall=best_recall,
-                         message=f"WiSE-FT: weights {opt.wise_alpha:g} of the way from the "
-                         "original to the fine-tuned model")
+        emit(Progress("training", "eval", opt.steps, opt.steps, recall=best_recall,
+                      message=f"WiSE-FT: weights {opt.wise_alpha:g} of the way from the "
+                      "original to the fine-tuned model"))
     judged_after = trainer.judged(judging)
     model.forget_version()
     model.eval()

@@ -14,7 +14,9 @@ limit is reached. A folder that disappears (unplugged, unmounted, renamed away),
 finds empty although nothing was deleted from it (an unplugged disk's mount point), is reported and
 left alone until it is back: its photos and captions stay in the catalog meanwhile.
 
-Status goes to ``on_event`` as plain :class:`WatchEvent` values, called on the watcher's threads
+Status goes to ``on_event`` as :class:`engine.progress.Progress` events of the job "watching"
+(kinds: watching, indexing, indexed, unavailable, resumed, paused, removed, fallback (the watch
+limit), error, stopped), called on the watcher's threads
 (an app hands them to its GUI thread). No error inside the watcher stops it: each is reported.
 """
 
@@ -34,8 +36,9 @@ from typing import TYPE_CHECKING
 from watchdog.events import FileSystemEvent
 
 from ..errors import Cancelled, LibraryError
-from ..indexer import IndexReport, Progress
+from ..indexer import IndexReport
 from ..library import photo_folder
+from ..progress import Emit, Progress
 from .changes import ChangeBatch, ChangeFilter
 from .observers import Observers
 
@@ -43,19 +46,6 @@ if TYPE_CHECKING:
     from ..library import Library
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """kind: watching, indexing, indexed, unavailable, resumed, paused, removed, fallback (the
-    watch limit), error, stopped."""
-
-    kind: str
-    root: str | None = None  # the folder concerned, when there is one
-    message: str = ""
-    report: IndexReport | None = None  # for "indexed"
-    roots: tuple[str, ...] = ()  # every folder of an indexing pass
-    progress: tuple[int, int] | None = None  # (done, total) during a pass
 
 
 @dataclass(frozen=True)
@@ -79,11 +69,11 @@ def summarize(report: IndexReport) -> str:
             f"({report.embedded} embedded){away}")
 
 
-def describe(event: WatchEvent) -> str:
+def describe(event: Progress) -> str:
     """One line for a person: the counts of an indexed batch, else the event's message."""
-    if event.kind == "indexed" and event.report is not None:
-        where = event.root or ", ".join(event.roots)
-        return f"{where}: {summarize(event.report)}"
+    if event.kind == "indexed" and event.result is not None:
+        where = event.path or ", ".join(event.folders)
+        return f"{where}: {summarize(event.result)}"
     return event.message
 
 
@@ -104,7 +94,7 @@ class Watcher:
     """
 
     def __init__(self, library: Library, folders: Iterable[str | Path] | None = None, *,
-                 on_event: Callable[[WatchEvent], None] | None = None,
+                 on_event: Emit | None = None,
                  options: WatchOptions | None = None, polling: bool | None = None) -> None:
         self.library = library
         opts = options or WatchOptions()
@@ -380,7 +370,7 @@ class Watcher:
 
     def _progress(self, p: Progress) -> None:
         now = time.monotonic()
-        if p.stage != "indexing" or not p.total:
+        if p.kind != "indexing" or not p.total:
             return
         if p.done == p.total or now - self._last_progress >= 0.5:
             self._last_progress = now
@@ -403,7 +393,9 @@ class Watcher:
         roots = tuple(roots)
         if root is None and len(roots) == 1:
             root = roots[0]
-        event = WatchEvent(kind, root, message, report, roots, progress)
+        done, total = progress or (0, 0)
+        event = Progress("watching", kind, done, total, message, path=root, folders=roots,
+                         result=report)
         log.debug("%s %s", kind, describe(event))
         if self._on_event is None:
             return

@@ -80,10 +80,9 @@ def main() -> None:
             for tseed in range(args.train_seeds):
                 t = time.perf_counter()
                 evals = []
-                for ev in lib.train(TrainOptions(seed=tseed, activate="never", resume=False)):
-                    if ev.kind == "eval" and ev.recall:
-                        evals.append(score(ev.recall))
-                r = ev.result
+                r = lib.train(TrainOptions(seed=tseed, activate="never", resume=False),
+                              progress=lambda ev, evals=evals: evals.append(score(ev.recall))
+                              if ev.kind == "eval" and ev.recall else None)
                 info = {m.version: m for m in lib.models()}[r.version].info
                 v = info["verdict"]
                 old = max(evals[1:]) > evals[0]

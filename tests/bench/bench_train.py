@@ -77,16 +77,18 @@ def main() -> None:
         for seed in seeds:
             opts = TrainOptions(activate="never", resume=False, seed=seed, **kw)
             t = time.perf_counter()
-            first = last = None
-            for ev in lib.train(opts):
-                if ev.kind == "eval" and ev.step == 0:
-                    first = time.perf_counter()  # features ready, before the first step
+            marks = {}
+
+            def listen(ev, marks=marks) -> None:
+                if ev.kind == "eval" and ev.done == 0:
+                    marks["first"] = time.perf_counter()  # features ready, before the 1st step
                 if ev.kind == "step":
-                    last, steps = time.perf_counter(), ev.step
+                    marks["last"], marks["steps"] = time.perf_counter(), ev.done
+
+            result = lib.train(opts, progress=listen)
             walls.append(time.perf_counter() - t)
-            rate = steps * opts.batch_size / (last - first)
-            scores.append(test_recall(load_checkpoint(ev.result.checkpoint,
-                                                      device=args.device)))
+            rate = marks["steps"] * opts.batch_size / (marks["last"] - marks["first"])
+            scores.append(test_recall(load_checkpoint(result.checkpoint, device=args.device)))
         rows.append((label, scores, walls[0], float(np.mean(walls[1:])) if len(walls) > 1
                      else None, rate))
     print()

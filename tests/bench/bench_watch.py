@@ -32,7 +32,8 @@ from sqlalchemy import func, select
 
 from engine.catalog import Photo
 from engine.library import Library
-from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
+from engine.progress import Progress
+from engine.watching.watcher import Watcher, WatchOptions
 
 DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "flickr8k-1k"
 TINY_MODEL = {"family": "scratch", "dim": 32, "width": 16, "input_size": 32, "seed": 0}
@@ -93,9 +94,9 @@ class Tally:
     """The status callback: events with the time each came."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[float, WatchEvent]] = []
+        self.events: list[tuple[float, Progress]] = []
 
-    def __call__(self, event: WatchEvent) -> None:
+    def __call__(self, event: Progress) -> None:
         self.events.append((time.time(), event))
         if event.kind in ("fallback", "error", "unavailable"):
             print(f"  [{event.kind}] {event.message}")
@@ -105,10 +106,11 @@ class Tally:
         embedded = passes = 0
         busy, started = 0.0, None
         for t, e in self.events[mark:]:
-            if e.kind == "indexing" and e.progress is None:
+            if e.kind == "indexing" and e.total == 0:
                 started = t
             elif e.kind == "indexed" and started is not None:
-                embedded, passes, busy = embedded + e.report.embedded, passes + 1, busy + t - started
+                embedded += e.result.embedded
+                passes, busy = passes + 1, busy + t - started
         return embedded, passes, busy
 
 

@@ -72,7 +72,7 @@ def test_every_training_flag_reaches_the_training_options(tmp_path, monkeypatch)
 
     seen = []
 
-    def fake_train(self, options=None, cancel=None):
+    def fake_train(self, options=None, progress=None, cancel=None):
         seen.append(options)
         raise KeyboardInterrupt  # stop before any work
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from engine.cli import main as cli
 from tests.conftest import TINY_MODEL
+from tests.events import train_events
 
 
 def _code(argv) -> int:
@@ -367,8 +368,8 @@ def test_ctrl_c_while_training_re_embeds_ends_cleanly(shapes_lib, tmp_path):
 def _trained(lib) -> str:
     from engine.config import TrainOptions
 
-    events = list(lib.train(TrainOptions(steps=4, batch_size=8, holdout=0.25,
-                                         activate="always")))
+    events = train_events(lib, TrainOptions(steps=4, batch_size=8, holdout=0.25,
+                                         activate="always"))
     assert events[-1].result.activated
     return events[-1].result.version
 

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 import engine.watching.changes as changes
+from engine.progress import Progress
 from engine.watching.changes import ChangeBatch
-from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
+from engine.watching.watcher import Watcher, WatchOptions
 from tests.engine.test_watcher import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -80,7 +81,7 @@ def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_li
     folder = tmp_path / "share"
     folder.mkdir()
     data = _noisy_jpeg()
-    events: list[WatchEvent] = []
+    events: list[Progress] = []
     options = WatchOptions(quiet=0.3, settle=0.5, polling=True, poll_interval=1.0, recheck=0.3)
     with Watcher(tiny_lib, [folder], on_event=events.append, options=options) as w:
         wait_for(lambda: w.idle and any(e.kind == "indexed" for e in events), "the first pass")
@@ -94,7 +95,7 @@ def test_a_file_still_being_written_holds_the_batch_until_it_is_complete(tiny_li
                 time.sleep(0.1)
 
         wait_until_whole(tiny_lib, w, target, len(data))
-        passes = [e.report for e in events[before:] if e.kind == "indexed"]
+        passes = [e.result for e in events[before:] if e.kind == "indexed"]
     assert all(str(target) not in r.skipped for r in passes)  # never seen half-written
     assert sum(r.added + r.updated for r in passes) == 1 and sum(r.embedded for r in passes) == 1
     assert tiny_lib.photo_by_path(target).status == "ok"

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 import engine.watching.changes as changes
+from engine.progress import Progress
 from engine.watching.changes import ChangeBatch
-from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
+from engine.watching.watcher import Watcher, WatchOptions
 from tests.engine.test_debounce import Clock, _noisy_jpeg, wait_until_whole
 from tests.engine.test_watcher import wait_for
 
@@ -95,7 +96,7 @@ def test_a_copy_still_going_on_in_one_folder_does_not_hold_another(tiny_lib, tmp
     share.mkdir()
     local.mkdir()
     data = _noisy_jpeg()
-    events: list[WatchEvent] = []
+    events: list[Progress] = []
     options = WatchOptions(quiet=0.3, settle=0.5, polling=True, poll_interval=1.0, recheck=0.3)
     with Watcher(tiny_lib, [share, local], on_event=events.append, options=options) as w:
         wait_for(lambda: w.idle and any(e.kind == "indexed" for e in events), "the first pass")
@@ -118,7 +119,7 @@ def test_a_copy_still_going_on_in_one_folder_does_not_hold_another(tiny_lib, tmp
             f.write(data[written:])
 
         wait_until_whole(tiny_lib, w, target, len(data))
-        passes = [e.report for e in events[before:] if e.kind == "indexed"]
+        passes = [e.result for e in events[before:] if e.kind == "indexed"]
     assert all(str(target) not in r.skipped for r in passes)  # never seen half-written
     assert sum(r.embedded for r in passes) == 2  # each photo embedded once
     assert tiny_lib.photo_by_path(target).status == "ok"

@@ -16,6 +16,7 @@ from engine.training.features import FeatureCache
 from engine.training.loop import Trainer, run
 from tests.conftest import TINY_MODEL
 from tests.engine.conftest import COLOURS, SHAPES, _draw
+from tests.events import train_events
 
 
 def _unit(rows) -> np.ndarray:
@@ -139,12 +140,7 @@ def test_the_state_kept_is_the_best_one_on_the_selection_photos_not_the_last(tmp
                              value)
 
     trainer.held_recall = held_recall
-    gen = run(trainer)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        outcome = stop.value
+    outcome = run(trainer)
     assert outcome.after["t2i_r1"] == 60.0
     best = dict(seen)[60.0]
     kept = model.trained_state()
@@ -162,8 +158,8 @@ def test_models_trained_on_meaningless_captions_are_not_activated(shapes_lib, ca
         words = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 6)) for _ in range(3)]
         lib.set_captions(lib.photo_by_path(p).id, [" ".join(words)])
     for seed in (0, 1):
-        events = list(lib.train(TrainOptions(steps=60, batch_size=32, lr=3e-3, holdout=0.25,
-                                             eval_every=10, patience=10, seed=seed)))
+        events = train_events(lib, TrainOptions(steps=60, batch_size=32, lr=3e-3, holdout=0.25,
+                                             eval_every=10, patience=10, seed=seed))
         result = events[-1].result
         assert not result.improved and not result.activated, result.verdict
         assert lib.active_model_record().version == active

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.models import create_model
+from tests.events import train_events
 
 pytestmark = pytest.mark.gpu
 
@@ -45,6 +46,6 @@ def test_training_runs_on_cuda_with_mixed_precision(shapes_lib):
     lib, _, _ = shapes_lib
     lib.config = type(lib.config)(**{**lib.config.__dict__, "device": "cuda"})
     lib._model = None
-    events = list(lib.train(TrainOptions(steps=20, batch_size=32, eval_every=10, holdout=0.25)))
+    events = train_events(lib, TrainOptions(steps=20, batch_size=32, eval_every=10, holdout=0.25))
     losses = [e.loss for e in events if e.kind == "step" and e.loss is not None]
     assert losses and all(np.isfinite(losses))

@@ -112,7 +112,7 @@ def test_cancelled_run_keeps_finished_work_and_resumes(tmp_path, photos):
     cancel = threading.Event()
 
     def progress(p):
-        if p.stage == "indexing" and p.done >= 4:
+        if p.kind == "indexing" and p.done >= 4:
             cancel.set()
 
     with pytest.raises(Cancelled):
@@ -134,9 +134,12 @@ def test_combined_query_ranks_as_its_terms_say(tiny_lib, photos):
                                              tiny_lib.model.version) for p in (a, b, c))
     q = va + 0.5 * vb - vc
     q /= np.linalg.norm(q)
-    for h in tiny_lib.search(f"{a} + 0.5*{b} - {c}", k=12):
+    for h in tiny_lib.search(f"{a} + 0.5*{b} - 1*{c}", k=12):  # a written weight subtracts
         v = tiny_lib.catalog.vector_of(h.photo_id, tiny_lib.model.version)
         assert h.score == pytest.approx(float(v @ q), abs=1e-5)
+    # a minus with no weight excludes: the photo itself is never among the results
+    assert c.name not in _names(tiny_lib.search(f"{a} - {c}", k=12))
+    assert c.name in _names(tiny_lib.search(f"{a} - 1*{c}", k=12))
 
 
 def test_folder_and_date_filters(tiny_lib, photos):

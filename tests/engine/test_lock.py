@@ -205,7 +205,7 @@ def test_deleting_a_model_while_it_is_activated_waits_and_is_refused(tmp_path, p
     deleting: list = []
 
     def progress(p) -> None:
-        if p.stage == "indexing" and not deleting:  # re-embedding has begun
+        if p.kind == "indexing" and not deleting:  # re-embedding has begun
             deleting.append(_meanwhile(lib, lambda: lib.delete_model(new)))
 
     lib.activate_model(new, progress=progress)

@@ -117,7 +117,7 @@ def test_a_watcher_started_while_the_disk_is_unplugged_removes_nothing(tiny_lib,
         assert "photos stay in the library" in rec.of("unavailable")[0].message
         assert "1 unavailable folder left alone" in rec.of("indexed")[0].message
         assert tiny_lib.status().photos == 12 and tiny_lib.status().captions == 6
-        assert all(e.report.removed == 0 for e in rec.of("indexed"))
+        assert all(e.result.removed == 0 for e in rec.of("indexed"))
 
         _plug_back(photos, away)  # the disk is back: caught up, nothing embedded again
         wait_for(lambda: rec.of("resumed") and w.idle and w.mode(photos) != "unavailable",

@@ -10,6 +10,7 @@ import torch
 from engine.config import TrainOptions
 from engine.errors import ModelLoadError
 from engine.models import create_model, load_checkpoint, save_checkpoint
+from tests.events import train_events
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -76,7 +77,7 @@ def test_clip_in_a_library_fine_tunes_with_an_unlocked_block_and_wise_ft(shapes_
 
     opts = TrainOptions(steps=60, batch_size=32, lr=3e-3, holdout=0.25, eval_every=10,
                         patience=10, unlock_text=1, activate="never")
-    result = list(lib.train(opts))[-1].result
+    result = train_events(lib, opts)[-1].result
     assert result.after["t2i_r5"] > result.before["t2i_r5"]
     tuned = load_checkpoint(result.checkpoint, device="cpu")
     assert tuned.config()["unlock_text"] == 1
@@ -85,7 +86,7 @@ def test_clip_in_a_library_fine_tunes_with_an_unlocked_block_and_wise_ft(shapes_
     key = "clip.transformer.resblocks.1.mlp.c_fc.weight"
     assert not torch.equal(tuned.state_dict()[key], original.state_dict()[key])  # it learned
 
-    half = list(lib.train(TrainOptions(**{**opts.__dict__, "wise_alpha": 0.5})))[-1].result
+    half = train_events(lib, TrainOptions(**{**opts.__dict__, "wise_alpha": 0.5}))[-1].result
     mid = load_checkpoint(half.checkpoint, device="cpu")
     expected = (original.state_dict()[key] + tuned.state_dict()[key]) / 2
     assert torch.allclose(mid.state_dict()[key], expected, atol=1e-6)

@@ -14,12 +14,13 @@ from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
 from tests.conftest import TINY_MODEL
 from tests.engine.conftest import COLOURS, SHAPES, _draw  # noqa: F401
+from tests.events import train_events
 
 OPTS = dict(steps=60, batch_size=32, lr=3e-3, holdout=0.25, eval_every=10, patience=10)
 
 
 def _run(lib, **kw):
-    events = list(lib.train(TrainOptions(**{**OPTS, **kw})))
+    events = train_events(lib, TrainOptions(**{**OPTS, **kw}))
     assert events[-1].kind == "done"
     return events, events[-1].result
 
@@ -88,16 +89,19 @@ def test_cancel_then_resume_gives_the_same_model_as_an_uninterrupted_run(shapes_
     lib, folder, _ = shapes_lib
     cancel = threading.Event()
     seen = []
+
+    def listen(ev):
+        seen.append(ev)
+        if ev.kind == "step" and ev.done == 30:
+            cancel.set()
+
     with pytest.raises(Cancelled):
-        for ev in lib.train(TrainOptions(**{**OPTS, "checkpoint_every": 10,
-                                            "activate": "never"}), cancel=cancel):
-            seen.append(ev)
-            if ev.kind == "step" and ev.step == 30:
-                cancel.set()
+        lib.train(TrainOptions(**{**OPTS, "checkpoint_every": 10, "activate": "never"}),
+                  progress=listen, cancel=cancel)
     assert lib.models()[-1].version == lib.model.version  # nothing new, nothing activated
     events, resumed = _run(lib, checkpoint_every=10, activate="never")
     assert any("resuming at step 30" in e.message for e in events)
-    assert min(e.step for e in events if e.kind == "step") == 31
+    assert min(e.done for e in events if e.kind == "step") == 31
 
     fresh = Library.open(tmp_path / "lib2", device="cpu", default_model=TINY_MODEL)
     fresh.add_folders([folder])
@@ -125,14 +129,14 @@ def test_a_run_that_is_not_better_is_not_activated_unless_insisted(shapes_lib):
     # going back needs no re-embedding: the old vectors are still stored
     totals = []
     lib.activate_model(lib.previous_model(),
-                       progress=lambda p: totals.append(p.total) if p.stage == "indexing" else 0)
+                       progress=lambda p: totals.append(p.total) if p.kind == "indexing" else 0)
     assert lib.active_model_record().version == active and max(totals, default=0) == 0
 
 
 def test_too_few_captioned_photos_is_a_clear_error(tiny_lib, photos):
     tiny_lib.add_folders([photos])
     with pytest.raises(EngineError, match="at least 8 captioned photos"):
-        list(tiny_lib.train())
+        train_events(tiny_lib)
 
 
 def test_scratch_model_trains_end_to_end_on_the_flickr_train_split(tmp_path, dataset):
@@ -144,7 +148,7 @@ def test_scratch_model_trains_end_to_end_on_the_flickr_train_split(tmp_path, dat
     import_csv(lib, dataset / "captions.csv", split="train")
     opts = TrainOptions(family="scratch", steps=600, batch_size=128, lr=2e-3, eval_every=100,
                         patience=10, holdout=0.2, activate="never")
-    result = list(lib.train(opts))[-1].result
+    result = train_events(lib, opts)[-1].result
     held = 160
     chance_r10 = 100 * 10 / held
     assert result.photos == 640
@@ -174,7 +178,7 @@ def test_bundled_fine_tune_with_unlocked_blocks_and_crops_trains_those_blocks(tm
     import_csv(lib, dataset / "captions.csv")
     opts = TrainOptions(steps=12, batch_size=32, lr=5e-4, holdout=0.2, eval_every=4,
                         patience=10, crops=1, unlock_image=1, unlock_text=1, activate="never")
-    events = list(lib.train(opts))
+    events = train_events(lib, opts)
     result = events[-1].result
     assert result.photos == 26 and "t2i_r1" in result.after
     tuned = load_checkpoint(result.checkpoint, device="cpu")
@@ -200,7 +204,7 @@ def test_out_of_range_training_options_are_refused_with_the_reason(shapes_lib):
     lib, _folder, _truth = shapes_lib
     before = lib.active_model_record().version
     with pytest.raises(EngineError, match="held-out share must be between 0 and 1.*crops must"):
-        list(lib.train(TrainOptions(holdout=1.5, crops=-1)))
+        train_events(lib, TrainOptions(holdout=1.5, crops=-1))
     with pytest.raises(EngineError, match="learning rate must be a positive number"):
-        list(lib.train(TrainOptions(lr=float("nan"))))
+        train_events(lib, TrainOptions(lr=float("nan")))
     assert lib.active_model_record().version == before and len(lib.models()) == 1

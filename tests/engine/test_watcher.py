@@ -21,14 +21,15 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from engine.watching import observers
 from engine.catalog import Catalog, Photo
 from engine.config import IndexingConfig, LibraryConfig
 from engine.fsinfo import filesystem_type, inotify_room, needs_polling, watch_limit_message
 from engine.imageio import content_hash
 from engine.library import Library
+from engine.progress import Progress
+from engine.watching import observers
 from engine.watching.changes import ChangeBatch
-from engine.watching.watcher import Watcher, WatchEvent, WatchOptions
+from engine.watching.watcher import Watcher, WatchOptions
 from tests.conftest import TINY_MODEL, dataset_images
 
 # watchdog's own notice when a new folder is watched twice during its walk (harmless; the engine
@@ -43,16 +44,16 @@ class Recorder:
     """The status callback: keeps every event."""
 
     def __init__(self) -> None:
-        self.events: list[WatchEvent] = []
+        self.events: list[Progress] = []
 
-    def __call__(self, event: WatchEvent) -> None:
+    def __call__(self, event: Progress) -> None:
         self.events.append(event)
 
-    def of(self, kind: str) -> list[WatchEvent]:
+    def of(self, kind: str) -> list[Progress]:
         return [e for e in list(self.events) if e.kind == kind]
 
     def embedded(self, since: int = 0) -> int:
-        return sum(e.report.embedded for e in self.of("indexed")[since:])
+        return sum(e.result.embedded for e in self.of("indexed")[since:])
 
 
 def wait_for(condition, what: str, deadline: float = DEADLINE) -> None:
@@ -162,7 +163,7 @@ def test_every_kind_of_change_shows_up(tiny_lib, photos):
         before = len(rec.of("indexed"))
         shutil.rmtree(photos / "archive")  # a folder deleted with its photos: one batch
         wait_current(w, tiny_lib, photos)
-        removals = [e.report.removed for e in rec.of("indexed")[before:] if e.report.removed]
+        removals = [e.result.removed for e in rec.of("indexed")[before:] if e.result.removed]
         assert removals == [3]
         assert [h.path for h in tiny_lib.search(image=extra[1], k=20)
                 if h.path == str(photos / "new.jpg")] == []
@@ -189,8 +190,8 @@ def test_a_large_file_written_slowly_is_indexed_once_when_complete(tiny_lib, pho
                 time.sleep(0.1)
         wait_current(w, tiny_lib, photos)
         passes = rec.of("indexed")[before:]
-        assert sum(e.report.embedded for e in passes) == 1
-        assert all(str(target) not in e.report.skipped for e in passes)
+        assert sum(e.result.embedded for e in passes) == 1
+        assert all(str(target) not in e.result.skipped for e in passes)
         assert tiny_lib.photo_by_path(target).size == len(data)
 
 
@@ -211,7 +212,7 @@ def test_an_import_of_2000_photos_is_embedded_once_each(tiny_lib, tmp_path):
         before = len(rec.of("indexed"))
         shutil.rmtree(root / "DCIM")
         wait_current(w, tiny_lib, root)
-        removals = [e.report.removed for e in rec.of("indexed")[before:] if e.report.removed]
+        removals = [e.result.removed for e in rec.of("indexed")[before:] if e.result.removed]
         assert removals == [2000] and len(tiny_lib.index) == 0
 
 
@@ -228,7 +229,7 @@ def test_changes_made_while_not_watching_are_caught_on_start(tiny_lib, photos):
     rec = Recorder()
     with Watcher(tiny_lib, [photos], on_event=rec, options=FAST) as w:
         wait_current(w, tiny_lib, photos)
-    first = rec.of("indexed")[0].report
+    first = rec.of("indexed")[0].result
     assert (first.added, first.moved, first.removed, first.embedded) == (1, 1, 1, 1)
     assert tiny_lib.photo_by_path(photos / "renamed.jpg").id == kept
     assert tiny_lib.captions(kept) == ["first day of school"]

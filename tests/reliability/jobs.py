@@ -93,7 +93,7 @@ def index_job(spec: dict, started) -> None:
     told = []
 
     def progress(p) -> None:
-        if p.stage != "indexing":
+        if p.kind != "indexing":
             return
         if not told:
             told.append(p.total)
@@ -114,14 +114,15 @@ def train_job(spec: dict, started) -> None:
     """``started`` is called when training reaches step ``signal_at_step``: the kill lands there."""
     lib = _open(spec)
     pause = spec.get("pause", 0.0)
-    result = None
-    for event in lib.train(TrainOptions(**spec["options"])):
-        say(f"EVENT {event.kind} {event.step} {event.message}")
-        if event.kind == "step":
-            if event.step == spec.get("signal_at_step"):
+
+    def listen(event) -> None:
+        say(f"EVENT {event.kind} {event.done} {event.message}")
+        if event.kind == "step" and event.job == "training":
+            if event.done == spec.get("signal_at_step"):
                 started()
             time.sleep(pause)
-        result = event.result or result
+
+    result = lib.train(TrainOptions(**spec["options"]), progress=listen)
     say("DONE " + json.dumps({"version": result.version, "activated": result.activated}))
 
 

@@ -28,6 +28,7 @@ from engine.config import TrainOptions
 from engine.errors import EngineError
 from engine.library import Library
 from engine.training.features import FeatureCache
+from tests.events import train_events
 from tests.reliability.helpers import (
     ROOT,
     TINY_MODEL,
@@ -178,7 +179,7 @@ def test_disk_full_while_training_is_a_clear_error_and_the_active_model_stays(
 
         monkeypatch.setattr(torch, "save", fail)
     with pytest.raises(EngineError, match="No space left") as err:
-        list(library.train(TrainOptions(**TRAIN, activate="always")))
+        train_events(library, TrainOptions(**TRAIN, activate="always"))
     assert str(err.value).startswith("cannot save the "), err.value  # says what, and where
     if where == "model checkpoint":  # (the command line saves no training state this early)
         code = cli.main(["train", "--steps", "10", "--batch-size", "8", "--holdout", "0.25",
@@ -189,7 +190,7 @@ def test_disk_full_while_training_is_a_clear_error_and_the_active_model_stays(
     assert leftovers == []
     assert integrity(library.root) == ["ok"]
     monkeypatch.undo()
-    events = list(library.train(TrainOptions(**TRAIN, activate="always")))
+    events = train_events(library, TrainOptions(**TRAIN, activate="always"))
     assert events[-1].result.activated  # with room again, training goes through
 
 

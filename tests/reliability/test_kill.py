@@ -15,6 +15,7 @@ from engine.config import TrainOptions
 from engine.imageio import content_hash
 from engine.index import VectorIndex, ids_digest
 from engine.library import Library
+from tests.events import train_events
 from tests.reliability.helpers import (
     TINY_MODEL,
     active_version,
@@ -221,8 +222,8 @@ def test_training_killed_midway_changes_nothing_and_resumes_or_starts_over(tmp_p
         try:
             assert [m.version for m in lib.models()] == [active] + versions[:1]
             assert [(h.photo_id, h.score) for h in lib.search("a blue bar", k=5)] == top
-            events = list(lib.train(TrainOptions(**TRAIN, activate="never", resume=resume)))
-            resumed = [e.step for e in events if e.message.startswith("resuming at step")]
+            events = train_events(lib, TrainOptions(**TRAIN, activate="never", resume=resume))
+            resumed = [e.done for e in events if e.message.startswith("resuming at step")]
             assert resumed == ([10] if resume else []), [e.message for e in events]
             versions.append(events[-1].result.version)
             assert lib.active_model_record().version == active

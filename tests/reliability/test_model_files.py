@@ -22,6 +22,7 @@ from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
 from engine.training.finetune import captioned_photos as library_captions
 from engine.training.loop import run_key
+from tests.events import train_events
 from tests.reliability.helpers import TINY_MODEL, captioned_photos, integrity
 
 QUICK = dict(steps=6, batch_size=8, eval_every=3, holdout=0.25, checkpoint_every=3)
@@ -139,7 +140,7 @@ def trained(tmp_path):
     lib.add_folders([folder])
     for name, text in truth.items():
         lib.set_captions(lib.photo_by_path(folder / name).id, [text, f"{text} on a dark ground"])
-    events = list(lib.train(TrainOptions(**QUICK, activate="never")))
+    events = train_events(lib, TrainOptions(**QUICK, activate="never"))
     new = events[-1].result.version
     yield lib, new
     lib.close()
@@ -210,7 +211,7 @@ def test_training_never_unpickles_what_it_finds_on_disk(trained, tmp_path):
     cache = lib.config.cache_dir / "features" / f"{lib.model.family}-{key}.npz"
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, x=np.array([Payload(marker)], dtype=object))
-    events = list(lib.train(opts))
+    events = train_events(lib, opts)
     assert events[-1].kind == "done"
     assert not any("resuming" in e.message for e in events)  # the planted state was refused
     assert not marker.exists()
