@@ -2,8 +2,9 @@
 
 The model holds every hit of the current query (tens of thousands are fine) and asks for a
 thumbnail only when the view asks for a row's icon, which a ``QListView`` with uniform item sizes
-does for the visible rows alone. Minimum score and sort order are presentation: they re-arrange
-the hits the engine returned and never search again.
+does for the visible rows alone. Minimum strength and sort order are presentation: they
+re-arrange the hits the engine returned and never search again. A search brings its likely
+matches; "Show more" appends the next page (``add_hits``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ class ResultsModel(QAbstractListModel):
         self._all = list(hits)
         self._relayout()
 
+    def add_hits(self, hits: list) -> None:
+        """The next page of the same query's hits, after those shown."""
+        self._all += list(hits)
+        self._relayout()
+
     def clear(self) -> None:
         self.set_hits([])
 
@@ -94,7 +100,7 @@ class ResultsModel(QAbstractListModel):
 
     def _relayout(self) -> None:
         self.beginResetModel()
-        rows = [h for h in self._all if self.min_score is None or h.score >= self.min_score]
+        rows = [h for h in self._all if self.min_score is None or h.strength >= self.min_score]
         if self.sort == SORT_DATE:
             rows.sort(key=lambda h: h.date or datetime.min, reverse=True)
         self._rows = rows
@@ -117,7 +123,8 @@ class ResultsModel(QAbstractListModel):
             return self._icon(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             when = f"\n{hit.date:%Y-%m-%d %H:%M}" if hit.date else ""
-            return f"score {hit.score:.3f}{when}\n{hit.path}"
+            words = ", its words match" if hit.words else ""
+            return f"{hit.match} match{words}{when}\n{hit.path}"
         if role == self.HitRole:
             return hit
         return None

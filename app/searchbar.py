@@ -1,7 +1,7 @@
 """The search field, the image being searched with, and the filters under them.
 
 Typing searches after a short pause (250 ms without a key); Enter searches at once. Folder and
-dates are passed to the engine; minimum score and sort order only re-arrange the results.
+dates are passed to the engine; minimum strength and sort order only re-arrange the results.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class SearchRequest:
 
 class SearchBar(QWidget):
     search_requested = Signal(object)  # SearchRequest
-    presentation_changed = Signal()  # minimum score or sort order
+    presentation_changed = Signal()  # minimum strength or sort order
     paste_requested = Signal()  # Ctrl+V in the field while the clipboard holds an image
     leave_down = Signal()  # the Down arrow in the field: move into the results
 
@@ -104,6 +104,8 @@ class SearchBar(QWidget):
         self.folder.currentIndexChanged.connect(self._filters_changed)
         self.min_score_box = QDoubleSpinBox(self, minimum=0.0, maximum=1.0, singleStep=0.05,
                                             decimals=2, specialValueText="any")
+        self.min_score_box.setToolTip("How well a photo must match, the same scale for every "
+                                      "query: 0.5 a likely match, 0.8 a strong one")
         self.min_score_box.valueChanged.connect(self.presentation_changed)
         self.sort_box = QComboBox(self)
         self.sort_box.addItem("Best match first", SORT_RELEVANCE)
@@ -111,7 +113,7 @@ class SearchBar(QWidget):
         self.sort_box.currentIndexChanged.connect(self.presentation_changed)
         self._filters = QHBoxLayout()
         for w in (QLabel("Folder", self), self.folder, self.dates, self.date_from,
-                  QLabel("and", self), self.date_to, QLabel("Minimum score", self),
+                  QLabel("and", self), self.date_to, QLabel("Minimum strength", self),
                   self.min_score_box, QLabel("Sort", self), self.sort_box):
             self._filters.addWidget(w)
         self._filters.addStretch(1)

@@ -28,7 +28,7 @@ class Settings:
     library: str | None = None  # None: $CHIKAKU_LIBRARY, else the user data folder
     device: str = "auto"  # auto | cpu | cuda
     exclude_patterns: list[str] = field(default_factory=list)  # file and folder name globs
-    results: int = 1000  # how many photos a search brings back
+    results: int = 1000  # how many more photos "Show more" brings (a search: its likely matches)
     train_steps: int = 200
 
 

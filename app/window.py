@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QMainWindow,
     QMenu,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -103,6 +104,12 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.statusbar = StatusBar(self)
         self.setStatusBar(self.statusbar)
+        # a search shows its likely matches; this pages in the rest of the library
+        self.more = QPushButton("Show more", self)
+        self.more.setToolTip("Show the next photos, weaker matches of the same search")
+        self.more.setVisible(False)
+        self.more.clicked.connect(self.show_more)
+        self.statusbar.addPermanentWidget(self.more)
         self.tasks = LibraryTasks(self.jobs, self.statusbar, self)
         self._connect()
 
@@ -198,7 +205,8 @@ class MainWindow(QMainWindow):
             self._show_notice("Type what you are looking for, or drop a photo here.")
             return
         self.statusbar.showMessage("Searching…")
-        self.jobs.submit(self.library.search, request.text or None, self.settings.results,
+        self.more.setVisible(False)
+        self.jobs.submit(self.library.search, request.text or None, None,  # the likely matches
                          image=request.image, folder=request.folder,
                          date_from=request.date_from, date_to=request.date_to, name="search",
                          log_failures=False,  # a half-typed query is not worth a traceback
@@ -215,7 +223,35 @@ class MainWindow(QMainWindow):
         """Put a search's hits (engine.query.Hit) in the grid."""
         self.shown = request
         self.results.set_hits(hits)
+        self._offer_more(len(hits) > 0)
         self._after_results()
+
+    def _offer_more(self, maybe: bool) -> None:
+        photos = self.status.photos if self.status is not None else 0
+        self.more.setVisible(bool(maybe and self.shown is not None
+                                  and self.results.total_hits() < photos))
+
+    def show_more(self) -> None:
+        """The next page of the search on screen, after the photos shown."""
+        request, gen = self.shown, self._search_gen
+        if request is None or self.library is None:
+            return
+        self.more.setEnabled(False)
+
+        def done(hits: list) -> None:
+            self.more.setEnabled(True)
+            if gen == self._search_gen:
+                self.results.add_hits(hits)
+                self._offer_more(len(hits) == self.settings.results)
+
+        def failed(exc: BaseException) -> None:
+            self.more.setEnabled(True)
+            self._search_failed(gen, exc)
+
+        self.jobs.submit(self.library.search, request.text or None, self.settings.results,
+                         image=request.image, folder=request.folder, date_from=request.date_from,
+                         date_to=request.date_to, offset=self.results.total_hits(),
+                         name="search", log_failures=False, done=done, failed=failed)
 
     def _after_results(self) -> None:
         shown, total = self.results.rowCount(), self.results.total_hits()
@@ -224,7 +260,7 @@ class MainWindow(QMainWindow):
             self.grid.setCurrentIndex(self.results.index(0))
             self.grid.scrollToTop()
         elif total:
-            self._show_notice(f"None of the {total:,} photos found reach the minimum score.")
+            self._show_notice(f"None of the {total:,} photos found reach the minimum strength.")
         else:
             self._show_notice("No photos match the folder and dates chosen.")
 

@@ -42,7 +42,7 @@ def create_model(config: dict[str, Any] | None = None, device: str = "auto") -> 
 
         if not config.get("arch") or not config.get("weights"):
             raise ModelLoadError("a CLIP model needs an architecture and a local weights file")
-        keys = ("arch", "weights", "unlock_image", "unlock_text", "model_config")
+        keys = ("arch", "weights", "unlock_image", "unlock_text", "model_config", "mean", "std")
         return OpenClipDualEncoder(device=dev, **_known(config, keys))
     raise ModelLoadError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
 

@@ -39,6 +39,7 @@ from .clipfiles import (
     plain_clip,
     read_shapes,
 )
+from .openclip import OPENAI_MEAN, OPENAI_STD
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -76,6 +77,10 @@ class FoundModel:
     quality: str
     model_config: dict | None = None  # for an architecture open_clip has no name for
     torchscript: bool = False  # OpenAI's format: its weights are copied out to be used
+    # the pixel mean and std its pretraining used, when not OpenAI's (open_clip's table or the
+    # open_clip_config.json beside it says so; a file alone does not carry them)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def title(self) -> str:
@@ -102,6 +107,8 @@ class FoundModel:
                                "weights": str(weights or self.path)}
         if self.model_config is not None:
             cfg["model_config"] = self.model_config
+        if self.mean is not None and self.std is not None:
+            cfg["mean"], cfg["std"] = list(self.mean), list(self.std)
         return cfg
 
     def as_dict(self) -> dict[str, Any]:
@@ -299,8 +306,28 @@ def identify(path: Path, place: str = "folder", hint: _Hint | None = None) -> Fo
                              "which Chikaku does not fetch, so it cannot be used offline yet")
     base = re.sub(r"-quickgelu$", "", arch)
     speed, quality = ESTIMATES.get(base) or _estimate_by_size(params)
+    mean, std = _pixel_statistics(hint, arch, tag)
     return FoundModel(str(path), place, arch, tag, size, params, how, speed, quality, model_config,
-                      torchscript=is_torchscript_file(path))
+                      torchscript=is_torchscript_file(path), mean=mean, std=std)
+
+
+def _pixel_statistics(hint: _Hint, arch: str, tag: str) -> tuple[tuple | None, tuple | None]:
+    """(mean, std) of the pixels the weights were trained on, when known and not OpenAI's."""
+    import open_clip
+
+    cfg = _read_json(hint.config).get("preprocess_cfg") if hint.config else None
+    if not isinstance(cfg, dict) and tag != "unknown" and arch != "custom":
+        cfg = open_clip.get_pretrained_cfg(arch, tag)
+    try:
+        mean = tuple(float(v) for v in cfg["mean"])
+        std = tuple(float(v) for v in cfg["std"])
+    except (TypeError, KeyError, ValueError):
+        return None, None
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        return None, None
+    same = all(abs(a - b) < 1e-6 for a, b in zip(mean + std, OPENAI_MEAN + OPENAI_STD,
+                                                 strict=True))
+    return (None, None) if same else (mean, std)
 
 
 def _name(path: Path, hint: _Hint, shapes: dict[str, tuple[int, ...]]
@@ -413,16 +440,21 @@ def _tag_in_name(arch: str, name: str) -> str | None:
     return max(tags, key=len) if tags else None
 
 
-def _read_open_clip_config(path: Path | None) -> dict | None:
+def _read_json(path: Path | None) -> dict:
+    """A small JSON file's object; {} when it is missing, large, unreadable or not an object."""
     if path is None:
-        return None
+        return {}
     try:
         if path.stat().st_size > 1024**2:
-            return None
-        cfg = json.loads(path.read_text(encoding="utf-8"))
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return None
-    model_cfg = cfg.get("model_cfg") if isinstance(cfg, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_open_clip_config(path: Path | None) -> dict | None:
+    model_cfg = _read_json(path).get("model_cfg")
     return model_cfg if isinstance(model_cfg, dict) else None
 
 

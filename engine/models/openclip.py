@@ -56,6 +56,18 @@ def _build(arch: str, weights: Path, model_config: dict | None):
     return model, tokenizer
 
 
+def _normalisation(mean, std) -> tuple[list[float], list[float]] | None:
+    if mean is None and std is None:
+        return None
+    try:
+        pair = [float(v) for v in mean], [float(v) for v in std]
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"a CLIP model's mean and std are three numbers each: {e}") from e
+    if len(pair[0]) != 3 or len(pair[1]) != 3 or min(pair[1]) <= 0:
+        raise ModelLoadError("a CLIP model's mean and std are three numbers each (std above 0)")
+    return pair
+
+
 def _blocks(module: nn.Module) -> list[nn.Module]:
     trunk = getattr(module, "transformer", None)
     return list(getattr(trunk, "resblocks", [])) if trunk is not None else []
@@ -65,7 +77,8 @@ class OpenClipDualEncoder(DualEncoder):
     family = "openclip"
 
     def __init__(self, arch: str, weights: str, unlock_image: int = 0, unlock_text: int = 0,
-                 model_config: dict | None = None, device: torch.device | str = "cpu") -> None:
+                 model_config: dict | None = None, mean: list[float] | None = None,
+                 std: list[float] | None = None, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.arch, self.weights = arch, str(Path(weights).expanduser().resolve())
         self.unlock_image, self.unlock_text = int(unlock_image), int(unlock_text)
@@ -76,8 +89,11 @@ class OpenClipDualEncoder(DualEncoder):
         size = self.clip.visual.image_size
         self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         cfg = getattr(self.clip.visual, "preprocess_cfg", None) or {}
-        self.mean = tuple(cfg.get("mean", OPENAI_MEAN))
-        self.std = tuple(cfg.get("std", OPENAI_STD))
+        # the pixel statistics the weights were trained with, when the config names them (open_clip
+        # knows them only from a pretraining tag, and loading a file gives it none)
+        self.normalisation = _normalisation(mean, std)
+        self.mean = tuple(mean if mean is not None else cfg.get("mean", OPENAI_MEAN))
+        self.std = tuple(std if std is not None else cfg.get("std", OPENAI_STD))
         with torch.no_grad():
             self.dim = int(self.clip.encode_text(self.tokenizer(["a"])).shape[-1])
         self.image_proj = nn.Linear(self.dim, self.dim)
@@ -123,6 +139,8 @@ class OpenClipDualEncoder(DualEncoder):
                "unlock_image": self.unlock_image, "unlock_text": self.unlock_text}
         if self.model_config is not None:
             cfg["model_config"] = self.model_config
+        if self.normalisation is not None:
+            cfg["mean"], cfg["std"] = self.normalisation
         return cfg
 
     def trained_state(self) -> dict[str, torch.Tensor]:

@@ -22,9 +22,10 @@ STORAGES = {"FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storag
             "DoubleStorage": "float64", "LongStorage": "int64", "IntStorage": "int32",
             "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
             "BoolStorage": "bool"}
-# attributes of the scripted modules that are not weights (OpenAI's CLIP keeps its causal
-# attention mask as a plain tensor attribute; open_clip builds its own)
-NOT_WEIGHTS = ("attn_mask",)
+# attributes of the scripted modules that are not weights: OpenAI's CLIP keeps its causal
+# attention mask as a plain tensor attribute (open_clip builds its own) and three sizes as
+# tensors (open_clip drops them from OpenAI's state dicts too)
+NOT_WEIGHTS = ("attn_mask", "input_resolution", "context_length", "vocab_size")
 
 
 def is_torchscript(names: list[str]) -> bool:

@@ -13,8 +13,8 @@ from tests.app.conftest import WAIT_MS
 
 
 def _synthetic_hits(n: int) -> list[Hit]:
-    return [Hit(i + 1, f"/nowhere/photo-{i:05d}.jpg", 1.0 - i / n, datetime(2020, 1, 1 + i % 28))
-            for i in range(n)]
+    return [Hit(i + 1, f"/nowhere/photo-{i:05d}.jpg", 0.5 - i / (2 * n),
+                datetime(2020, 1, 1 + i % 28), strength=1.0 - i / n) for i in range(n)]
 
 
 def test_ten_thousand_results_ask_only_for_visible_thumbnails(qtbot, tiny_window):
@@ -44,11 +44,11 @@ def test_a_new_query_drops_thumbnails_still_coming_for_the_old_one(qtbot, tiny_w
     assert w.loader.icon("/nowhere/photo-00003.jpg") is None
 
 
-def test_minimum_score_and_date_order_rearrange_the_results(tiny_window):
+def test_minimum_strength_and_date_order_rearrange_the_results(tiny_window):
     w = tiny_window
     w.show_hits(_synthetic_hits(100))
     w.search.min_score_box.setValue(0.5)
-    assert w.results.rowCount() == 51  # scores 1.00 down to 0.50
+    assert w.results.rowCount() == 51  # strengths 1.00 down to 0.50, whatever the raw cosine
     w.search.sort_box.setCurrentIndex(w.search.sort_box.findData(SORT_DATE))
     dates = [w.results.hit(r).date for r in range(w.results.rowCount())]
     assert dates == sorted(dates, reverse=True)

@@ -22,7 +22,8 @@ def test_typing_a_query_shows_the_right_photo_first(qtbot, bundled_window):
         assert w.grid.isVisible()
         assert w.grid.currentIndex().row() == 0  # the best match is selected and previewed
         tooltip = w.results.data(w.results.index(0), Qt.ItemDataRole.ToolTipRole)
-        assert "score" in tooltip and name in tooltip
+        assert tooltip.split()[0] in ("strong", "good", "weak") and name in tooltip
+        assert "score" not in tooltip and "0." not in tooltip.splitlines()[0]  # words, no cosine
 
 
 def test_dropping_an_image_finds_that_photo_first(qtbot, bundled_window, bundled_library):
@@ -77,3 +78,21 @@ def test_a_query_the_engine_cannot_understand_is_explained_in_place(qtbot, tiny_
     qtbot.waitUntil(lambda: w.results_stack.currentWidget() is w.notice
                     and "operator" in w.notice.text(), timeout=30_000)
     assert not w.banner.isVisible()  # a typing slip is not an error banner
+
+
+def test_a_search_shows_its_likely_matches_and_show_more_brings_the_rest(qtbot, bundled_window,
+                                                                        bundled_library):
+    w = bundled_window
+    lib, _folder = bundled_library
+    caption = next(iter(KNOWN_QUERIES.values()))
+    qtbot.keyClicks(w.search.field, caption)
+    wait_for_results(qtbot, w, text=caption)
+    first = w.results.rowCount()
+    assert 8 <= first < lib.status().photos  # the likely matches, not the whole library
+    assert w.more.isVisible()
+    w.settings.results = 1000
+    w.more.click()
+    qtbot.waitUntil(lambda: w.results.rowCount() == lib.status().photos, timeout=30_000)
+    shown = [w.results.hit(r).photo_id for r in range(w.results.rowCount())]
+    assert len(set(shown)) == len(shown)  # the next page starts where the first ended
+    assert not w.more.isVisible()

@@ -3,6 +3,7 @@ named, never run; a library switches to one and back, and search works with both
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 from pathlib import Path
@@ -62,7 +63,8 @@ def save_in_hub(model, hub: Path, repo: str = "someone/tiny-clip") -> Path:
     snap = _hub_snapshot(hub, repo)
     path = snap / "open_clip_model.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    (snap / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP}))
+    (snap / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": TINY_CLIP, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
     return path
 
 
@@ -107,6 +109,7 @@ def test_discovery_finds_the_tiny_clip_in_both_places_and_never_runs_a_pickle(co
     for found in (hub, rclip):
         assert found.model_config == TINY_CLIP  # the architecture, read off the file
         assert found.pretrained == "unknown" and found.parameters > 3_000_000
+    assert (hub.mean, hub.std, rclip.mean) == ((0.5,) * 3, (0.5,) * 3, None)  # OpenAI's: None
     skipped = {s.path: s.reason for s in result.skipped}
     assert "would run code" in skipped[str(computer["evil"])]
     assert not computer["marker"].exists()
@@ -152,7 +155,7 @@ def _hostile_torchscript(path: Path, marker: Path) -> None:
         z.writestr("ViT-B-32/padding", b"\0" * 100_000)
 
 
-def test_a_known_repository_is_named_and_a_hostile_torchscript_archive_is_left_alone(home):
+def test_known_repositories_are_named_and_a_hostile_torchscript_archive_is_left_alone(home):
     model = open_clip.create_model("ViT-B-32-quickgelu", device="meta")
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     snap = _hub_snapshot(hf_hub_cache(), "timm/vit_base_patch32_clip_224.openai")
@@ -167,12 +170,22 @@ def test_a_known_repository_is_named_and_a_hostile_torchscript_archive_is_left_a
                         / "open_clip_model.safetensors",
                         {k: tuple(v.shape) for k, v in siglip.state_dict().items()})
 
+    large = open_clip.create_model("ViT-L-14", device="meta")
+    _sparse_safetensors(_hub_snapshot(hf_hub_cache(), "laion/CLIP-ViT-L-14-laion2B-s32B-b82K")
+                        / "open_clip_model.safetensors",
+                        {k: tuple(v.shape) for k, v in large.state_dict().items()})
+
     result = discover()
-    [found] = result.found
-    assert (found.arch, found.pretrained) == ("ViT-B-32-quickgelu", "openai")
-    assert found.identified_by == "repository name" and found.speed == "fast"
-    assert found.model() == {"family": "openclip", "arch": "ViT-B-32-quickgelu",
-                             "weights": found.path}
+    by_tag = {f.pretrained: f for f in result.found}
+    openai, laion = by_tag["openai"], by_tag["laion2b_s32b_b82k"]
+    assert (openai.arch, openai.pretrained) == ("ViT-B-32-quickgelu", "openai")
+    assert openai.identified_by == "repository name" and openai.speed == "fast"
+    assert openai.model() == {"family": "openclip", "arch": "ViT-B-32-quickgelu",
+                              "weights": openai.path}
+    assert (laion.arch, laion.pretrained, laion.speed) == ("ViT-L-14", "laion2b_s32b_b82k",
+                                                           "slow")
+    # trained on pixels normalised its own way: the model is built to match
+    assert laion.model()["mean"] == [0.5] * 3 and laion.model()["std"] == [0.5] * 3
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert "TorchScript archive holding more than weights" in reasons["ViT-B-32.pt"]
     assert not marker.exists()
@@ -190,7 +203,12 @@ def test_openai_style_torchscript_weights_are_used_without_running_the_archive(
     clip_cache.mkdir(parents=True)
     inputs = {"encode_image": torch.zeros(1, 3, 32, 32),
               "encode_text": torch.zeros(1, 16, dtype=torch.long)}
-    torch.jit.trace_module(tiny_clip, inputs, strict=False).save(str(clip_cache / "tiny.pt"))
+    like_openai = copy.deepcopy(tiny_clip)
+    for name, value in (("input_resolution", 32), ("context_length", 16), ("vocab_size", 49408)):
+        if hasattr(like_openai, name):
+            delattr(like_openai, name)
+        like_openai.register_buffer(name, torch.tensor(value))  # OpenAI's archives carry these
+    torch.jit.trace_module(like_openai, inputs, strict=False).save(str(clip_cache / "tiny.pt"))
     [found] = discover().found
     assert found.place == "CLIP cache" and found.torchscript
     assert found.model_config == TINY_CLIP
@@ -198,10 +216,10 @@ def test_openai_style_torchscript_weights_are_used_without_running_the_archive(
         found.model()
 
     trial = try_model(lib, found)
-    [copy] = (lib.root / "models" / "_clip").glob("tiny-*.safetensors")
+    [copied] = (lib.root / "models" / "_clip").glob("tiny-*.safetensors")
     assert lib.active_model_record().version == trial.version
     model = lib.model
-    assert model.weights == str(copy)
+    assert model.weights == str(copied)
     with torch.no_grad():
         raw = tiny_clip.encode_text(model.tokenizer(["a red circle"]))
     assert np.allclose(model.encode_texts(["a red circle"]),
@@ -228,6 +246,7 @@ def test_a_library_switches_to_a_discovered_model_and_back(computer, shapes_lib)
     trial = try_model(lib, found, progress=events.append)
     assert lib.active_model_record().version == trial.version != before
     assert lib.active_model_record().family == "openclip"
+    assert lib.model.mean == (0.5, 0.5, 0.5)  # from the open_clip_config.json beside it
     assert trial.previous == before and trial.photos == 48  # every captioned photo
     assert set(trial.before) == set(trial.after) and "t2i_r10" in trial.after
     assert trial.verdict and events  # the re-embedding reported its progress

@@ -16,11 +16,16 @@ def text(weight: float, value: str) -> Term:
     return Term(weight, "text", value)
 
 
+def no(value: str) -> Term:
+    """A minus with no weight: an exclusion."""
+    return Term(-1.0, "text", value, exclude=True)
+
+
 @pytest.mark.parametrize("query, terms", [
     ("a dog running through snow", [text(1.0, "a dog running through snow")]),
     ("  sunset  ", [text(1.0, "sunset")]),
-    ("sunset -people", [text(1.0, "sunset"), text(-1.0, "people")]),
-    ("-people", [text(-1.0, "people")]),
+    ("sunset -people", [text(1.0, "sunset"), no("people")]),
+    ("-people", [no("people")]),
     ("beach +sea", [text(1.0, "beach"), text(1.0, "sea")]),
     ("0.5*beach", [text(0.5, "beach")]),
     (".5 * beach", [text(0.5, "beach")]),
@@ -35,7 +40,7 @@ def test_weights_and_signs(query, terms):
 
 @pytest.mark.parametrize("query, terms", [
     ('"beach" + 0.5*"sea"', [text(1.0, "beach"), text(0.5, "sea")]),
-    ('"sunset"-"people"', [text(1.0, "sunset"), text(-1.0, "people")]),
+    ('"sunset"-"people"', [text(1.0, "sunset"), no("people")]),
     ('"a + b - c"', [text(1.0, "a + b - c")]),
     ("'a - b'", [text(1.0, "a - b")]),
     ('“curly - quotes”', [text(1.0, "curly - quotes")]),
@@ -47,8 +52,8 @@ def test_weights_and_signs(query, terms):
     ("'tis the season", [text(1.0, "'tis the season")]),
     ('say "cheese"please', [text(1.0, 'say "cheese"please')]),
     ('"a"b" c', [text(1.0, 'a"b c')]),
-    ("rock 'n' roll - 'n' dogs", [text(1.0, "rock n roll"), text(-1.0, "n dogs")]),
-    ("it's 'ok' - no 'way'", [text(1.0, "it's ok"), text(-1.0, "no way")]),
+    ("rock 'n' roll - 'n' dogs", [text(1.0, "rock n roll"), no("n dogs")]),
+    ("it's 'ok' - no 'way'", [text(1.0, "it's ok"), no("no way")]),
     ('" a b"', [text(1.0, "a b")]),
     ('"MAX power"', [text(1.0, "MAX power")]),
     ("'MAX power'", [text(1.0, "MAX power")]),
@@ -65,8 +70,8 @@ def test_a_quote_or_sign_inside_a_word_is_part_of_it(query):
 
 
 def test_a_quote_never_closed_is_part_of_the_words():
-    assert parse_query("dog's 'ball - cat") == [text(1.0, "dog's 'ball"), text(-1.0, "cat")]
-    assert parse_query('"open - shut') == [text(1.0, '"open'), text(-1.0, "shut")]
+    assert parse_query("dog's 'ball - cat") == [text(1.0, "dog's 'ball"), no("cat")]
+    assert parse_query('"open - shut') == [text(1.0, '"open'), no("shut")]
 
 
 def test_indexed_photos_by_id():

@@ -16,12 +16,12 @@ def test_a_hyphenated_word_stays_one_text_term(query):
 
 def test_hyphenated_words_beside_real_operators():
     assert parse_query("t-shirt -logo") == [Term(1.0, "text", "t-shirt"),
-                                            Term(-1.0, "text", "logo")]
+                                            Term(-1.0, "text", "logo", exclude=True)]
     assert parse_query("beach + x-ray - t-shirt") == [Term(1.0, "text", "beach"),
                                                       Term(1.0, "text", "x-ray"),
-                                                      Term(-1.0, "text", "t-shirt")]
+                                                      Term(-1.0, "text", "t-shirt", exclude=True)]
     assert parse_query('"x-ray" -"t-shirt"') == [Term(1.0, "text", "x-ray"),
-                                                 Term(-1.0, "text", "t-shirt")]
+                                                 Term(-1.0, "text", "t-shirt", exclude=True)]
 
 
 def test_a_plus_inside_a_word_is_kept_too():
