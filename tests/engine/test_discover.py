@@ -267,6 +267,9 @@ def test_the_command_line_lists_and_tries_discovered_models(computer, shapes_lib
     assert main(["models", "discover", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert len(listed["found"]) == 2 and listed["skipped"][0]["reason"]
+    assert main(["models", "discover", "--json", "--in", str(lib.root / "nowhere")]) == 0
+    assert {"path": str(lib.root / "nowhere"), "place": "folder", "reason": "no such folder"} in (
+        json.loads(capsys.readouterr().out)["skipped"])
     assert main(["models", "discover"]) == 0
     out = capsys.readouterr().out
     assert "custom CLIP (ViT 64 wide, 2 layers, 32 px)" in out and "would run code" in out
