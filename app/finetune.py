@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from engine.errors import Cancelled
 from engine.recall import KS, RECALL_KEYS
 
+from .operations import MODEL
 from .workers import error_text
 
 RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → photo",
@@ -44,11 +45,10 @@ def train_job(library, steps: int, base_options=None, progress=None, cancel=None
 
 
 class FineTunePanel(QWidget):
-    model_changed = Signal()
-
-    def __init__(self, window, parent: QWidget | None = None) -> None:
+    def __init__(self, ops, settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.window_ = window  # the main window: jobs, tasks, status bar, settings
+        self.ops = ops  # app.operations.Operations: the library's calls and the status bar
+        self.settings = settings
         self.base_options = None  # engine.config.TrainOptions; None: the engine's defaults
         self.result = None  # the last run's engine.training.loop.TrainResult
         self._worker = None
@@ -60,7 +60,7 @@ class FineTunePanel(QWidget):
         self.count_label = QLabel(self)
         self.count_label.setWordWrap(True)
         self.steps = QSpinBox(self, minimum=10, maximum=100_000, singleStep=50)
-        self.steps.setValue(self.window_.settings.train_steps)
+        self.steps.setValue(self.settings.train_steps)
         self.start_button = QPushButton("Start fine-tuning", self)
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel", self)
@@ -105,14 +105,8 @@ class FineTunePanel(QWidget):
         layout.addStretch(1)
 
     # -- state ------------------------------------------------------------------------------------
-    @property
-    def library(self):
-        return self.window_.library
-
     def refresh_count(self) -> None:
-        if self.library is not None:
-            self.window_.jobs.submit(self.library.captioned_photo_count, name="caption count",
-                                     done=self._show_count)
+        self.ops.call("captioned_photo_count", name="caption count", done=self._show_count)
 
     def _show_count(self, n: int) -> None:
         self.count_label.setText(
@@ -121,7 +115,7 @@ class FineTunePanel(QWidget):
             "photos is held out to measure whether search got better. It needs at least 8.")
 
     def _set_running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running and self.library is not None)
+        self.start_button.setEnabled(not running and self.ops.ready)
         self.steps.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         decided = self.result is None or running
@@ -144,7 +138,7 @@ class FineTunePanel(QWidget):
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.library is None or self._worker is not None:
+        if not self.ops.ready or self._worker is not None:
             return
         self.result = None
         self._last_step = 0
@@ -154,12 +148,11 @@ class FineTunePanel(QWidget):
         self.progress.setRange(0, self.steps.value())
         self.progress.setValue(0)
         self.step_label.setText("Preparing…")
-        self._worker = self.window_.jobs.submit(
-            train_job, self.library, self.steps.value(), self.base_options, name="train",
-            lane="write", pass_progress=True, cancellable=True, progress=self._event,
-            done=self._finished,
+        self._worker = self.ops.call(
+            train_job, self.steps.value(), self.base_options, name="train", writes=True,
+            pass_progress=True, cancellable=True, progress=self._event, done=self._finished,
             failed=self._failed)
-        self.window_.statusbar.start_activity("train", "Fine-tuning…", self._worker.cancel)
+        self.ops.statusbar.start_activity("train", "Fine-tuning…", self._worker.cancel)
         self._set_running(True)
 
     def cancel(self) -> None:
@@ -173,14 +166,14 @@ class FineTunePanel(QWidget):
             if ev.kind == "indexing" and ev.total:
                 text = f"Re-embedding photos {ev.done:,} of {ev.total:,}"
                 self.step_label.setText(text)
-                self.window_.statusbar.update_activity("train", text, ev.done, ev.total)
+                self.ops.statusbar.update_activity("train", text, ev.done, ev.total)
         elif ev.kind == "step":
             self._last_step = ev.done
             self.progress.setValue(ev.done)
             loss = f"  ·  loss {ev.loss:.3f}" if ev.loss is not None else ""
             self.step_label.setText(f"Step {ev.done:,} of {ev.total:,}{loss}"
                                     + (f"  ·  {ev.message}" if ev.message else ""))
-            self.window_.statusbar.update_activity(
+            self.ops.statusbar.update_activity(
                 "train", f"Fine-tuning: step {ev.done:,} of {ev.total:,}{loss}", ev.done,
                 ev.total)
         elif ev.kind == "eval" and ev.recall:
@@ -190,11 +183,11 @@ class FineTunePanel(QWidget):
         elif ev.message:
             self.step_label.setText(ev.message[:1].upper() + ev.message[1:])
             if ev.total:
-                self.window_.statusbar.update_activity("train", ev.message, ev.done, ev.total)
+                self.ops.statusbar.update_activity("train", ev.message, ev.done, ev.total)
 
     def _finished(self, _value) -> None:
         self._worker = None
-        self.window_.statusbar.end_activity("train", "Fine-tuning finished.")
+        self.ops.statusbar.end_activity("train", "Fine-tuning finished.")
         r = self.result
         if r is not None:
             self.progress.setValue(self.progress.maximum())
@@ -205,7 +198,7 @@ class FineTunePanel(QWidget):
             self._set_recall(AFTER, r.after)
             self.result_label.setText(self._verdict(r))
             if r.activated:
-                self.model_changed.emit()
+                self.ops.changed.emit(MODEL)
         self._set_running(False)
 
     @staticmethod
@@ -218,12 +211,12 @@ class FineTunePanel(QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         self._worker = None
-        self.window_.statusbar.end_activity("train")
+        self.ops.statusbar.end_activity("train")
         if isinstance(exc, Cancelled):
             self.step_label.setText("Cancelled. The model in use is unchanged.")
         else:
             self.step_label.setText(f"Fine-tuning stopped: {error_text(exc)}")
-            self.window_.show_error("train", exc)
+            self.ops.report_error("train", exc)
         self._set_running(False)
 
     # -- deciding ---------------------------------------------------------------------------------
@@ -236,7 +229,7 @@ class FineTunePanel(QWidget):
             self.result_label.setText("The new model stays in use.")
             return
         self.result_label.setText("Switching to the new model…")
-        self.window_.tasks.activate_model(r.version, done=lambda ok: self._switched(
+        self.ops.activate_model(r.version, done=lambda ok: self._switched(
             ok, "The new model is now in use."))
 
     def go_back(self) -> None:
@@ -248,7 +241,7 @@ class FineTunePanel(QWidget):
             self.result_label.setText("The previous model stays in use.")
             return
         self.result_label.setText("Going back to the previous model…")
-        self.window_.tasks.activate_model(r.parent, done=lambda ok: self._switched(
+        self.ops.activate_model(r.parent, done=lambda ok: self._switched(
             ok, "The previous model is in use again."))
 
     def _switched(self, ok: bool, text: str) -> None:

@@ -8,7 +8,7 @@ panel runs them off the UI thread and shows what they found and measured. Nothin
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import Cancelled
 
+from .operations import MODEL
 from .workers import error_text
 
 COLUMNS = ("Model", "Pretrained on", "Size", "Speed", "Quality (estimate)", "Found in")
@@ -41,11 +42,9 @@ def try_job(library, found, progress=None, cancel=None):
 
 
 class FoundModelsPanel(QGroupBox):
-    model_changed = Signal()
-
-    def __init__(self, window, parent: QWidget | None = None) -> None:
+    def __init__(self, ops, parent: QWidget | None = None) -> None:
         super().__init__("Found on this computer", parent)
-        self.window_ = window  # the main window: library, jobs, tasks, status bar
+        self.ops = ops  # app.operations.Operations: the library's calls and the status bar
         self.found: list = []  # engine FoundModel, in the list's order
         self.trial = None  # the last engine.tryout.Trial
         self._searched = False
@@ -90,8 +89,9 @@ class FoundModelsPanel(QGroupBox):
         self._searched = True
         self.look_button.setEnabled(False)
         self.result.setText("Looking for CLIP weights…")
-        self.window_.jobs.submit(discover_job, name="discover models", done=self.show_found,
-                                 failed=self._discovery_failed)
+        # not a library call: it only reads other programs' folders
+        self.ops.jobs.submit(discover_job, name="discover models", done=self.show_found,
+                             failed=self._discovery_failed)
 
     def show_found(self, discovery) -> None:
         self.look_button.setEnabled(True)
@@ -124,37 +124,34 @@ class FoundModelsPanel(QGroupBox):
         return self.found[self.list.indexOfTopLevelItem(items[0])] if items else None
 
     def try_selected(self) -> None:
-        found, library = self.selected(), self.window_.library
-        if found is None or library is None or self._trying is not None:
+        found = self.selected()
+        if found is None or not self.ops.ready or self._trying is not None:
             return
         self.trial = None
         self.back_button.hide()
         self.result.setText(f"Trying {found.title}: every photo is embedded with it first; "
                             "search keeps using the current model meanwhile.")
         self._trying = found
-        worker = self.window_.jobs.submit(try_job, library, found, name="try model",
-                                          lane="write", pass_progress=True, cancellable=True,
-                                          progress=self._progress, done=self._tried,
-                                          failed=self._try_failed)
-        self.window_.statusbar.start_activity("try", f"Trying {found.title}…", worker.cancel)
+        worker = self.ops.call(try_job, found, name="try model", writes=True, changes=MODEL,
+                               pass_progress=True, cancellable=True, progress=self._progress,
+                               done=self._tried, failed=self._try_failed)
+        self.ops.statusbar.start_activity("try", f"Trying {found.title}…", worker.cancel)
         self._update_buttons()
 
     def _progress(self, event) -> None:
-        total = getattr(event, "total", 0)
-        if total and self._trying is not None:
-            done = getattr(event, "done", 0)
-            self.window_.statusbar.update_activity(
-                "try", f"Trying {self._trying.title}: embedding {done:,} of {total:,} photos",
-                done, total)
+        """engine.progress.Progress of the activation: photos embedded with the new model."""
+        if event.total and self._trying is not None:
+            self.ops.statusbar.update_activity(
+                "try", f"Trying {self._trying.title}: embedding {event.done:,} of "
+                f"{event.total:,} photos", event.done, event.total)
 
     def _tried(self, trial) -> None:
         self._trying = None
         self.trial = trial
-        self.window_.statusbar.end_activity("try", f"Now using {trial.found.title}.")
+        self.ops.statusbar.end_activity("try", f"Now using {trial.found.title}.")
         self.result.setText(self.trial_text(trial))
         self.back_button.setVisible(trial.version != trial.previous)
         self._update_buttons()
-        self.model_changed.emit()
 
     @staticmethod
     def trial_text(trial) -> str:
@@ -167,7 +164,7 @@ class FoundModelsPanel(QGroupBox):
 
     def _try_failed(self, exc: BaseException) -> None:
         self._trying = None
-        self.window_.statusbar.end_activity("try")
+        self.ops.statusbar.end_activity("try")
         self.result.setText("Trying was cancelled; the model in use is unchanged."
                             if isinstance(exc, Cancelled)
                             else f"Could not try this model: {error_text(exc)}")
@@ -178,7 +175,7 @@ class FoundModelsPanel(QGroupBox):
             return
         previous = self.trial.previous
         self.back_button.setEnabled(False)
-        self.window_.tasks.activate_model(previous, done=lambda ok: self._went_back(ok, previous))
+        self.ops.activate_model(previous, done=lambda ok: self._went_back(ok, previous))
 
     def _went_back(self, ok: bool, previous: str) -> None:
         self.back_button.setEnabled(True)
@@ -190,4 +187,4 @@ class FoundModelsPanel(QGroupBox):
 
     def _update_buttons(self) -> None:
         self.try_button.setEnabled(self.selected() is not None and self._trying is None
-                                   and self.window_.library is not None)
+                                   and self.ops.ready)

@@ -25,8 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .operations import CAPTIONS
 from .thumbs import to_qimage
-from .workers import Jobs, error_text
+from .workers import error_text
 
 PREVIEW_SIDE = 1600
 
@@ -111,10 +112,9 @@ class PreviewPane(QWidget):
     find_similar = Signal(int)  # photo id
     message = Signal(str)  # a short note for the status bar
 
-    def __init__(self, jobs: Jobs, parent: QWidget | None = None) -> None:
+    def __init__(self, ops, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.jobs = jobs
-        self.library = None
+        self.ops = ops  # app.operations.Operations
         self.current: PreviewData | None = None
         self._generation = 0
         self._saved_text: str | None = ""
@@ -179,7 +179,7 @@ class PreviewPane(QWidget):
     def show_hit(self, hit) -> None:
         if self.is_dirty():
             self.save_captions()
-        if hit is None or self.library is None:
+        if hit is None or not self.ops.ready:
             self.clear()
             return
         if self.current is not None and self.current.photo_id == hit.photo_id:
@@ -194,9 +194,9 @@ class PreviewPane(QWidget):
         self._set_controls(False)
         self.info.show()
         self.image.set_image(None, "Loading…")
-        self.jobs.submit(load_preview, self.library, hit, name="preview",
-                         done=lambda data: self._loaded(gen, data),
-                         failed=lambda exc: self._load_failed(gen, exc))
+        self.ops.call(load_preview, hit, name="preview",
+                      done=lambda data: self._loaded(gen, data),
+                      failed=lambda exc: self._load_failed(gen, exc))
 
     def _loaded(self, gen: int, data: PreviewData) -> None:
         if gen != self._generation:
@@ -234,22 +234,21 @@ class PreviewPane(QWidget):
         self.save_button.setEnabled(self.is_dirty())
 
     def save_captions(self) -> None:
-        if self.current is None or self.library is None:
+        if self.current is None or not self.ops.ready:
             return
         pid, lines = self.current.photo_id, self.caption_lines()
         self._saved_text = self.captions.toPlainText()
         self.save_button.setEnabled(False)
-        self.jobs.submit(self.library.set_captions, pid, lines, name="save captions",
-                         lane="write", done=lambda _r: self.message.emit(
-                             f"Captions saved ({len(lines)} for this photo)"),
-                         failed=lambda exc: self._save_failed(pid, exc))
+        self.ops.call("set_captions", pid, lines, name="save captions", writes=True,
+                      changes=CAPTIONS, done=lambda _r: self.message.emit(
+                          f"Captions saved ({len(lines)} for this photo)"),
+                      failed=lambda exc: self._save_failed(pid, exc))
 
     def _save_failed(self, photo_id: int, exc: BaseException) -> None:
         if self.current is not None and self.current.photo_id == photo_id:
             self._saved_text = None  # the edits are still only on screen: offer to save again
             self.save_button.setEnabled(True)
-        if self.jobs.on_error is not None:
-            self.jobs.on_error("save captions", exc)
+        self.ops.report_error("save captions", exc)
 
     # -- opening ----------------------------------------------------------------------------------
     def open_photo(self) -> None:

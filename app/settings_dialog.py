@@ -6,6 +6,7 @@ Changes are written to the settings file when the dialog closes (the device at o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = (("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU"),
                   ("cuda", "GPU (CUDA)"))
+# The bundled model's image towers (engine Library.upgrade names them so).
+TOWER_CHOICES = (("lite0", "Faster (EfficientNet-Lite0)"),
+                 ("lite1", "Better, slower to index (EfficientNet-Lite1)"))
 NEXT_START = "Used from the next time Chikaku starts."
 
 
@@ -50,16 +54,21 @@ def _note(text: str, parent: QWidget) -> QLabel:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window_ = window
+    """Library folders, the model, fine-tuning and app settings. It is handed what it needs:
+    the library's operations, the settings, and how to ask the person for a folder."""
+
+    def __init__(self, ops, settings, choose_folder, parent=None) -> None:
+        super().__init__(parent)
+        self.ops = ops  # app.operations.Operations
+        self.settings = settings
+        self.choose_folder = choose_folder
+        self.status = None  # the last engine LibraryStatus shown
         self.setWindowTitle("Chikaku settings")
         self.resize(760, 560)
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self._library_tab(), "Library")
         self.tabs.addTab(self._model_tab(), "Model")
-        self.finetune = FineTunePanel(window, self)
-        self.finetune.model_changed.connect(window.model_changed)
+        self.finetune = FineTunePanel(ops, settings, self)
         self.tabs.addTab(self.finetune, "Fine-tuning")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
@@ -75,10 +84,10 @@ class SettingsDialog(QDialog):
         self.folders = QListWidget(tab)
         self.folders.itemSelectionChanged.connect(self._folder_selected)
         add = QPushButton("Add a folder…", tab)
-        add.clicked.connect(self.window_.choose_folder)
+        add.clicked.connect(lambda: self.choose_folder())
         self.remove_button = QPushButton("Remove from library…", tab)
         self.remove_button.clicked.connect(self._remove_clicked)
-        self.patterns = QPlainTextEdit("\n".join(self.window_.settings.exclude_patterns), tab)
+        self.patterns = QPlainTextEdit("\n".join(self.settings.exclude_patterns), tab)
         self.patterns.setPlaceholderText("*.png\nScreenshots\ntmp*")
         self.patterns.setFixedHeight(90)
         self.catalog = QLineEdit(tab, readOnly=True)
@@ -119,18 +128,44 @@ class SettingsDialog(QDialog):
         self.device = QComboBox(tab)
         for value, text in DEVICE_CHOICES:
             self.device.addItem(text, value)
-        self.device.setCurrentIndex(max(0, self.device.findData(self.window_.settings.device)))
+        self.device.setCurrentIndex(max(0, self.device.findData(self.settings.device)))
         self.device.currentIndexChanged.connect(self.apply)
         row = QHBoxLayout()
         row.addWidget(_note("Switching models re-embeds photos the model has not seen; search "
                             "keeps working meanwhile.", tab), 1)
         row.addWidget(self.use_button)
+        # One line, shown only when the engine offers a better base model for the active one.
+        self.upgrade_label = QLabel(tab)
+        self.upgrade_label.setWordWrap(True)
+        self.upgrade_button = QPushButton("Upgrade", tab)
+        self.upgrade_button.setToolTip("Re-embeds your photos with the better model while search "
+                                       "keeps working; the current model stays in the list, so "
+                                       "you can switch back at once.")
+        self.upgrade_button.clicked.connect(self._upgrade_clicked)
+        upgrade_row = QHBoxLayout()
+        upgrade_row.addWidget(self.upgrade_label, 1)
+        upgrade_row.addWidget(self.upgrade_button)
+        self._show_upgrade(None)
+        self.tower = QComboBox(tab)
+        for value, text in TOWER_CHOICES:
+            self.tower.addItem(text, value)
+        self.tower.setEnabled(False)  # until the active model is known to be a bundled one
+        self.tower_button = QPushButton("Switch", tab)
+        self.tower_button.setToolTip("Re-embeds your photos with the other image model while "
+                                     "search keeps working; the current model stays in the list.")
+        self.tower_button.clicked.connect(self._tower_clicked)
+        self.tower.currentIndexChanged.connect(self._tower_selected)
+        self._active_tower: str | None = None
+        tower_row = QHBoxLayout()
+        tower_row.addWidget(self.tower, 1)
+        tower_row.addWidget(self.tower_button)
         device_row = QFormLayout()
+        device_row.addRow("Image model", tower_row)
         device_row.addRow("Run the model on", self.device)
-        self.found = FoundModelsPanel(self.window_, tab)
-        self.found.model_changed.connect(self.window_.model_changed)
+        self.found = FoundModelsPanel(self.ops, tab)
         layout = QVBoxLayout(tab)
         layout.addWidget(self.active_label)
+        layout.addLayout(upgrade_row)
         layout.addWidget(self.models, 1)
         layout.addLayout(row)
         layout.addWidget(self.found, 1)
@@ -141,14 +176,15 @@ class SettingsDialog(QDialog):
     # -- filling ----------------------------------------------------------------------------------
     def set_status(self, status) -> None:
         """The library's current state (engine LibraryStatus); reloads the model list."""
+        self.status = status
         self.folders.clear()
         self.folders.addItems(status.folders or ["(no folders yet)"])
         self._folder_selected()
-        lib = self.window_.library
-        if lib is not None:
-            self.library_dir.setText(str(lib.root))
-            self.catalog.setText(str(lib.root / "catalog.db"))
-            self.window_.jobs.submit(lib.models, name="models", done=self._show_models)
+        self.library_dir.setText(status.root)
+        self.catalog.setText(str(Path(status.root) / "catalog.db"))
+        self.ops.call("models", done=self._show_models)
+        self.ops.call("upgrade_available", done=self._show_upgrade)
+        self.ops.call("image_tower", done=self._show_tower)
         self.active_label.setText(f"In use: <b>{status.model_version}</b> "
                                   f"({status.model_family})")
         self.finetune.refresh_count()
@@ -173,10 +209,37 @@ class SettingsDialog(QDialog):
             self.models.resizeColumnToContents(col)
         self._model_selected()
 
+    def _show_upgrade(self, description: str | None) -> None:
+        self.upgrade_label.setText(f"A better base model is available: {description}."
+                                   if description else "")
+        self.upgrade_label.setVisible(bool(description))
+        self.upgrade_button.setVisible(bool(description))
+        self.upgrade_button.setEnabled(bool(description))
+
+    def _show_tower(self, tower: str | None) -> None:
+        """The active bundled model's image tower; None: not one whose tower can change."""
+        self._active_tower = tower
+        self.tower.setEnabled(tower is not None)
+        if tower is not None:
+            self.tower.setCurrentIndex(max(0, self.tower.findData(tower)))
+        self._tower_selected()
+
+    def _tower_selected(self) -> None:
+        self.tower_button.setEnabled(self._active_tower is not None
+                                     and self.tower.currentData() != self._active_tower)
+
+    def _tower_clicked(self) -> None:
+        self.tower_button.setEnabled(False)
+        self.ops.upgrade_model(self.tower.currentData())
+
+    def _upgrade_clicked(self) -> None:
+        self.upgrade_button.setEnabled(False)
+        self.ops.upgrade_model()
+
     def _folder_selected(self) -> None:
         items = self.folders.selectedItems()
-        self.remove_button.setEnabled(bool(items) and self.window_.tasks.can_remove_folders()
-                                      and bool(self.window_.status and self.window_.status.folders))
+        self.remove_button.setEnabled(bool(items) and self.ops.can_remove_folders()
+                                      and bool(self.status and self.status.folders))
 
     def _remove_clicked(self) -> None:
         items = self.folders.selectedItems()
@@ -191,7 +254,7 @@ class SettingsDialog(QDialog):
 
     def remove_folder(self, folder: str) -> None:
         self.remove_button.setEnabled(False)
-        self.window_.tasks.remove_folder(folder)
+        self.ops.remove_folder(folder)
 
     def _model_selected(self) -> None:
         items = self.models.selectedItems()
@@ -201,11 +264,11 @@ class SettingsDialog(QDialog):
         items = self.models.selectedItems()
         if items:
             self.use_button.setEnabled(False)
-            self.window_.tasks.activate_model(items[0].data(0, Qt.ItemDataRole.UserRole))
+            self.ops.activate_model(items[0].data(0, Qt.ItemDataRole.UserRole))
 
     # -- saving -----------------------------------------------------------------------------------
     def apply(self) -> None:
-        settings = self.window_.settings
+        settings = self.settings
         settings.exclude_patterns = [ln.strip() for ln in self.patterns.toPlainText().splitlines()
                                      if ln.strip()]
         settings.device = self.device.currentData()
@@ -214,7 +277,7 @@ class SettingsDialog(QDialog):
             save_settings(settings)
         except OSError as e:
             log.warning("cannot save the settings: %s", e)
-            self.window_.banner.show_message(f"Could not save the settings: {e}")
+            self.ops.report_error("save the settings", e)
 
     def done(self, result: int) -> None:
         self.apply()

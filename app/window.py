@@ -27,13 +27,13 @@ from PySide6.QtWidgets import (
 from engine.errors import QueryError
 
 from . import imagequery
+from .operations import CAPTIONS, Operations
 from .pages import Banner, EmptyState, LoadingPage, Notice
 from .preview import PreviewPane, show_in_folder
 from .results import ResultsModel, ResultsView
 from .searchbar import SearchBar, SearchRequest
 from .settings import Settings, config_dir, library_location, load_settings
 from .statusbar import StatusBar
-from .tasks import LibraryTasks
 from .thumbs import ThumbnailLoader
 from .workers import Jobs, error_text
 
@@ -87,7 +87,9 @@ class MainWindow(QMainWindow):
         self.results_stack = QStackedWidget(self)
         self.results_stack.addWidget(self.notice)
         self.results_stack.addWidget(self.grid)
-        self.preview = PreviewPane(self.jobs, self)
+        self.statusbar = StatusBar(self)
+        self.ops = Operations(self.jobs, self.statusbar, self)
+        self.preview = PreviewPane(self.ops, self)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.addWidget(self.results_stack)
         self.splitter.addWidget(self.preview)
@@ -102,7 +104,6 @@ class MainWindow(QMainWindow):
         for w in (self.search, self.banner, self.pages):
             layout.addWidget(w, 1 if w is self.pages else 0)
         self.setCentralWidget(central)
-        self.statusbar = StatusBar(self)
         self.setStatusBar(self.statusbar)
         # a search shows its likely matches; this pages in the rest of the library
         self.more = QPushButton("Show more", self)
@@ -110,7 +111,6 @@ class MainWindow(QMainWindow):
         self.more.setVisible(False)
         self.more.clicked.connect(self.show_more)
         self.statusbar.addPermanentWidget(self.more)
-        self.tasks = LibraryTasks(self.jobs, self.statusbar, self)
         self._connect()
 
     def _connect(self) -> None:
@@ -121,8 +121,8 @@ class MainWindow(QMainWindow):
         self.search.open_button.clicked.connect(self.open_image_query)
         self.search.settings_button.clicked.connect(self.open_settings)
         self.empty.add_folder.connect(self.choose_folder)
-        self.tasks.changed.connect(self.model_changed)
-        self.tasks.indexing.connect(self.empty.set_busy)
+        self.ops.changed.connect(self.library_changed)
+        self.ops.indexing.connect(self.empty.set_busy)
         self.grid.selectionModel().currentChanged.connect(self._current_changed)
         self.grid.doubleClicked.connect(lambda _i: self.open_current())
         self.grid.customContextMenuRequested.connect(self._context_menu)
@@ -165,8 +165,7 @@ class MainWindow(QMainWindow):
         gc.freeze()
         self.library = library
         self.loader.cache_dir = library.root / "cache" / "thumbs"
-        self.preview.library = library
-        self.tasks.library = library
+        self.ops.library = library
         self.refresh_status()
 
     def _library_failed(self, exc: BaseException) -> None:
@@ -174,8 +173,7 @@ class MainWindow(QMainWindow):
         self.show_error("open library", exc)
 
     def refresh_status(self) -> None:
-        if self.library is not None:
-            self.jobs.submit(self.library.status, name="status", done=self._status_ready)
+        self.ops.call("status", done=self._status_ready)
 
     def _status_ready(self, status) -> None:
         self.status = status
@@ -206,12 +204,12 @@ class MainWindow(QMainWindow):
             return
         self.statusbar.showMessage("Searching…")
         self.more.setVisible(False)
-        self.jobs.submit(self.library.search, request.text or None, None,  # the likely matches
-                         image=request.image, folder=request.folder,
-                         date_from=request.date_from, date_to=request.date_to, name="search",
-                         log_failures=False,  # a half-typed query is not worth a traceback
-                         done=lambda hits: self._search_done(gen, request, hits),
-                         failed=lambda exc: self._search_failed(gen, exc))
+        self.ops.call("search", request.text or None, None,  # the likely matches
+                      image=request.image, folder=request.folder,
+                      date_from=request.date_from, date_to=request.date_to, name="search",
+                      log_failures=False,  # a half-typed query is not worth a traceback
+                      done=lambda hits: self._search_done(gen, request, hits),
+                      failed=lambda exc: self._search_failed(gen, exc))
 
     def _search_done(self, gen: int, request: SearchRequest, hits: list) -> None:
         if gen != self._search_gen:
@@ -248,10 +246,10 @@ class MainWindow(QMainWindow):
             self.more.setEnabled(True)
             self._search_failed(gen, exc)
 
-        self.jobs.submit(self.library.search, request.text or None, self.settings.results,
-                         image=request.image, folder=request.folder, date_from=request.date_from,
-                         date_to=request.date_to, offset=self.results.total_hits(),
-                         name="search", log_failures=False, done=done, failed=failed)
+        self.ops.call("search", request.text or None, self.settings.results,
+                      image=request.image, folder=request.folder, date_from=request.date_from,
+                      date_to=request.date_to, offset=self.results.total_hits(),
+                      name="search", log_failures=False, done=done, failed=failed)
 
     def _after_results(self) -> None:
         shown, total = self.results.rowCount(), self.results.total_hits()
@@ -340,13 +338,14 @@ class MainWindow(QMainWindow):
             self.add_folder(path)
 
     def add_folder(self, path: str) -> None:
-        self.tasks.add_folder(path)
+        self.ops.add_folder(path)
 
-    def model_changed(self) -> None:
-        """The photos or the active model changed: refresh counts and the current results."""
+    def library_changed(self, what: str) -> None:
+        """An operation changed the library: counts are refreshed, and so are the results on
+        screen when the photos or the model changed (not for a caption: the grid stays put)."""
         self.refresh_status()
         request = self.search.request()
-        if not request.is_empty():
+        if what != CAPTIONS and not request.is_empty():
             self.run_search(request)
 
     # -- the selected photo -----------------------------------------------------------------------
@@ -396,7 +395,8 @@ class MainWindow(QMainWindow):
         from .settings_dialog import SettingsDialog
 
         if self._settings_dialog is None:
-            self._settings_dialog = SettingsDialog(self)
+            self._settings_dialog = SettingsDialog(self.ops, self.settings, self.choose_folder,
+                                                   self)
         if self.status is not None:
             self._settings_dialog.set_status(self.status)
         self._settings_dialog.show()

@@ -449,7 +449,7 @@ def cmd_train(args) -> int:
             bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
             bar.update(0)
         elif ev.kind == "eval" and ev.recall:
-            bar.set_postfix(loss=f"{ev.loss or 0:.3f}", r10=ev.recall["t2i_r10"])
+            bar.set_postfix(loss=f"{ev.loss or 0:.3f}", r10=ev.recall.t2i_r10)
         elif ev.kind == "prepare" and ev.message:
             bar.set_description("training")
         if ev.job == "training" and ev.message and ev.kind in ("prepare", "step"):
@@ -532,7 +532,9 @@ def _models_try(args) -> int:
             bar.close()
     if args.json:
         print(json.dumps({"version": trial.version, "previous": trial.previous,
-                          "photos": trial.photos, "before": trial.before, "after": trial.after,
+                          "photos": trial.photos,
+                          "before": trial.before and dict(trial.before),
+                          "after": trial.after and dict(trial.after),
                           "better": trial.better, "verdict": trial.verdict,
                           "model": found.as_dict()}, indent=2))
         return 0

@@ -19,7 +19,7 @@ from .csvrows import read_image_captions, split_names
 from .errors import BadImage, DatasetError
 from .imageio import decode_file
 from .models.base import DualEncoder
-from .recall import DIRECTIONS, KS
+from .recall import DIRECTIONS, KS, Recall
 
 
 @dataclass
@@ -110,13 +110,13 @@ def ranks(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.ndarr
 
 
 def recalls(image_vecs: np.ndarray, text_vecs: np.ndarray, caption_image: np.ndarray
-            ) -> dict[str, float]:
+            ) -> Recall:
     """Recall@K in percent. t2i: the caption's photo in the top K; i2t: any of its captions
     (ranks as ``ranks`` defines them)."""
     t2i_rank, i2t_rank = ranks(image_vecs, text_vecs, caption_image)
     ranked = {"t2i": t2i_rank, "i2t": i2t_rank}
-    return {f"{d}_r{k}": round(100.0 * float((ranked[d] < k).mean()), 2)
-            for d, _ in DIRECTIONS for k in KS}
+    return Recall(**{f"{d}_r{k}": round(100.0 * float((ranked[d] < k).mean()), 2)
+                     for d, _ in DIRECTIONS for k in KS})
 
 
 def evaluate(model: DualEncoder, dataset: CaptionedSet,
@@ -127,6 +127,5 @@ def evaluate(model: DualEncoder, dataset: CaptionedSet,
     if progress:
         progress(f"embedding {len(dataset.captions)} captions")
     tv = embed_texts(model, dataset.captions)
-    result = recalls(iv, tv, dataset.caption_image)
-    result.update(photos=len(dataset.images), captions=len(dataset.captions))
-    return result
+    return {**recalls(iv, tv, dataset.caption_image), "photos": len(dataset.images),
+            "captions": len(dataset.captions)}

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .recall import Recall
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Progress:
     path: str | None = None  # the photo or folder concerned
     folders: tuple[str, ...] = ()  # every folder of a watcher's indexing pass
     loss: float | None = None  # training
-    recall: dict | None = None  # training: held-out recall, by engine.recall.RECALL_KEYS
+    recall: Recall | None = None  # training: held-out recall
     result: Any = None  # the job's outcome (IndexReport, TrainResult), on its "done" event
 
     @property

@@ -56,7 +56,7 @@ def captioned_photos(catalog: Catalog) -> CaptionedPhotos:
 
 def _judged_by(model: DualEncoder, photos: CaptionedPhotos) -> tuple[dict, np.ndarray]:
     """Recall and per-photo scores of a model of another family on the judging photos."""
-    from .evaluate import embed_images, embed_texts
+    from ..evaluate import embed_images, embed_texts
 
     iv = embed_images(model, [Path(p) for p in photos.paths])
     flat = [c for caps in photos.captions for c in caps]
@@ -99,7 +99,7 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
     info = {"parent": parent_rec.version, "photos": len(train_set.ids),
             "captions": train_set.caption_count, "held_out_photos": len(split.judge.ids),
             "selection_photos": len(split.select.ids), "options": asdict(opt),
-            "before": before, "after": after, "verdict": verdict.as_dict(),
+            "before": dict(before), "after": dict(after), "verdict": verdict.as_dict(),
             "seconds": round(time.monotonic() - started, 1)}
     version = model.version
     folder = registry.save(model, info)

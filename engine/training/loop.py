@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ..errors import Cancelled, EngineError, LibraryError
 from ..evaluate import recalls
 from ..models.base import HEADS, DualEncoder
 from ..progress import Emit, Progress, silent
-from ..recall import RECALL_KEYS
+from ..recall import Recall
 from .data import CaptionedPhotos
 from .decide import photo_scores
 from .features import FeatureCache, Prepared, prepare
@@ -45,8 +46,8 @@ TOWER_LR_SHARE = 0.1  # unlocked tower blocks learn at this share of the heads' 
 class TrainResult:
     version: str
     parent: str
-    before: dict
-    after: dict
+    before: Recall  # on the judging photos, of the model it would replace
+    after: Recall  # ... and of this one
     improved: bool  # judged better on photos no choice during training saw
     activated: bool
     verdict: str = ""  # the judgement in one sentence, for the person
@@ -82,9 +83,9 @@ def check_options(opt: TrainOptions) -> None:
         raise EngineError("cannot train: " + "; ".join(problems))
 
 
-def score(recall: dict) -> float:
+def score(recall: Mapping[str, float]) -> float:
     """One number for early stopping and for "did it get better": mean of the six recalls."""
-    return float(np.mean([recall[k] for k in RECALL_KEYS]))
+    return Recall.of(recall).mean
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -176,10 +177,10 @@ class Trainer:
                     a.lerp_(p.detach(), 1 - self.opt.ema)
         return float(loss.detach())
 
-    def held_recall(self, prep: Prepared) -> dict:
+    def held_recall(self, prep: Prepared) -> Recall:
         return recalls(*self.held_vectors(prep))
 
-    def judged(self, prep: Prepared | None) -> tuple[dict, np.ndarray] | None:
+    def judged(self, prep: Prepared | None) -> tuple[Recall, np.ndarray] | None:
         """Recall and per-photo scores on the judging photos."""
         if prep is None:
             return None
@@ -206,13 +207,13 @@ class Trainer:
         return iv.float().cpu().numpy(), tv.float().cpu().numpy(), owner
 
     # -- resumable state ------------------------------------------------------------------------
-    def state(self, step: int, best: dict, best_score: float, best_recall: dict | None,
+    def state(self, step: int, best: dict, best_score: float, best_recall: Recall | None,
               stale: int) -> dict:
         return {"step": step, "model": {k: v.detach().cpu() for k, v in
                                         self.model.trained_state().items()},
                 "scale": self.scale.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "best": best, "best_score": best_score, "stale": stale,
-                "best_recall": json.dumps(best_recall),
+                "best_recall": json.dumps(None if best_recall is None else dict(best_recall)),
                 "average": [a.cpu() for a in self.average] if self.average is not None else []}
 
     def save_state(self, state: dict) -> None:
@@ -244,10 +245,10 @@ class Trainer:
 
 @dataclass
 class Outcome:
-    before: dict  # recall on the selection photos, before any step
-    after: dict  # ... of the state kept
-    judged_before: tuple[dict, np.ndarray] | None  # recall and per-photo scores on the judging
-    judged_after: tuple[dict, np.ndarray] | None  # photos, before and after (None: no judging set)
+    before: Recall  # recall on the selection photos, before any step
+    after: Recall  # ... of the state kept
+    judged_before: tuple[Recall, np.ndarray] | None  # recall and per-photo scores on the judging
+    judged_after: tuple[Recall, np.ndarray] | None  # photos, before and after (None: no judging)
 
 
 def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = None) -> Outcome:
@@ -269,7 +270,7 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
     state = trainer.load_state() if opt.resume else None
     if state is not None:
         start, best, best_score = state["step"], state["best"], state["best_score"]
-        best_recall, stale = json.loads(state["best_recall"]), state["stale"]
+        best_recall, stale = Recall.of(json.loads(state["best_recall"])), state["stale"]
         emit(Progress("training", "prepare", start, opt.steps,
                       message=f"resuming at step {start}"))
     else:

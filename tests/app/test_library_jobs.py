@@ -62,7 +62,7 @@ def test_the_window_keeps_responding_while_a_folder_is_indexed(qtbot, tiny_lib, 
     timer = QTimer(w, interval=10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     shown: list[str] = []
-    w.tasks.indexing.connect(shown.append)
+    w.ops.indexing.connect(shown.append)
     try:
         timer.start()
         w.add_folder(str(folder))

@@ -208,3 +208,17 @@ def test_out_of_range_training_options_are_refused_with_the_reason(shapes_lib):
     with pytest.raises(EngineError, match="learning rate must be a positive number"):
         train_events(lib, TrainOptions(lr=float("nan")))
     assert lib.active_model_record().version == before and len(lib.models()) == 1
+
+
+def test_training_another_family_is_judged_against_the_active_model(shapes_lib):
+    """Training the bundled model in a library whose active model is another family (after
+    trying a CLIP model, say): the new model is judged against the active one on the same
+    photos, and the active model stays until the verdict allows a switch."""
+    lib, _folder, _truth = shapes_lib
+    active = lib.active_model_record().version
+    result = lib.train(TrainOptions(family="bundled", steps=4, batch_size=16, holdout=0.25,
+                                    eval_every=2, activate="never"))
+    assert result.parent == active and result.version != active
+    assert set(result.before) == set(result.after) and len(result.before) == 6
+    assert result.verdict and lib.active_model_record().version == active
+    assert {m.version for m in lib.models()} >= {active, result.version}

@@ -1,24 +1,30 @@
-"""Long library jobs started from several places: adding a folder and switching models.
+"""Library operations: the one place the app calls its library.
 
-Both write the catalog, so both go through the serial write lane; both show their progress (with
-Cancel) in the status bar. When one ends, ``changed`` tells the window to refresh counts and
-results.
+Every call runs off the UI thread (through ``Jobs``: the serial write lane for anything that
+writes the catalog, the read lane otherwise). When an operation has changed the library,
+``changed`` says what ("photos", "model" or "captions"), once, and the window refreshes counts
+and results. Panels are handed this object (and the settings) rather than the main window. The
+long jobs started from several places (adding or removing a folder, switching or upgrading the
+model) also show their progress, with Cancel, in the status bar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from engine.errors import Cancelled
 
 from .statusbar import StatusBar
-from .workers import Jobs
+from .workers import Jobs, Worker
+
+PHOTOS, MODEL, CAPTIONS = "photos", "model", "captions"
 
 
-class LibraryTasks(QObject):
-    changed = Signal()  # the photos or the active model changed
+class Operations(QObject):
+    changed = Signal(str)  # what an operation changed: PHOTOS, MODEL or CAPTIONS
     indexing = Signal(str)  # what indexing is doing now; "" once it has ended
 
     def __init__(self, jobs: Jobs, statusbar: StatusBar, parent: QObject | None = None) -> None:
@@ -27,14 +33,47 @@ class LibraryTasks(QObject):
         self.statusbar = statusbar
         self.library = None
 
+    @property
+    def ready(self) -> bool:
+        return self.library is not None
+
+    def call(self, operation: str | Callable[..., Any], *args, name: str = "",
+             writes: bool = False, changes: str | None = None,
+             done: Callable[[Any], None] | None = None, **kwargs) -> Worker | None:
+        """Run a library method (by name) or ``operation(library, *args)`` off the UI thread.
+        ``writes``: in the serial write lane; ``changes``: announced by ``changed`` once it has
+        succeeded. The other keywords go to Jobs.submit (failed, progress, pass_progress,
+        cancellable, log_failures) or to the call. None when no library is open yet."""
+        if self.library is None:
+            return None
+        if isinstance(operation, str):
+            fn, label = getattr(self.library, operation), operation.replace("_", " ")
+        else:
+            fn, label = operation, getattr(operation, "__name__", "job")
+            args = (self.library, *args)
+
+        def finished(result: Any) -> None:
+            if done is not None:
+                done(result)
+            if changes is not None:
+                self.changed.emit(changes)
+
+        return self.jobs.submit(fn, *args, name=name or label,
+                                lane="write" if writes else "read", done=finished, **kwargs)
+
+    def report_error(self, job: str, exc: BaseException) -> None:
+        """A failure the person should see (the window's banner)."""
+        if self.jobs.on_error is not None:
+            self.jobs.on_error(job, exc)
+
     # -- adding folders ---------------------------------------------------------------------------
     def add_folder(self, path: str) -> None:
         if self.library is None:
             return
-        worker = self.jobs.submit(self.library.add_folders, [path], name="add folder",
-                                  lane="write", pass_progress=True, cancellable=True,
-                                  progress=self._index_progress, done=self._index_done,
-                                  failed=self._index_failed)
+        worker = self.call("add_folders", [path], name="add folder", writes=True,
+                           pass_progress=True, cancellable=True,
+                           progress=self._index_progress, done=self._index_done,
+                           failed=self._index_failed)
         self.statusbar.start_activity("index", "Adding the folder…", worker.cancel)
         self.indexing.emit("Looking for photos…")
 
@@ -54,13 +93,12 @@ class LibraryTasks(QObject):
             self._index_ended("Indexing cancelled; the photos finished so far are kept.")
             return
         self._index_ended("")
-        if self.jobs.on_error is not None:
-            self.jobs.on_error("add folder", exc)
+        self.report_error("add folder", exc)
 
     def _index_ended(self, message: str) -> None:
         self.statusbar.end_activity("index", message)
         self.indexing.emit("")
-        self.changed.emit()
+        self.changed.emit(PHOTOS)
 
     # -- removing folders -------------------------------------------------------------------------
     def can_remove_folders(self) -> bool:
@@ -70,20 +108,19 @@ class LibraryTasks(QObject):
         """Take a folder out of the library (its photos leave the catalog; files stay)."""
         if not self.can_remove_folders():
             return
-        self.jobs.submit(self.library.remove_folder, path, name="remove folder", lane="write",
-                         done=lambda n: self._removed(path, n),
-                         failed=lambda exc: self._remove_failed(exc))
+        self.call("remove_folder", path, name="remove folder", writes=True,
+                  done=lambda n: self._removed(path, n),
+                  failed=lambda exc: self._remove_failed(exc))
         self.statusbar.start_activity("remove", "Removing the folder from the library…")
 
     def _removed(self, path: str, count: int) -> None:
         self.statusbar.end_activity("remove", f"{count:,} photos of {path} left the library; "
                                     "the files themselves are untouched.")
-        self.changed.emit()
+        self.changed.emit(PHOTOS)
 
     def _remove_failed(self, exc: BaseException) -> None:
         self.statusbar.end_activity("remove")
-        if self.jobs.on_error is not None:
-            self.jobs.on_error("remove folder", exc)
+        self.report_error("remove folder", exc)
 
     # -- switching models -------------------------------------------------------------------------
     def activate_model(self, version: str,
@@ -92,8 +129,8 @@ class LibraryTasks(QObject):
         ``done(True)`` once it is active, ``done(False)`` if it failed or was cancelled."""
         if self.library is None:
             return
-        worker = self.jobs.submit(self.library.activate_model, version, name="activate model",
-                                  lane="write", pass_progress=True, cancellable=True,
+        worker = self.call("activate_model", version, name="activate model", writes=True,
+                           pass_progress=True, cancellable=True,
                                   progress=self._activate_progress,
                                   done=lambda _r: self._activated(True, done),
                                   failed=lambda exc: self._activate_failed(exc, done))
@@ -106,8 +143,8 @@ class LibraryTasks(QObject):
         model does: photos are re-embedded while search keeps the old vectors."""
         if self.library is None:
             return
-        worker = self.jobs.submit(self.library.upgrade, tower, name="upgrade model",
-                                  lane="write", pass_progress=True, cancellable=True,
+        worker = self.call("upgrade", tower, name="upgrade model", writes=True,
+                           pass_progress=True, cancellable=True,
                                   progress=self._activate_progress,
                                   done=lambda _r: self._activated(True, done),
                                   failed=lambda exc: self._activate_failed(exc, done))
@@ -121,11 +158,11 @@ class LibraryTasks(QObject):
 
     def _activated(self, ok: bool, done: Callable[[bool], None] | None) -> None:
         self.statusbar.end_activity("activate", "The model was switched." if ok else "")
-        self.changed.emit()
+        self.changed.emit(MODEL)
         if done is not None:
             done(ok)
 
     def _activate_failed(self, exc: BaseException, done) -> None:
-        if not isinstance(exc, Cancelled) and self.jobs.on_error is not None:
-            self.jobs.on_error("activate model", exc)
+        if not isinstance(exc, Cancelled):
+            self.report_error("activate model", exc)
         self._activated(False, done)
