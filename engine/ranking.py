@@ -39,7 +39,7 @@ from .query import Term
 log = logging.getLogger(__name__)
 
 MIN_LIKELY = 8  # always shown, however weak: a handful to judge the query by
-PAGE = 500  # the most photos one call returns as likely matches; the next page has the rest
+PAGE = 200  # the most photos one call returns as likely matches; the next page has the rest
 TEXT_LIMIT = 5000  # photos taken from the full-text index for one query, best first
 
 # Little words that say nothing about a photo: left out when a text term's words are looked up

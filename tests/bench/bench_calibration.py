@@ -11,8 +11,10 @@ into four folds of 200, each a library of its own:
   has no captions);
 - image queries: every photo, the right answers the other photos sharing at least two words that
   two or more captions of each use;
-- a minus: "beach", "snow", "grass", "water" with and without "-people", the share of the top 20
-  whose captions mention people.
+- a minus: for words a person might exclude ("people", "dog", "water" ...), how well a standard
+  score threshold tells the photos that show it (their captions say so) from those that do not
+  (balanced accuracy), which picks the exclusion threshold; then "beach", "snow", "grass",
+  "water" with and without "-people", the share of the top 20 whose captions mention people.
 
 For each threshold it prints recall, precision and the share of the library returned (at least
 engine.ranking.MIN_LIKELY photos), then the threshold the rule picks (the best recall whose share
@@ -31,6 +33,7 @@ import numpy as np
 
 from engine import calibration
 from engine.evaluate import embed_images, embed_texts, load_dataset
+from engine.library import DEFAULT_MODEL
 from engine.models import create_model
 from engine.ranking import MIN_LIKELY
 
@@ -45,6 +48,12 @@ _PEOPLE = ("people person man men woman women boy boys girl girls child children
            "surfer biker rider swimmer")
 PEOPLE = set(_PEOPLE.split())
 SCENES = ["beach", "snow", "grass", "water"]
+# Words a minus might take away, each with the caption words that say a photo shows it.
+CONCEPTS = {"people": PEOPLE, "dog": {"dog", "dogs", "puppy"}, "water": {"water", "lake", "river",
+            "pool", "ocean", "sea"}, "snow": {"snow", "snowy"}, "grass": {"grass", "grassy",
+            "field"}, "ball": {"ball"}, "bike": {"bike", "bicycle", "bikes", "bmx"},
+            "car": {"car", "cars", "truck"}}
+EXCLUDES = (1.15, 0.75, 0.5, 0.25, 0.0, -0.25, -0.5, -0.75)
 
 
 def words(text: str) -> set[str]:
@@ -52,7 +61,7 @@ def words(text: str) -> set[str]:
 
 
 def embeddings(dataset: Path):
-    model = create_model({"family": "bundled"}, device="cpu")
+    model = create_model(DEFAULT_MODEL, device="cpu")  # what a new library gets
     data = load_dataset(dataset, "all")
     cache = Path(f"/tmp/chikaku-calibration-{model.version}.npz")
     if cache.exists():
@@ -60,7 +69,7 @@ def embeddings(dataset: Path):
         img, txt, extra = z["img"], z["txt"], z["extra"]
     else:
         img, txt = embed_images(model, data.images), embed_texts(model, data.captions)
-        extra = model.encode_texts(SCENES + ["people"])
+        extra = model.encode_texts(SCENES + list(CONCEPTS))
         np.savez(cache, img=img, txt=txt, extra=extra)
     return model.version, data, img, txt, extra
 
@@ -117,7 +126,7 @@ def minus_people(photos, img, extra, people, exclude: float | None) -> float:
         z = standard(extra[qi][None], img[photos])[0]
         order = np.argsort(-z)
         if exclude is not None:
-            zn = standard(extra[-1][None], img[photos])[0]
+            zn = standard(extra[len(SCENES)][None], img[photos])[0]
             order = order[zn[order] < exclude]
         shares.append(people[photos][order[:20]].mean())
     return float(np.mean(shares))
@@ -167,8 +176,27 @@ def main() -> None:
     for thr in (0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
         f = test.figures(thr, raw=True)
         print(f"  cos >= {thr:4.2f}   {f['text'][2]:.3f} | {f['image'][2]:.3f}")
+    print("a minus: how well 'standard score >= t' tells the photos that show a word (their "
+          "captions say so) from those that do not, mean balanced accuracy over the words "
+          f"{', '.join(CONCEPTS)} on the train folds")
+    shows = {w: np.array([bool(ws & set().union(*map(words, caps))) for caps in caps_of])
+             for w, ws in CONCEPTS.items()}
+    accuracy = {}
+    for t in EXCLUDES:
+        acc = []
+        for f in folds:
+            for j, w in enumerate(CONCEPTS):
+                z = standard(extra[len(SCENES) + j][None], img[f])[0]
+                pos, hit = shows[w][f], z >= t
+                if pos.any() and (~pos).any():
+                    acc.append((hit[pos].mean() + (~hit[~pos]).mean()) / 2)
+        accuracy[t] = float(np.mean(acc))
+        print(f"  exclude z >= {t:5.2f}: {accuracy[t]:.3f}")
+    best = max(EXCLUDES, key=accuracy.get)
+    print(f"picked on train: exclude z >= {best}; engine.calibration.DEFAULT_EXCLUDE = "
+          f"{calibration.DEFAULT_EXCLUDE}")
     print("'-people': share of the top 20 whose captions mention people (train folds | test)")
-    for exclude in (None, calibration.DEFAULT_THRESHOLD, 0.5, calibration.DEFAULT_EXCLUDE):
+    for exclude in (None, calibration.DEFAULT_THRESHOLD, 0.5, best, calibration.DEFAULT_EXCLUDE):
         tr = np.mean([minus_people(f, img, extra, people, exclude) for f in folds])
         te = minus_people(test.photos, img, extra, people, exclude)
         name = "no minus" if exclude is None else f"exclude z >= {exclude}"

@@ -5,6 +5,7 @@ The figures printed here (run with ``-s``) are the ones in the README's "Likely 
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 import sqlite3
@@ -113,27 +114,6 @@ def test_a_raw_cosine_means_different_things_a_strength_does_not(flickr_test):
         assert hit.match in ("strong", "good", "weak")
 
 
-def test_a_minus_excludes_people_from_the_beach(flickr_test):
-    lib, folder, names, captions, ids = flickr_test
-    by_id = {i: n for n, i in ids.items()}
-
-    def with_people(hits) -> float:
-        mention = [bool(PEOPLE & {w for c in captions[by_id[h.photo_id]]
-                                  for w in re.findall(r"[a-z]+", c.lower())}) for h in hits]
-        return float(np.mean(mention)) if mention else 0.0
-
-    plain, without = lib.search("beach"), lib.search("beach -people")
-    top_plain, top_without = lib.search("beach", k=20), lib.search("beach -people", k=20)
-    print(f"\nphotos whose captions mention people: 'beach' {with_people(plain):.0%} of "
-          f"{len(plain)}, 'beach -people' {with_people(without):.0%} of {len(without)}; "
-          f"top 20: {with_people(top_plain):.0%} against {with_people(top_without):.0%}")
-    assert with_people(top_without) < with_people(top_plain) - 0.1
-    assert with_people(without) < with_people(plain)
-    # the weighted subtraction is still there, and excludes nothing
-    weighted = {h.photo_id for h in lib.search("beach - 0.5*people", k=len(names))}
-    assert weighted == set(ids.values())
-
-
 def test_a_caption_you_type_finds_its_photo_first(flickr_test):
     lib, _folder, names, _captions, ids = flickr_test
     photo = ids[names[123]]
@@ -149,6 +129,51 @@ def test_a_caption_you_type_finds_its_photo_first(flickr_test):
     finally:
         lib.set_captions(photo, [])
     assert not lib.search("Yorkshire")[0].words
+
+
+def test_a_minus_excludes_people_from_the_beach(flickr_test, tmp_path):
+    lib, _folder, names, captions, ids = flickr_test
+    by_id = {i: n for n, i in ids.items()}
+
+    def with_people(hits) -> float:
+        mention = [bool(PEOPLE & {w for c in captions[by_id[h.photo_id]]
+                                  for w in re.findall(r"[a-z]+", c.lower())}) for h in hits]
+        return float(np.mean(mention)) if mention else 0.0
+
+    def measure(where: str) -> tuple[float, float]:
+        plain, without = lib.search("beach"), lib.search("beach -people")
+        top_plain, top_without = lib.search("beach", k=20), lib.search("beach -people", k=20)
+        print(f"\n{where}: photos whose captions mention people among the likely matches of "
+              f"'beach' {with_people(plain):.0%} of {len(plain)}, 'beach -people' "
+              f"{with_people(without):.0%} of {len(without)}; in the top 20 "
+              f"{with_people(top_plain):.0%} against {with_people(top_without):.0%}")
+        assert {h.photo_id for h in top_without} != {h.photo_id for h in top_plain}
+        return with_people(plain) - with_people(without), (with_people(top_plain)
+                                                           - with_people(top_without))
+
+    measure("meaning alone (no captions)")
+    # the weighted subtraction is still there, and excludes nothing
+    assert len(lib.search("beach - 0.5*people", k=len(names))) == len(names)
+    table = tmp_path / "captions.csv"  # each photo's first four captions, as a person's library
+    with open(table, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["image", "caption"])
+        out.writerows((n, c) for n in names for c in captions[n][:4])
+    import_csv(lib, table)
+    try:
+        likely_drop, top_drop = measure("captioned library (words and meaning)")
+        assert likely_drop >= 0 and top_drop >= 0
+        # every photo whose captions say "people" is gone
+        said = {ids[n] for n in names if any("people" in c.lower() for c in captions[n][:4])}
+        assert not said & {h.photo_id for h in lib.search("beach -people", k=len(names))}
+        # captions name people one at a time: take those words away too and they go
+        everyone = "beach -people -man -men -woman -women -boy -girl -child -children"
+        broad = with_people(lib.search(everyone, k=20))
+        print(f"'{everyone}': {broad:.0%} of the top 20")
+        assert broad < with_people(lib.search("beach", k=20)) - 0.3
+    finally:
+        for i in ids.values():
+            lib.set_captions(i, [])
 
 
 # -- words: captions, file names, folders, kept in step --------------------------------------------
@@ -278,3 +303,35 @@ def test_strength_is_half_at_the_threshold_and_rises():
     assert Calibration.from_json(cal.to_json(), "v") == cal
     assert Calibration.from_json(cal.to_json(), "other") is None
     assert Calibration.from_json("{not json", "v") is None
+
+
+def test_the_command_line_prints_likely_matches_with_their_strength(worded, capsys):
+    import json
+
+    from engine.cli import main as cli
+
+    lib, _photos, _in_trip, cake = worded
+    where = ["--library", str(lib.root)]
+    assert cli(["search", "birthday cake", "--json", *where]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert MIN_LIKELY <= len(hits) < 12  # the likely matches, not every photo
+    assert hits[0]["path"] == str(cake) and hits[0]["match"] == "strong" and hits[0]["words"]
+    assert all(0 <= h["strength"] <= 1 and isinstance(h["score"], float) for h in hits)
+    assert cli(["search", "birthday cake", "--all", "--json", *where]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 12
+    assert cli(["search", "birthday cake", "-k", "3", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "strong" in lines[0] and lines[0].rstrip().endswith(cake.name)
+
+
+def test_a_library_with_captions_is_calibrated_on_them_per_model_version(shapes_lib):
+    lib, _folder, _truth = shapes_lib
+    cal = lib.calibration()  # made the first time it is needed, on the 48 captioned photos
+    assert cal.source == "captions" and cal.pairs == 48 and cal.version == lib.model.version
+    assert lib.calibrate() == cal  # the same captions, the same scale
+    assert 0.75 <= cal.threshold <= 2.5 and cal.recall is not None
+    again = Library.open(lib.root, device="cpu")
+    try:
+        assert again.calibration() == cal  # kept in the catalog
+    finally:
+        again.close()
