@@ -59,6 +59,7 @@ class ResultsModel(QAbstractListModel):
         self.loader = loader
         self.min_score: float | None = None
         self.sort = SORT_RELEVANCE
+        self.browsing = False  # the library newest first, with no query: no strength to filter
         self._all: list = []
         self._rows: list = []
         self._row_of: dict[str, list[int]] = {}
@@ -67,9 +68,11 @@ class ResultsModel(QAbstractListModel):
         loader.ready.connect(self._icon_ready)
 
     # -- what is shown ----------------------------------------------------------------------------
-    def set_hits(self, hits: list) -> None:
-        """A new query's hits (engine.query.Hit): older thumbnails still in flight are dropped."""
+    def set_hits(self, hits: list, browsing: bool = False) -> None:
+        """A new query's hits (engine.query.Hit), or with ``browsing`` the library's photos
+        newest first: older thumbnails still in flight are dropped."""
         self.loader.new_generation()
+        self.browsing = browsing
         self._all = list(hits)
         self._relayout()
 
@@ -98,10 +101,38 @@ class ResultsModel(QAbstractListModel):
     def row_of(self, photo_id: int) -> int:
         return next((i for i, h in enumerate(self._rows) if h.photo_id == photo_id), -1)
 
+    def hits(self) -> list:
+        """Every hit of the query on screen (those below the minimum strength too)."""
+        return list(self._all)
+
+    def update_photos(self, changed: dict) -> None:
+        """Photos that changed on disk since the search, by id: their new hit (renamed or moved:
+        the row follows it) or None (gone: the row leaves). Every other row, and the selection,
+        stays where it is."""
+        if not changed:
+            return
+        kept = [changed.get(h.photo_id, h) for h in self._all]
+        self._all = [h for h in kept if h is not None]
+        for row in reversed(range(len(self._rows))):
+            pid = self._rows[row].photo_id
+            if pid not in changed:
+                continue
+            if changed[pid] is None:
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._rows[row]
+                self.endRemoveRows()
+            else:
+                self._rows[row] = changed[pid]
+                self.dataChanged.emit(self.index(row), self.index(row))
+        self._row_of = {}
+        for i, h in enumerate(self._rows):
+            self._row_of.setdefault(h.path, []).append(i)
+
     def _relayout(self) -> None:
         self.beginResetModel()
-        rows = [h for h in self._all if self.min_score is None or h.strength >= self.min_score]
-        if self.sort == SORT_DATE:
+        rows = [h for h in self._all if self.browsing or self.min_score is None
+                or h.strength >= self.min_score]
+        if self.sort == SORT_DATE and not self.browsing:
             rows.sort(key=lambda h: h.date or datetime.min, reverse=True)
         self._rows = rows
         self._row_of = {}
@@ -123,6 +154,8 @@ class ResultsModel(QAbstractListModel):
             return self._icon(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             when = f"\n{hit.date:%Y-%m-%d %H:%M}" if hit.date else ""
+            if self.browsing:
+                return f"{hit.path}{when}"
             words = ", its words match" if hit.words else ""
             return f"{hit.match} match{words}{when}\n{hit.path}"
         if role == self.HitRole:

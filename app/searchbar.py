@@ -190,4 +190,13 @@ class SearchBar(QWidget):
             if event.key() == Qt.Key.Key_Down:
                 self.leave_down.emit()
                 return True
+            if event.key() == Qt.Key.Key_Escape and (self.field.text() or self.image):
+                self.clear_query()  # back to the whole library
+                return True
         return super().eventFilter(obj, event)
+
+    def clear_query(self) -> None:
+        """No words and no image: the window shows the library again."""
+        self.field.clear()
+        self.set_image(None)
+        self.search_now()

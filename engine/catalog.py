@@ -631,6 +631,19 @@ class Catalog:
         with self.session() as s:
             return {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(ids)))}
 
+    def newest_photos(self, offset: int = 0, limit: int | None = None
+                      ) -> list[tuple[int, str, datetime | None, int | None, int | None]]:
+        """(id, path, date, width, height) of the searchable photos, newest first (undated ones
+        last, then by id, newest first), from ``offset``; at most ``limit`` of them."""
+        q = (select(Photo.id, Photo.path, Photo.date, Photo.width, Photo.height)
+             .where(Photo.status == "ok")
+             .order_by(Photo.date.is_(None), Photo.date.desc(), Photo.id.desc())
+             .offset(max(0, offset)))
+        if limit is not None:
+            q = q.limit(max(0, limit))
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(q)]
+
     def searchable_photo_ids(self, under: str | None = None, date_from: datetime | None = None,
                              date_to: datetime | None = None) -> list[int]:
         """The ids of the searchable photos whose path starts with ``under`` (a folder with its

@@ -154,6 +154,14 @@ class Library:
                 self._model = self.registry.load(rec, self.config.device)
             return self._model
 
+    def warm_up(self) -> None:
+        """Load what the first search needs (the model, a first call of its text tower, the
+        index and its score calibration), so that a person's first query is answered at once."""
+        model = self.model
+        model.encode_texts(["a photo"])
+        _ = self.index
+        self.calibration()
+
     # -- index ----------------------------------------------------------------------------------
     @property
     def index(self) -> VectorIndex:
@@ -302,6 +310,11 @@ class Library:
         with self.writer.hold("calibrating"):
             return self.scales.fit(self.model)
 
+    def browse(self, offset: int = 0, limit: int | None = None) -> list[Hit]:
+        """The library's photos newest first, to look through with no query (no scores)."""
+        return [Hit(pid, path, 0.0, date, width, height)
+                for pid, path, date, width, height in self.catalog.newest_photos(offset, limit)]
+
     def _filter_ids(self, folder, date_from, date_to) -> np.ndarray | None:
         if folder is None and date_from is None and date_to is None:
             return None
@@ -375,6 +388,17 @@ class Library:
         config = json.loads(rec.config_json)
         new = upgraded_config(config)
         return None if new is None else describe_upgrade(config, new)
+
+    def image_tower(self) -> str | None:
+        """The active model's image tower as ``upgrade`` names it ("lite0", "lite1") when it is an
+        untrained bundled model, whose tower a person may change; else None."""
+        from .models.bundled import OLD_TOWER, TOWER_NAMES
+
+        rec = self.registry.active()
+        if rec.family != "bundled" or rec.path:
+            return None
+        full = json.loads(rec.config_json).get("image_tower", OLD_TOWER)
+        return next((short for short, name in TOWER_NAMES.items() if name == full), None)
 
     def upgrade(self, tower: str | None = None, progress: Emit | None = None,
                 cancel: threading.Event | None = None) -> str | None:

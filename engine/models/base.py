@@ -18,6 +18,21 @@ from torch import nn
 HEADS = ("image_proj.", "text_proj.")  # parameter names of the heads every family has
 
 
+def gpu_present() -> bool:
+    """Whether a CUDA GPU can run the model here."""
+    return torch.cuda.is_available()
+
+
+def usable_device(requested: str) -> tuple[str, str | None]:
+    """The device to run on for a saved choice, and a note for the person when the choice cannot
+    be honoured: a GPU chosen on a computer without one (or whose driver is gone) runs on the
+    CPU instead of failing every search."""
+    if requested == "cuda" and not gpu_present():
+        return "cpu", ("No CUDA GPU was found on this computer, so the model runs on the CPU "
+                       "(Settings → Model → Run the model on)")
+    return requested, None
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
