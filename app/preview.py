@@ -210,6 +210,15 @@ class PreviewPane(QWidget):
         self._set_captions(data.captions)
         self._set_controls(True)
 
+    def follow(self, hit) -> None:
+        """The photo shown was renamed or moved: show it under its new path (the picture and
+        captions are its own still); Open and Show in folder use the new path."""
+        if self.current is None or self.current.photo_id != hit.photo_id:
+            return
+        self.current.path = hit.path
+        self.name.setText(os.path.basename(hit.path))
+        self.path.setText(hit.path)
+
     def _set_controls(self, enabled: bool) -> None:
         for w in (self.captions, self.open_button, self.folder_button, self.similar_button):
             w.setEnabled(enabled)

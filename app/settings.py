@@ -30,6 +30,7 @@ class Settings:
     exclude_patterns: list[str] = field(default_factory=list)  # file and folder name globs
     results: int = 1000  # how many more photos "Show more" brings (a search: its likely matches)
     train_steps: int = 200
+    watch: bool = True  # keep the library current with its folders while the app is open
 
 
 def config_dir() -> Path:
@@ -52,6 +53,8 @@ def _valid(name: str, value: object) -> bool:
         return value in DEVICES
     if name == "exclude_patterns":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if name == "watch":
+        return isinstance(value, bool)
     if name in ("results", "train_steps"):
         return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100_000
     return False

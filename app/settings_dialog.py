@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -57,11 +59,12 @@ class SettingsDialog(QDialog):
     """Library folders, the model, fine-tuning and app settings. It is handed what it needs:
     the library's operations, the settings, and how to ask the person for a folder."""
 
-    def __init__(self, ops, settings, choose_folder, parent=None) -> None:
+    def __init__(self, ops, settings, choose_folder, parent=None, live=None) -> None:
         super().__init__(parent)
         self.ops = ops  # app.operations.Operations
         self.settings = settings
         self.choose_folder = choose_folder
+        self.live = live  # app.live.LiveLibrary: watching, each folder's state
         self.status = None  # the last engine LibraryStatus shown
         self.setWindowTitle("Chikaku settings")
         self.resize(760, 560)
@@ -87,6 +90,20 @@ class SettingsDialog(QDialog):
         add.clicked.connect(lambda: self.choose_folder())
         self.remove_button = QPushButton("Remove from library…", tab)
         self.remove_button.clicked.connect(self._remove_clicked)
+        self.rescan_button = QPushButton("Rescan now", tab)
+        self.rescan_button.setToolTip("Look at the folder again now for new, changed, moved and "
+                                      "deleted photos")
+        self.rescan_button.clicked.connect(self._rescan_clicked)
+        self.pause_button = QPushButton("Pause", tab)
+        self.pause_button.setToolTip("A paused folder is not watched; its photos stay searchable")
+        self.pause_button.clicked.connect(self._pause_clicked)
+        self.watch_box = QCheckBox("Keep the library current while Chikaku is open (watch its "
+                                   "folders for new, changed, moved and deleted photos)", tab)
+        self.watch_box.setChecked(bool(self.settings.watch))
+        self.watch_box.setEnabled(self.live is not None)
+        self.watch_box.toggled.connect(self._watch_toggled)
+        if self.live is not None:
+            self.live.states_changed.connect(self._show_folder_states)
         self.patterns = QPlainTextEdit("\n".join(self.settings.exclude_patterns), tab)
         self.patterns.setPlaceholderText("*.png\nScreenshots\ntmp*")
         self.patterns.setFixedHeight(90)
@@ -95,9 +112,12 @@ class SettingsDialog(QDialog):
         folders_box = QGroupBox("Folders of photos", tab)
         fl = QVBoxLayout(folders_box)
         fl.addWidget(self.folders)
+        fl.addWidget(self.watch_box)
         row = QHBoxLayout()
         row.addWidget(_note("Removing a folder takes its photos out of the library; the files "
                             "stay where they are.", tab), 1)
+        row.addWidget(self.rescan_button)
+        row.addWidget(self.pause_button)
         row.addWidget(self.remove_button)
         row.addWidget(add)
         fl.addLayout(row)
@@ -177,9 +197,7 @@ class SettingsDialog(QDialog):
     def set_status(self, status) -> None:
         """The library's current state (engine LibraryStatus); reloads the model list."""
         self.status = status
-        self.folders.clear()
-        self.folders.addItems(status.folders or ["(no folders yet)"])
-        self._folder_selected()
+        self._show_folder_states()
         self.library_dir.setText(status.root)
         self.catalog.setText(str(Path(status.root) / "catalog.db"))
         self.ops.call("models", done=self._show_models)
@@ -236,16 +254,59 @@ class SettingsDialog(QDialog):
         self.upgrade_button.setEnabled(False)
         self.ops.upgrade_model()
 
-    def _folder_selected(self) -> None:
+    def _show_folder_states(self) -> None:
+        """Each folder with what is happening to it (watching, polling, paused, indexing…)."""
+        chosen = self.selected_folder()
+        self.folders.clear()
+        folders = self.status.folders if self.status is not None else []
+        if not folders:
+            self.folders.addItem("(no folders yet)")
+        for folder in folders:
+            state = self.live.state(folder) if self.live is not None else None
+            item = QListWidgetItem(f"{folder}\n    {state.text}" if state else folder)
+            item.setData(Qt.ItemDataRole.UserRole, folder)
+            item.setToolTip(state.detail if state and state.detail else folder)
+            self.folders.addItem(item)
+            if folder == chosen:
+                item.setSelected(True)
+                self.folders.setCurrentItem(item)
+        self._folder_selected()
+
+    def selected_folder(self) -> str | None:
         items = self.folders.selectedItems()
-        self.remove_button.setEnabled(bool(items) and self.ops.can_remove_folders()
-                                      and bool(self.status and self.status.folders))
+        return items[0].data(Qt.ItemDataRole.UserRole) if items else None
+
+    def _folder_selected(self) -> None:
+        folder = self.selected_folder()
+        self.remove_button.setEnabled(bool(folder) and self.ops.can_remove_folders())
+        paused = self.live is not None and folder in self.live.paused
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_button.setEnabled(bool(folder) and self.live is not None)
+        self.rescan_button.setEnabled(bool(folder) and self.ops.ready)
+
+    def _watch_toggled(self, on: bool) -> None:
+        if self.live is not None:
+            self.live.set_enabled(on)
+
+    def _rescan_clicked(self) -> None:
+        folder = self.selected_folder()
+        if folder is None:
+            return
+        if self.live is not None:
+            self.live.rescan(folder)
+        else:
+            self.ops.add_folder(folder)
+
+    def _pause_clicked(self) -> None:
+        folder = self.selected_folder()
+        if folder is not None and self.live is not None:
+            self.pause_button.setEnabled(False)
+            self.live.set_paused(folder, folder not in self.live.paused)
 
     def _remove_clicked(self) -> None:
-        items = self.folders.selectedItems()
-        if not items:
+        folder = self.selected_folder()
+        if not folder:
             return
-        folder = items[0].text()
         answer = QMessageBox.question(
             self, "Remove the folder?", f"Remove {folder} from the library? Its photos, their "
             "vectors and captions leave the catalog. The files on disk are not touched.")

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from engine.errors import QueryError
 
 from . import imagequery
+from .live import LiveLibrary
 from .operations import CAPTIONS, Operations
 from .pages import Banner, EmptyState, LoadingPage, Notice
 from .preview import PreviewPane, show_in_folder
@@ -51,7 +52,7 @@ def open_library(settings: Settings):
 
 class MainWindow(QMainWindow):
     def __init__(self, library=None, library_factory: Callable[[], object] | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, watch_options=None) -> None:
         super().__init__()
         self.setWindowTitle("Chikaku")
         self.settings = settings or load_settings()
@@ -67,6 +68,10 @@ class MainWindow(QMainWindow):
         self.results = ResultsModel(self.loader, self)
         self._build()
         self._build_actions()
+        # keeps the library current with its folders (watch_options: the watcher's timings)
+        self.live = LiveLibrary(self.ops, self.settings, self.statusbar, self.results,
+                                self.preview, watch_options, self)
+        self.live.photos_changed.connect(self.refresh_status)
         self.setAcceptDrops(True)
         self._restore_geometry()
         if library is not None:
@@ -167,6 +172,7 @@ class MainWindow(QMainWindow):
         self.loader.cache_dir = library.root / "cache" / "thumbs"
         self.ops.library = library
         self.refresh_status()
+        self.live.start(library)
 
     def _library_failed(self, exc: BaseException) -> None:
         self.loading.show_problem(f"Could not open the library: {error_text(exc)}")
@@ -396,7 +402,7 @@ class MainWindow(QMainWindow):
 
         if self._settings_dialog is None:
             self._settings_dialog = SettingsDialog(self.ops, self.settings, self.choose_folder,
-                                                   self)
+                                                   self, live=self.live)
         if self.status is not None:
             self._settings_dialog.set_status(self.status)
         self._settings_dialog.show()
@@ -425,6 +431,7 @@ class MainWindow(QMainWindow):
         if self.preview.is_dirty():
             self.preview.save_captions()
         self.jobs.cancel_all()
+        self.live.stop()  # the watcher's pass ends at its next photo, before the library closes
         self.jobs.wait()  # catalog writes finish; long jobs stop at their next step
         if self._owns_library and self.library is not None:
             self.library.close()

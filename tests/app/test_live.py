@@ -1,0 +1,189 @@
+"""A live library: the real watcher keeps the open window's library current with its folders.
+
+Each test opens the real window over a tiny-model library with the engine's watcher (short quiet
+periods, so a change is picked up in about a second), changes files on disk, and waits for what a
+person would see: the photo found, the deleted one gone from the grid, the preview's new path.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from engine.watching.watcher import WatchOptions
+from tests.app.conftest import WAIT_MS, close_window, open_window, wait_for_results
+from tests.conftest import dataset_images
+
+# watchdog's notice when a new folder is watched twice during its walk (harmless)
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
+
+FAST = WatchOptions(quiet=0.4, settle=0.2, poll_interval=0.3, recheck=0.3)
+
+
+def live_window(qtbot, lib, folder: Path):
+    """The window over ``lib``, once its watcher has caught up and watches ``folder``."""
+    w = open_window(qtbot, lib, watch_options=FAST)
+    qtbot.waitUntil(lambda: w.live.state(str(folder)).kind == "watching"
+                    and w.live.watcher.idle, timeout=WAIT_MS)
+    return w
+
+
+def photos_in_grid(w) -> list[str]:
+    return [w.results.hit(r).path for r in range(w.results.rowCount())]
+
+
+def search_image(qtbot, w, path: Path) -> None:
+    """Search with a photo of the library: it is its own best match."""
+    w.search_with_image(str(path))
+
+    def first() -> None:
+        assert w.shown is not None and w.shown.image == str(path)
+        assert w.results.rowCount() > 0 and w.results.hit(0).path == str(path)
+    qtbot.waitUntil(first, timeout=WAIT_MS)
+
+
+def test_photos_copied_in_while_open_become_searchable(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        assert w.live.label.isVisible() and "Watching 1 folder" in w.live.label.text()
+        new = []
+        for p in dataset_images()[12:16]:
+            shutil.copy2(p, photos / f"new-{p.name}")
+            new.append(photos / f"new-{p.name}")
+        qtbot.waitUntil(lambda: w.status.photos == 16, timeout=WAIT_MS)
+        assert "16 photos" in w.statusbar.library_label.text()
+        for path in new:
+            search_image(qtbot, w, path)
+        assert not w.banner.isVisible()
+    finally:
+        close_window(w)
+
+
+def test_deleted_photos_leave_the_results_on_screen(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        qtbot.keyClicks(w.search.field, "a dog")
+        wait_for_results(qtbot, w, text="a dog")
+        shown = photos_in_grid(w)
+        assert len(shown) >= 3
+        gone, kept = shown[:2], shown[2:]
+        assert w.grid.current_hit().path == gone[0]  # selected, and in the preview
+        for path in gone:
+            Path(path).unlink()
+        qtbot.waitUntil(lambda: photos_in_grid(w) == kept, timeout=WAIT_MS)
+        # the selection moved to a photo that is there; nothing was reported as an error
+        qtbot.waitUntil(lambda: w.preview.current is not None
+                        and w.preview.current.path in kept, timeout=WAIT_MS)
+        assert w.preview.current.image is not None and not w.banner.isVisible()
+        qtbot.waitUntil(lambda: w.status.photos == 10, timeout=WAIT_MS)
+    finally:
+        close_window(w)
+
+
+def test_the_preview_follows_a_photo_renamed_while_selected(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    tiny_lib.set_captions(tiny_lib.photo_by_path(sorted(photos.iterdir())[0]).id,
+                          ["a boat on the lake"])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        target = sorted(photos.iterdir())[0]
+        search_image(qtbot, w, target)
+        hit = w.grid.current_hit()
+        qtbot.waitUntil(lambda: w.preview.current is not None
+                        and w.preview.current.photo_id == hit.photo_id, timeout=WAIT_MS)
+        (photos / "2024").mkdir()
+        moved = photos / "2024" / "renamed.jpg"
+        target.rename(moved)
+        qtbot.waitUntil(lambda: w.preview.path.text() == str(moved), timeout=WAIT_MS)
+        assert w.preview.name.text() == "renamed.jpg"
+        assert w.preview.current.path == str(moved)
+        assert w.grid.current_hit().photo_id == hit.photo_id  # the same row, still selected
+        assert w.grid.current_hit().path == str(moved)
+        assert w.preview.caption_lines() == ["a boat on the lake"]  # captions kept
+        assert tiny_lib.photo_by_path(moved).id == hit.photo_id
+    finally:
+        close_window(w)
+
+
+def test_a_paused_folder_waits_until_it_is_resumed(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        w.open_settings()
+        dialog = w._settings_dialog
+        dialog.folders.setCurrentRow(0)
+        assert dialog.selected_folder() == str(photos)
+        assert "watching" in dialog.folders.item(0).text()
+        assert dialog.pause_button.text() == "Pause"
+        qtbot.mouseClick(dialog.pause_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: w.live.watcher.mode(photos) == "paused", timeout=WAIT_MS)
+        assert tiny_lib.paused_folders() == [str(photos)]
+        qtbot.waitUntil(lambda: "paused" in dialog.folders.item(0).text(), timeout=WAIT_MS)
+        assert dialog.pause_button.text() == "Resume"
+        assert "paused" in w.live.label.text()
+
+        new = photos / "while-paused.jpg"
+        shutil.copy2(dataset_images()[20], new)
+        qtbot.wait(int(10 * (FAST.quiet + FAST.recheck) * 1000))  # many chances to pick it up
+        assert tiny_lib.photo_by_path(new) is None
+        assert w.status.photos == 12
+
+        dialog.folders.setCurrentRow(0)
+        qtbot.mouseClick(dialog.pause_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
+        assert tiny_lib.photo_by_path(new) is not None and tiny_lib.paused_folders() == []
+        qtbot.waitUntil(lambda: "watching" in dialog.folders.item(0).text(), timeout=WAIT_MS)
+    finally:
+        close_window(w)
+
+
+def test_changes_made_while_closed_are_caught_up_on_opening(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    close_window(w)
+    assert w.live.watcher is None and not w.live._stopping  # stopped, and its thread ended
+
+    a, b = sorted(photos.iterdir())[:2]
+    kept = tiny_lib.photo_by_path(a).id
+    a.rename(photos / "renamed.jpg")
+    b.unlink()
+    shutil.copy2(dataset_images()[12], photos / "new.jpg")
+
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        qtbot.waitUntil(lambda: tiny_lib.photo_by_path(photos / "new.jpg") is not None
+                        and w.status.photos == 12, timeout=WAIT_MS)
+        assert tiny_lib.photo_by_path(photos / "renamed.jpg").id == kept
+        assert tiny_lib.photo_by_path(b) is None
+        search_image(qtbot, w, photos / "new.jpg")
+    finally:
+        close_window(w)
+
+
+def test_watching_can_be_turned_off_in_settings(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        w.open_settings()
+        dialog = w._settings_dialog
+        assert dialog.watch_box.isChecked()
+        dialog.watch_box.setChecked(False)
+        assert w.live.watcher is None and not w.settings.watch
+        assert w.live.label.text() == "Watching is off"
+        assert "not watched" in dialog.folders.item(0).text()
+        shutil.copy2(dataset_images()[20], photos / "unseen.jpg")
+        qtbot.wait(int(6 * FAST.quiet * 1000))
+        assert tiny_lib.photo_by_path(photos / "unseen.jpg") is None
+
+        dialog.watch_box.setChecked(True)  # a new watcher catches up at once
+        qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
+        dialog.done(0)
+        from app.settings import load_settings
+        assert load_settings().watch is True
+    finally:
+        close_window(w)
