@@ -42,6 +42,15 @@ log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = (("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU"),
                   ("cuda", "GPU (CUDA)"))
+
+
+def device_choices() -> tuple[tuple[str, str], ...]:
+    """What the model can run on here: the GPU is offered only where one is found."""
+    from engine.models.base import gpu_present  # the library (and torch) is open by now
+
+    return tuple(c for c in DEVICE_CHOICES if c[0] != "cuda" or gpu_present())
+
+
 # The bundled model's image towers (engine Library.upgrade names them so).
 TOWER_CHOICES = (("lite0", "Faster (EfficientNet-Lite0)"),
                  ("lite1", "Better, slower to index (EfficientNet-Lite1)"))
@@ -146,7 +155,7 @@ class SettingsDialog(QDialog):
         self.use_button = QPushButton("Use this model", tab)
         self.use_button.clicked.connect(self._use_selected)
         self.device = QComboBox(tab)
-        for value, text in DEVICE_CHOICES:
+        for value, text in device_choices():
             self.device.addItem(text, value)
         self.device.setCurrentIndex(max(0, self.device.findData(self.settings.device)))
         self.device.currentIndexChanged.connect(self.apply)

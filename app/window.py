@@ -45,8 +45,12 @@ def open_library(settings: Settings):
     """The library the settings point at (heavy: imports torch and loads the model)."""
     from engine.config import IndexingConfig
     from engine.library import Library
+    from engine.models.base import usable_device
 
-    return Library.open(library_location(settings), device=settings.device,
+    device, note = usable_device(settings.device)
+    if note:
+        log.warning(note)
+    return Library.open(library_location(settings), device=device,
                         indexing=IndexingConfig(exclude_globs=tuple(settings.exclude_patterns)))
 
 
@@ -62,6 +66,8 @@ class MainWindow(QMainWindow):
         self._search_gen = 0
         self.shown: SearchRequest | None = None  # the query whose results are on screen
         self._pending: SearchRequest | None = None
+        self._warm = False  # the model is loaded: a query is answered at once
+        self._home_photos = -1  # how many photos the home view (no query) holds
         self._settings_dialog = None
         self.jobs = Jobs(self, on_error=self.show_error)
         self.loader = ThumbnailLoader(self.jobs, self)
@@ -128,6 +134,7 @@ class MainWindow(QMainWindow):
         self.empty.add_folder.connect(self.choose_folder)
         self.ops.changed.connect(self.library_changed)
         self.ops.indexing.connect(self.empty.set_busy)
+        self.ops.growing.connect(self.refresh_status)  # photos appear while a folder is indexed
         self.grid.selectionModel().currentChanged.connect(self._current_changed)
         self.grid.doubleClicked.connect(lambda _i: self.open_current())
         self.grid.customContextMenuRequested.connect(self._context_menu)
@@ -171,12 +178,30 @@ class MainWindow(QMainWindow):
         self.library = library
         self.loader.cache_dir = library.root / "cache" / "thumbs"
         self.ops.library = library
+        self._warm = False
+        if self.settings.device == "cuda" and getattr(library.config, "device", "cuda") != "cuda":
+            self.statusbar.showMessage("No CUDA GPU was found on this computer, so the model "
+                                       "runs on the CPU (Settings → Model).", 15000)
+        self.statusbar.start_activity("warm", "Getting search ready…")
+        self.ops.call("warm_up", name="load the model", done=lambda _r: self._warmed(),
+                      failed=self._warm_failed)
         self.refresh_status()
         self.live.start(library)
 
     def _library_failed(self, exc: BaseException) -> None:
         self.loading.show_problem(f"Could not open the library: {error_text(exc)}")
         self.show_error("open library", exc)
+
+    def _warmed(self) -> None:
+        self._warm = True
+        self.statusbar.end_activity("warm")
+        if self._pending is not None:
+            request, self._pending = self._pending, None
+            self.run_search(request)
+
+    def _warm_failed(self, exc: BaseException) -> None:
+        self.show_error("open library", exc)
+        self._warmed()  # searches now say themselves what is wrong
 
     def refresh_status(self) -> None:
         self.ops.call("status", done=self._status_ready)
@@ -190,9 +215,10 @@ class MainWindow(QMainWindow):
         empty = status.photos == 0
         self.pages.setCurrentWidget(self.empty if empty else self.splitter)
         self.search.set_searchable(not empty)
-        if not empty and self.search.request().is_empty() and self._pending is None:
-            self._show_notice(f"Type what you are looking for to search {status.photos:,} "
-                              "photos, or drop a photo here to find similar ones.")
+        home_current = self.results.browsing and self._home_photos == status.photos
+        if (not empty and self.search.request().is_empty() and self._pending is None
+                and not home_current):
+            self.show_home()
         if self._pending is not None:
             request, self._pending = self._pending, None
             self.run_search(request)
@@ -201,12 +227,14 @@ class MainWindow(QMainWindow):
     def run_search(self, request: SearchRequest) -> None:
         self._search_gen += 1
         gen = self._search_gen
-        if self.library is None:
-            self._pending = request
-            return
         if request.is_empty():
+            self._pending = None
+            self.show_home()
+            return
+        if self.library is None or not self._warm:
+            self._pending = request  # run the moment the model is there
             self.results.clear()
-            self._show_notice("Type what you are looking for, or drop a photo here.")
+            self._show_notice("Getting search ready… your search runs in a moment.")
             return
         self.statusbar.showMessage("Searching…")
         self.more.setVisible(False)
@@ -216,6 +244,27 @@ class MainWindow(QMainWindow):
                       log_failures=False,  # a half-typed query is not worth a traceback
                       done=lambda hits: self._search_done(gen, request, hits),
                       failed=lambda exc: self._search_failed(gen, exc))
+
+    def show_home(self) -> None:
+        """With no query: the whole library, newest first."""
+        if self.library is None:
+            return
+        self._search_gen += 1
+        gen = self._search_gen
+        self.more.setVisible(False)
+        self.ops.call("browse", name="browse", done=lambda hits: self._home_ready(gen, hits))
+
+    def _home_ready(self, gen: int, hits: list) -> None:
+        if gen != self._search_gen:
+            return  # a query was typed meanwhile
+        self.shown = None
+        self._home_photos = len(hits)
+        self.results.set_hits(hits, browsing=True)
+        if hits:
+            self.results_stack.setCurrentWidget(self.grid)
+            self.grid.scrollToTop()
+        else:
+            self._show_notice("Type what you are looking for, or drop a photo here.")
 
     def _search_done(self, gen: int, request: SearchRequest, hits: list) -> None:
         if gen != self._search_gen:
@@ -352,7 +401,7 @@ class MainWindow(QMainWindow):
         self.refresh_status()
         request = self.search.request()
         if what != CAPTIONS and not request.is_empty():
-            self.run_search(request)
+            self.run_search(request)  # (with no query, the new status shows the library again)
 
     # -- the selected photo -----------------------------------------------------------------------
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:

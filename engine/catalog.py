@@ -715,6 +715,12 @@ class Catalog:
                     s.add(Caption(photo_id=photo_id, text=t, source=source))
             return True
 
+    def remove_photos(self, ids: list[int]) -> None:
+        """Photos a person took out of the library (an exclusion pattern): they leave with their
+        vectors, in one transaction; their captions are kept for their return."""
+        with self.session() as s:
+            self.delete_photos(s, ids, keep_captions=True)
+
     def searchable_photo_paths(self) -> list[tuple[int, str]]:
         """(photo id, path) of every searchable photo."""
         with self.session() as s:

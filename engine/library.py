@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from .progress import Emit, Progress, as_job, silent
 from .query import Hit, Term, parse_query
 from .ranking import Ranked, Ranker, Scales
 from .registry import ModelInfo, ModelRegistry
-from .scan import is_utf8, shown_path
+from .scan import excluded_below, is_utf8, shown_path
 from .vectors import VectorStore
 
 if TYPE_CHECKING:  # the training code is imported only when a person trains
@@ -52,6 +52,10 @@ def photo_folder(p: Path | str) -> Path:
         raise LibraryError(f"the folder name {shown_path(str(path))} is not valid UTF-8, "
                            "so the catalog cannot keep it: rename it to index it")
     return path
+
+
+def _globs(patterns: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in patterns if p and p.strip()))
 
 
 def _refuse_emptied_catalog(config: LibraryConfig) -> None:
@@ -221,6 +225,39 @@ class Library:
         with self.writer.hold("pausing a folder"):
             if not self.catalog.set_folder_paused(folder, paused):
                 raise LibraryError(f"{path} is not a folder of this library")
+
+    def excluded_by(self, patterns: list[str]) -> list[str]:
+        """The paths of the library's photos that these name patterns would take out (a file or
+        folder name below a library folder matching one), before anything is changed."""
+        globs = _globs(patterns)
+        if not globs:
+            return []
+        return [path for _pid, path in self._excluded(globs)]
+
+    def set_exclusions(self, patterns: list[str]) -> int:
+        """Exclude by these name patterns from now on: the photos they match leave the library
+        at once (their captions are kept, and come back with the photo if a pattern is
+        removed and it is indexed again). Returns how many photos left."""
+        globs = _globs(patterns)
+        with self.writer.hold("excluding photos"), self._lock:
+            if self.store.loaded is not None:
+                self.store.current(self.model)  # checked against the catalog first
+            ids = [pid for pid, _path in self._excluded(globs)]
+            self.catalog.remove_photos(ids)
+            self.store.remove(ids)
+            self.config = replace(self.config,
+                                  indexing=replace(self.config.indexing, exclude_globs=globs))
+            return len(ids)
+
+    def _excluded(self, globs: tuple[str, ...]) -> list[tuple[int, str]]:
+        folders = sorted(self.folders(), key=len, reverse=True)  # the innermost first
+        out = []
+        for pid, path in self.catalog.searchable_photo_paths():
+            folder = next((f for f in folders if path.startswith(f.rstrip(os.sep) + os.sep)),
+                          None)
+            if folder is not None and excluded_below(path, folder, globs):
+                out.append((pid, path))
+        return out
 
     def paused_folders(self) -> list[str]:
         return self.catalog.paused_folder_paths()

@@ -39,6 +39,13 @@ def is_excluded(name: str, exclude_globs: tuple[str, ...] = ()) -> bool:
     return any(fnmatch.fnmatch(name, g) for g in exclude_globs)
 
 
+def excluded_below(path: str, folder: str, exclude_globs: tuple[str, ...]) -> bool:
+    """Whether a pattern takes out the photo at ``path`` inside the library folder ``folder``:
+    its name or the name of a folder between them matches one (as a scan would skip it)."""
+    rel = os.path.relpath(path, folder)
+    return any(fnmatch.fnmatch(part, g) for part in rel.split(os.sep) for g in exclude_globs)
+
+
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
