@@ -26,6 +26,9 @@ WHAT_FAILED = {
     "activate model": "Could not switch models",
     "train": "Fine-tuning failed",
     "paste image": "Could not use the pasted image",
+    "exclude photos": "Could not leave those photos out",
+    "keep the library current": "Could not set up keeping the library current",
+    "save the settings": "Could not save the settings",
 }
 
 

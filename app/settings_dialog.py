@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -33,9 +33,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from . import autostart
 from .about import show_about
 from .finetune import FineTunePanel
 from .found_models import FoundModelsPanel
+from .operations import PHOTOS
 from .settings import save_settings
 
 log = logging.getLogger(__name__)
@@ -116,12 +118,24 @@ class SettingsDialog(QDialog):
         self.patterns = QPlainTextEdit("\n".join(self.settings.exclude_patterns), tab)
         self.patterns.setPlaceholderText("*.png\nScreenshots\ntmp*")
         self.patterns.setFixedHeight(90)
+        self._pattern_timer = QTimer(self, singleShot=True, interval=400)
+        self._pattern_timer.timeout.connect(self._preview_patterns)
+        self.patterns.textChanged.connect(self._pattern_timer.start)
+        self.pattern_effect = _note("", tab)
+        self.apply_patterns_button = QPushButton("Apply", tab)
+        self.apply_patterns_button.setEnabled(False)
+        self.apply_patterns_button.clicked.connect(self.apply_patterns)
+        self.background_box = QCheckBox("Keep the library current when Chikaku is closed "
+                                        "(a watcher starts when you log in)", tab)
+        self.background_box.setChecked(autostart.enabled())
+        self.background_box.toggled.connect(self._background_toggled)
         self.catalog = QLineEdit(tab, readOnly=True)
         self.library_dir = QLineEdit(tab, readOnly=True)
         folders_box = QGroupBox("Folders of photos", tab)
         fl = QVBoxLayout(folders_box)
         fl.addWidget(self.folders)
         fl.addWidget(self.watch_box)
+        fl.addWidget(self.background_box)
         row = QHBoxLayout()
         row.addWidget(_note("Removing a folder takes its photos out of the library; the files "
                             "stay where they are.", tab), 1)
@@ -133,7 +147,10 @@ class SettingsDialog(QDialog):
         excl = QGroupBox("Leave out files and folders named (one pattern a line)", tab)
         el = QVBoxLayout(excl)
         el.addWidget(self.patterns)
-        el.addWidget(_note(NEXT_START, tab))
+        effect_row = QHBoxLayout()
+        effect_row.addWidget(self.pattern_effect, 1)
+        effect_row.addWidget(self.apply_patterns_button)
+        el.addLayout(effect_row)
         where = QFormLayout()
         where.addRow("Library folder", self.library_dir)
         where.addRow("Catalog", self.catalog)
@@ -337,10 +354,66 @@ class SettingsDialog(QDialog):
             self.ops.activate_model(items[0].data(0, Qt.ItemDataRole.UserRole))
 
     # -- saving -----------------------------------------------------------------------------------
+    # -- leaving photos out ------------------------------------------------------------------------
+    def pattern_lines(self) -> list[str]:
+        return [ln.strip() for ln in self.patterns.toPlainText().splitlines() if ln.strip()]
+
+    def _patterns_changed(self) -> bool:
+        return self.pattern_lines() != list(self.settings.exclude_patterns)
+
+    def _preview_patterns(self) -> None:
+        """Say what the patterns typed would take out, before anything is applied."""
+        changed = self._patterns_changed()
+        self.apply_patterns_button.setEnabled(changed and self.ops.ready)
+        if not changed:
+            self.pattern_effect.setText("")
+            return
+        lines = self.pattern_lines()
+
+        def show(paths: list[str]) -> None:
+            if lines != self.pattern_lines():
+                return  # typed on meanwhile: the next preview says it
+            n = len(paths)
+            self.pattern_effect.setText(
+                f"Applying takes {n:,} photo{'s' * (n != 1)} out of the library (their captions "
+                "are kept for when they come back)." if n else
+                "No photo in the library matches these patterns; new ones that do are left out.")
+
+        self.ops.call("excluded_by", lines, name="preview exclusions", done=show)
+
+    def apply_patterns(self) -> None:
+        """Apply the patterns now: the photos they match leave the library, and it says how
+        many."""
+        lines = self.pattern_lines()
+        self.apply_patterns_button.setEnabled(False)
+
+        def applied(n: int) -> None:
+            self.settings.exclude_patterns = lines
+            self.apply()
+            text = (f"{n:,} photo{'s' * (n != 1)} left the library; their captions are kept "
+                    "for when they come back." if n else "Applied; no photo left the library.")
+            self.pattern_effect.setText(text)
+            self.ops.statusbar.showMessage(text, 10000)
+
+        self.ops.call("set_exclusions", lines, name="exclude photos", writes=True,
+                      changes=PHOTOS, done=applied,
+                      failed=lambda exc: self.ops.report_error("exclude photos", exc))
+
+    def _background_toggled(self, on: bool) -> None:
+        """Install or remove the login item that runs `chikaku watch` on this library."""
+        try:
+            if on and self.status is not None:
+                autostart.enable(self.status.root)
+            elif not on:
+                autostart.disable()
+        except OSError as e:
+            self.background_box.blockSignals(True)
+            self.background_box.setChecked(autostart.enabled())
+            self.background_box.blockSignals(False)
+            self.ops.report_error("keep the library current", e)
+
     def apply(self) -> None:
         settings = self.settings
-        settings.exclude_patterns = [ln.strip() for ln in self.patterns.toPlainText().splitlines()
-                                     if ln.strip()]
         settings.device = self.device.currentData()
         settings.train_steps = self.finetune.steps.value()
         try:
@@ -350,5 +423,7 @@ class SettingsDialog(QDialog):
             self.ops.report_error("save the settings", e)
 
     def done(self, result: int) -> None:
+        if self._patterns_changed() and self.ops.ready:
+            self.apply_patterns()  # typed and not applied: applied now, and reported
         self.apply()
         super().done(result)

@@ -1,10 +1,11 @@
-"""Save screenshots of the app for the README: the main window with results, and the settings.
+"""Save screenshots of the app for the README: the library with no query, results with the
+preview, and the folders in Settings.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python -m tests.app.screenshots [--library DIR]
 
-Without --library it builds a throw-away library (the bundled model over 60 photos of the shared
-data set, captioned from its captions.csv) in a temporary folder, so no thumbnail of a data-set
-photo is left anywhere but in the two PNGs, which are reduced to a small palette.
+Without --library it builds a throw-away library (the bundled model over the freely licensed
+photos in resources/sample-photos, two of them captioned) in a temporary folder. Only those
+photos ever appear in the screenshots (their sources: resources/sample-photos/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "resources" / "screenshots"
-QUERY = "a dog running through the snow"
+SAMPLES = ROOT / "resources" / "sample-photos"
+QUERY = "a cat"
+CAPTIONS = {"chelsea-the-cat.jpg": ["Chelsea asleep on the landing", "our cat Chelsea"],
+            "coffee-cup.jpg": ["a flat white at Pikolo Espresso Bar"]}
 MAX_BYTES = 300_000
 
 
@@ -35,17 +39,17 @@ def wait(app, condition, timeout: float = 600.0) -> None:
 
 
 def build_library(folder: Path):
-    from engine import captions
     from engine.library import Library
-    from tests.conftest import DATASET, dataset_images
 
-    photos = folder / "photos"
-    photos.mkdir()
-    for p in dataset_images()[:60]:
+    photos = folder / "Photos" / "Sample photos"
+    photos.mkdir(parents=True)
+    for i, p in enumerate(sorted(SAMPLES.glob("*.jpg"))):
         shutil.copy2(p, photos / p.name)
+        os.utime(photos / p.name, (1_700_000_000 + i * 7 * 86_400,) * 2)  # a week apart
     lib = Library.open(folder / "library", device="cpu")
     lib.add_folders([photos])
-    captions.import_csv(lib, DATASET / "captions.csv")
+    for name, lines in CAPTIONS.items():
+        lib.set_captions(lib.photo_by_path(photos / name).id, lines)
     return lib
 
 
@@ -65,44 +69,47 @@ def save_small(widget, path: Path) -> None:
     print(f"{path.relative_to(ROOT)}: {path.stat().st_size / 1000:.0f} KB")
 
 
-def shoot_main(app, window) -> None:
+def settle(app, window) -> None:
+    """Every visible thumbnail made and painted."""
+    window.grid.viewport().update()
+    app.processEvents()
+    wait(app, lambda: not window.loader._pending)
+    time.sleep(0.2)
+    app.processEvents()
+
+
+def shoot_home(app, window) -> None:
     window.resize(1280, 800)
+    wait(app, lambda: window.results.browsing and window.results.rowCount() > 0)
+    settle(app, window)
+    save_small(window, OUT / "home.png")
+
+
+def shoot_main(app, window) -> None:
     window.search.field.setText(QUERY)
     window.search.search_now()
     wait(app, lambda: window.shown is not None and window.results.rowCount() > 0)
     wait(app, lambda: window.preview.current is not None)
-    window.grid.viewport().update()
-    app.processEvents()
-    wait(app, lambda: not window.loader._pending)
-    app.processEvents()
+    settle(app, window)
     save_small(window, OUT / "main-window.png")
 
 
-def shoot_settings(app, window, steps: int) -> None:
+def shoot_folders(app, window) -> None:
     window.open_settings()
     dialog = window._settings_dialog
     dialog.resize(760, 560)
-    dialog.tabs.setCurrentWidget(dialog.finetune)
-    panel = dialog.finetune
-    wait(app, lambda: panel.count_label.text() != "")
-    panel.steps.setValue(steps)
-    panel.start()
-    wait(app, lambda: not panel.is_running())
+    dialog.tabs.setCurrentIndex(0)  # Library: the folders and their state
+    wait(app, lambda: dialog.folders.count() > 0 and "no folders" not in
+         dialog.folders.item(0).text())
+    time.sleep(0.5)
     app.processEvents()
-    save_small(dialog, OUT / "settings.png")
-    if os.environ.get("CHIKAKU_SHOTS_EXTRA"):  # the other tabs, to look at (not kept)
-        for i in range(dialog.tabs.count()):
-            dialog.tabs.setCurrentIndex(i)
-            app.processEvents()
-            dialog.grab().save(f"{os.environ['CHIKAKU_SHOTS_EXTRA']}/tab{i}.png")
-    panel.go_back()  # leave the library as it was (it is thrown away anyway)
-    wait(app, lambda: window.statusbar.activity("activate") is None)
+    save_small(dialog, OUT / "settings-folders.png")
+    dialog.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", help="an existing library to show (default: build one)")
-    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps to show")
     args = parser.parse_args(argv)
     from PySide6.QtWidgets import QApplication
 
@@ -118,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         window.show()
         wait(app, lambda: window.status is not None)
         OUT.mkdir(parents=True, exist_ok=True)
+        shoot_home(app, window)
         shoot_main(app, window)
-        shoot_settings(app, window, args.steps)
+        shoot_folders(app, window)
         window.close()
         lib.close()
     finally:
