@@ -96,6 +96,7 @@ class LiveLibrary(QObject):
         self.folders: list[str] = []
         self.paused: set[str] = set()
         self._unavailable: dict[str, str] = {}  # folder -> the watcher's sentence
+        self._watching: dict[str, str] = {}  # folder -> how it is watched, in the watcher's words
         self._passing: tuple[tuple[str, ...], int, int] | None = None  # (folders, done, total)
         self.other: str | None = None  # another process holds the writer lock: its message
         self.error: str | None = None  # the watcher's last error, until a pass succeeds
@@ -145,9 +146,10 @@ class LiveLibrary(QObject):
         if watcher is None:
             return
         watcher.stop(timeout=0)  # a pass in progress ends at its next photo
-        self._stopping.append(watcher)
+        self._stopping = [w for w in self._stopping if w.running] + [watcher]
         self._passing = None
         self._unavailable.clear()
+        self._watching.clear()
         self.statusbar.end_activity(ACTIVITY)
 
     def set_enabled(self, on: bool) -> None:
@@ -214,9 +216,9 @@ class LiveLibrary(QObject):
         if mode == "native":
             return FolderState("watching", "watching")
         if mode == "polling":
-            return FolderState("polling", f"polling every "
-                               f"{self.watcher.options.poll_interval:g} s (network or FUSE "
-                               "folders send no change events)")
+            return FolderState("polling", f"polling: looked at every "
+                               f"{self.watcher.options.poll_interval:g} s (it sends no change "
+                               "events)", self._watching.get(folder, ""))
         return FolderState("starting", "starting…")
 
     def summary(self) -> str:
@@ -263,6 +265,8 @@ class LiveLibrary(QObject):
             self._pass_progress(event)
         elif kind == "indexed":
             self._passed(event)
+        elif kind == "watching" and path:
+            self._watching[path] = event.message
         elif kind == "unavailable" and path:
             self._unavailable[path] = event.message
         elif kind == "resumed" and path:

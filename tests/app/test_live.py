@@ -7,15 +7,22 @@ person would see: the photo found, the deleted one gone from the grid, the previ
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 
+from app.statusbar import StatusBar
 from engine.watching.watcher import WatchOptions
 from tests.app.conftest import WAIT_MS, close_window, open_window, wait_for_results
-from tests.conftest import dataset_images
+from tests.conftest import TINY_MODEL, dataset_images
 
 # watchdog's notice when a new folder is watched twice during its walk (harmless)
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
@@ -185,5 +192,170 @@ def test_watching_can_be_turned_off_in_settings(qtbot, tiny_lib, photos):
         dialog.done(0)
         from app.settings import load_settings
         assert load_settings().watch is True
+    finally:
+        close_window(w)
+
+
+HOLDER = """
+import json, sys
+from engine.library import Library
+lib = Library.open(sys.argv[1], device="cpu", default_model=json.loads(sys.argv[3]))
+with lib.writer.hold("watching, in another process"):
+    print("held", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "index":
+            lib.add_folders([sys.argv[2]])
+            print("indexed", flush=True)
+        else:
+            break
+"""
+
+
+def test_another_process_changing_the_library_is_said_once_and_followed(
+        qtbot, tiny_lib, photos, monkeypatch):
+    """A background `chikaku watch` holds the writer lock: the window says so once, keeps
+    searching, shows the other process's new photos, and takes over when it has gone."""
+    monkeypatch.setattr("app.live.GENERATION_POLL_MS", 300)
+    tiny_lib.add_folders([photos])
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tiny_lib.root), str(photos), json.dumps(TINY_MODEL)],
+        cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    w = None
+    try:
+        assert other.stdout.readline().strip() == "held"
+        said: list[str] = []
+        show = StatusBar.showMessage
+        monkeypatch.setattr(StatusBar, "showMessage",
+                            lambda bar, text, *a: (said.append(text), show(bar, text, *a)))
+        w = open_window(qtbot, tiny_lib, watch_options=replace(FAST, retry_max=1.0))
+        qtbot.waitUntil(lambda: w.live.other is not None, timeout=WAIT_MS)
+        assert w.live.label.text().startswith("Read-only: another Chikaku process")
+        assert "watching, in another process" in w.live.label.toolTip()
+        qtbot.wait(3000)  # the watcher keeps trying meanwhile, and fails quietly
+        assert len([t for t in said if "another Chikaku process" in t]) == 1
+        assert not w.banner.isVisible()
+
+        new = photos / "from-the-other-process.jpg"
+        shutil.copy2(dataset_images()[12], new)
+        other.stdin.write("index\n")
+        other.stdin.flush()
+        assert other.stdout.readline().strip() == "indexed"
+        qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
+        search_image(qtbot, w, new)
+
+        other.stdin.write("quit\n")
+        other.stdin.flush()
+        other.wait(30)
+        qtbot.waitUntil(lambda: w.live.other is None, timeout=WAIT_MS)  # this window watches
+        shutil.copy2(dataset_images()[13], photos / "after.jpg")
+        qtbot.waitUntil(lambda: w.status.photos == 14, timeout=WAIT_MS)
+        assert not w.banner.isVisible()
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+        if w is not None:
+            close_window(w)
+
+
+def test_a_caption_saved_during_a_pass_waits_for_it(qtbot, tiny_lib, photos, monkeypatch):
+    """The watcher's pass holds the writer lock; a caption saved meanwhile is saved after it,
+    with no error."""
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    original = tiny_lib.add_folders
+    in_pass = threading.Event()
+
+    def slow_pass(*args, **kwargs):
+        in_pass.set()
+        time.sleep(2.0)  # still inside the watcher's hold of the writer lock
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_lib, "add_folders", slow_pass)
+    try:
+        target = sorted(photos.iterdir())[0]
+        search_image(qtbot, w, target)
+        qtbot.waitUntil(lambda: w.preview.current is not None
+                        and w.preview.current.path == str(target), timeout=WAIT_MS)
+        shutil.copy2(dataset_images()[12], photos / "new.jpg")
+        qtbot.waitUntil(in_pass.is_set, timeout=WAIT_MS)
+        assert tiny_lib.writer.busy
+        w.preview.captions.setPlainText("the harbour at dusk")
+        w.preview.save_captions()
+        pid = w.preview.current.photo_id
+        qtbot.waitUntil(lambda: tiny_lib.captions(pid) == ["the harbour at dusk"],
+                        timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
+        assert not w.banner.isVisible()
+    finally:
+        close_window(w)
+
+
+def test_a_folder_that_goes_away_is_shown_unavailable_and_comes_back(qtbot, tiny_lib, photos,
+                                                                     tmp_path):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    progress: list[tuple[str, int, int]] = []
+    w.live.states_changed.connect(
+        lambda: progress.append(w.statusbar.activity("watch") or ("", 0, 0)))
+    try:
+        photos.rename(tmp_path / "unplugged")
+        qtbot.waitUntil(lambda: w.live.state(str(photos)).kind == "unavailable",
+                        timeout=WAIT_MS)
+        assert "1 unavailable" in w.live.label.text()
+        assert str(photos) in w.live.state(str(photos)).detail
+        w.open_settings()
+        assert "unavailable" in w._settings_dialog.folders.item(0).text()
+        assert w.status.photos == 12  # its photos stay in the library
+
+        for p in dataset_images()[12:20]:
+            shutil.copy2(p, tmp_path / "unplugged" / p.name)
+        (tmp_path / "unplugged").rename(photos)
+        qtbot.waitUntil(lambda: w.status.photos == 20, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: w.live.state(str(photos)).kind == "watching", timeout=WAIT_MS)
+        # the catch-up pass was shown in the status bar, with its progress
+        assert any(text.startswith("Catching up") for text, _d, _t in progress)
+        assert any(total == 8 for _text, _d, total in progress)
+    finally:
+        close_window(w)
+
+
+def test_a_network_folder_is_polled_and_kept_current(qtbot, tiny_lib, photos, monkeypatch):
+    from engine.watching import observers
+
+    monkeypatch.setattr(observers, "filesystem_type", lambda _path: "fuse.sshfs")
+    tiny_lib.add_folders([photos])
+    w = open_window(qtbot, tiny_lib, watch_options=FAST)
+    try:
+        qtbot.waitUntil(lambda: w.live.state(str(photos)).kind == "polling", timeout=WAIT_MS)
+        state = w.live.state(str(photos))
+        assert "fuse.sshfs folders send no change events" in state.detail
+        assert "polling" in state.text and "1 polling" in w.live.label.text()
+        shutil.copy2(dataset_images()[12], photos / "over-the-network.jpg")
+        qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
+    finally:
+        close_window(w)
+
+
+def test_with_watching_off_a_folder_is_rescanned_on_request(qtbot, tiny_lib, photos):
+    from app.settings import Settings
+
+    tiny_lib.add_folders([photos])
+    w = open_window(qtbot, tiny_lib, settings=Settings(watch=False), watch_options=FAST)
+    try:
+        assert w.live.watcher is None
+        qtbot.waitUntil(lambda: w.live.label.text() == "Watching is off", timeout=WAIT_MS)
+        shutil.copy2(dataset_images()[12], photos / "new.jpg")
+        w.open_settings()
+        dialog = w._settings_dialog
+        assert not dialog.watch_box.isChecked()
+        assert "not watched" in dialog.folders.item(0).text()
+        qtbot.wait(int(4 * FAST.quiet * 1000))
+        assert w.status.photos == 12  # nothing looks at the folder by itself
+        dialog.folders.setCurrentRow(0)
+        qtbot.mouseClick(dialog.rescan_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
+        assert w.live.watcher is None
     finally:
         close_window(w)
