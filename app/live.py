@@ -133,11 +133,17 @@ class LiveLibrary(QObject):
             return
         from engine.watching.watcher import Watcher
 
-        watcher = Watcher(self.library, on_event=lambda e: self._relay.emit(watcher, e),
-                          options=self.options)
+        try:
+            watcher = Watcher(self.library, on_event=lambda e: self._relay.emit(watcher, e),
+                              options=self.options)
+            watcher.start()
+        except Exception as e:  # the window goes on without watching, and says why
+            log.exception("cannot start watching")
+            self.error = f"{type(e).__name__}: {e}"
+            self.ops.report_error("watch folders", e)
+            return
         self.watcher = watcher
         self.error = None
-        watcher.start()
         self.ops.call(other_writer, name="check the writer lock", done=self._other_checked)
         self.states_changed.emit()
 
@@ -204,7 +210,8 @@ class LiveLibrary(QObject):
         if folder in self.paused:
             return FolderState("paused", "paused: its changes wait until it is resumed")
         if self.watcher is None:
-            return FolderState("off", "not watched (watching is off in Settings)")
+            why = "watching could not start" if self.enabled else "watching is off in Settings"
+            return FolderState("off", f"not watched ({why})", self.error or "")
         if self._passing is not None and (not self._passing[0] or folder in self._passing[0]):
             _f, done, total = self._passing
             text = f"indexing {done:,} of {total:,}" if total else "catching up…"
@@ -227,6 +234,8 @@ class LiveLibrary(QObject):
             return ""
         if self.other is not None:
             return "Read-only: another Chikaku process is changing this library"
+        if self.watcher is None and self.enabled and self.error:
+            return "Not watching the folders: a problem (see the tooltip)"
         if self.watcher is None:
             return "Watching is off" if self.folders else ""
         if self._passing is not None:

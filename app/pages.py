@@ -29,6 +29,9 @@ WHAT_FAILED = {
     "exclude photos": "Could not leave those photos out",
     "keep the library current": "Could not set up keeping the library current",
     "save the settings": "Could not save the settings",
+    "watch folders": "Could not watch the library's folders for changes",
+    "pause the folder": "Could not pause the folder",
+    "resume the folder": "Could not resume the folder",
 }
 
 

@@ -359,3 +359,24 @@ def test_with_watching_off_a_folder_is_rescanned_on_request(qtbot, tiny_lib, pho
         assert w.live.watcher is None
     finally:
         close_window(w)
+
+
+def test_watching_that_cannot_start_is_explained_and_the_window_works(qtbot, tiny_lib, photos,
+                                                                      monkeypatch):
+    from engine.watching.watcher import Watcher
+
+    def refuse(self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(Watcher, "start", refuse)
+    tiny_lib.add_folders([photos])
+    w = open_window(qtbot, tiny_lib, watch_options=FAST)
+    try:
+        qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=WAIT_MS)
+        assert "Could not watch the library's folders for changes" in w.banner.text()
+        assert "Too many open files" in w.banner.text() and "Traceback" not in w.banner.text()
+        assert w.live.label.text().startswith("Not watching the folders")
+        assert "watching could not start" in w.live.state(str(photos)).text
+        search_image(qtbot, w, sorted(photos.iterdir())[0])
+    finally:
+        close_window(w)
