@@ -317,6 +317,8 @@ class LiveLibrary(QObject):
         changed = _changed(report)
         self.statusbar.end_activity(ACTIVITY, f"Watched folders: {summarize(report)}"
                                     if changed and report is not None else "")
+        if report is not None and report.updated:  # photos edited in place: new thumbnails
+            self.results.loader.refresh({h.path for h in self.results.hits()})
         if changed:
             self.refresh()
 

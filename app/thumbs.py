@@ -107,6 +107,16 @@ class ThumbnailLoader(QObject):
     def failed(self, path: str) -> bool:
         return path in self._failed
 
+    def refresh(self, paths) -> None:
+        """Photos that may have changed on disk (edited in place): those with an icon are
+        loaded again, the old icon shown until the new one arrives (an unchanged photo comes
+        from the disk cache, whose key names the file's size and time)."""
+        for path in paths:
+            if path in self._icons or path in self._failed:
+                self._failed.discard(path)
+                if path not in self._pending:
+                    self._request(path)
+
     def _request(self, path: str) -> None:
         self._pending.add(path)
         self.requested += 1

@@ -380,3 +380,21 @@ def test_watching_that_cannot_start_is_explained_and_the_window_works(qtbot, tin
         search_image(qtbot, w, sorted(photos.iterdir())[0])
     finally:
         close_window(w)
+
+
+def test_a_photo_edited_in_place_gets_its_new_thumbnail(qtbot, tiny_lib, photos):
+    tiny_lib.add_folders([photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        target = sorted(photos.iterdir())[0]
+        search_image(qtbot, w, target)
+        row = w.results.row_of(w.grid.current_hit().photo_id)
+        qtbot.waitUntil(lambda: w.results.loader.icon(str(target)) is not None, timeout=WAIT_MS)
+        before = w.results.data(w.results.index(row), Qt.ItemDataRole.DecorationRole).cacheKey()
+        shutil.copyfile(dataset_images()[30], target)  # another picture under the same name
+        qtbot.waitUntil(lambda: w.results.data(
+            w.results.index(row), Qt.ItemDataRole.DecorationRole).cacheKey() != before,
+            timeout=WAIT_MS)
+        assert w.results.hit(row).path == str(target)  # the same photo, still in its place
+    finally:
+        close_window(w)
