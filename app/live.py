@@ -317,10 +317,21 @@ class LiveLibrary(QObject):
         changed = _changed(report)
         self.statusbar.end_activity(ACTIVITY, f"Watched folders: {summarize(report)}"
                                     if changed and report is not None else "")
-        if report is not None and report.updated:  # photos edited in place: new thumbnails
-            self.results.loader.refresh({h.path for h in self.results.hits()})
+        if report is not None and report.updated:  # photos edited in place: new pictures
+            self._edited()
         if changed:
             self.refresh()
+
+    def _edited(self) -> None:
+        """A pass re-embedded photos edited in place: the thumbnails on screen and the preview
+        are loaded again (unchanged ones come from the thumbnail cache)."""
+        hits = self.results.hits()
+        self.results.loader.refresh({h.path for h in hits})
+        shown = self.preview.current
+        if shown is not None:
+            hit = next((h for h in hits if h.photo_id == shown.photo_id), None)
+            if hit is not None and hit.path == shown.path:
+                self.preview.reload(hit)
 
     def _failed(self, event: Progress) -> None:
         self._passing = None

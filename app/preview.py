@@ -219,6 +219,14 @@ class PreviewPane(QWidget):
         self.name.setText(os.path.basename(hit.path))
         self.path.setText(hit.path)
 
+    def reload(self, hit) -> None:
+        """The photo shown was edited on disk: show its new picture (not while its captions
+        have edits not yet saved, which a reload would lose)."""
+        if self.current is None or self.current.photo_id != hit.photo_id or self.is_dirty():
+            return
+        self.current = None
+        self.show_hit(hit)
+
     def _set_controls(self, enabled: bool) -> None:
         for w in (self.captions, self.open_button, self.folder_button, self.similar_button):
             w.setEnabled(enabled)

@@ -382,19 +382,25 @@ def test_watching_that_cannot_start_is_explained_and_the_window_works(qtbot, tin
         close_window(w)
 
 
-def test_a_photo_edited_in_place_gets_its_new_thumbnail(qtbot, tiny_lib, photos):
+def test_a_photo_edited_in_place_gets_its_new_thumbnail_and_preview(qtbot, tiny_lib, photos):
     tiny_lib.add_folders([photos])
     w = live_window(qtbot, tiny_lib, photos)
     try:
         target = sorted(photos.iterdir())[0]
         search_image(qtbot, w, target)
         row = w.results.row_of(w.grid.current_hit().photo_id)
-        qtbot.waitUntil(lambda: w.results.loader.icon(str(target)) is not None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: w.results.loader.icon(str(target)) is not None
+                        and w.preview.current is not None
+                        and w.preview.current.image is not None, timeout=WAIT_MS)
         before = w.results.data(w.results.index(row), Qt.ItemDataRole.DecorationRole).cacheKey()
+        shown = w.preview.current.image.copy()
         shutil.copyfile(dataset_images()[30], target)  # another picture under the same name
         qtbot.waitUntil(lambda: w.results.data(
             w.results.index(row), Qt.ItemDataRole.DecorationRole).cacheKey() != before,
             timeout=WAIT_MS)
         assert w.results.hit(row).path == str(target)  # the same photo, still in its place
+        qtbot.waitUntil(lambda: w.preview.current is not None
+                        and w.preview.current.image is not None
+                        and w.preview.current.image != shown, timeout=WAIT_MS)  # new picture
     finally:
         close_window(w)
