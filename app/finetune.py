@@ -1,8 +1,10 @@
 """Fine-tuning on the person's own captions: start, watch the loss, compare held-out recall
 before and after, then keep the new model or go back to the previous one.
 
-The training itself is the engine's (``Library.train``, a generator of events); this panel runs
-it in the write lane and shows its events.
+The training itself is the engine's (``Library.train``, reporting engine.progress events); this
+panel runs it in the write lane and shows its events. Captions come in here too: a CSV or COCO
+file, sidecar files beside the photos, or the descriptions written inside the photos, through the
+engine's importers (engine.captions), each with its report.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from dataclasses import replace
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -24,16 +28,48 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.config import MIN_PHOTOS
 from engine.errors import Cancelled
 from engine.recall import KS, RECALL_KEYS
 
-from .operations import MODEL
+from .operations import CAPTIONS, MODEL, PHOTOS
 from .workers import error_text
 
 RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → photo",
                                                                      "Photo → text")
                                       for k in KS], strict=True))
 BEFORE, AFTER = 0, 1
+
+
+IMPORTS = (("csv", "From a CSV file (image, caption)…"), ("coco", "From a COCO captions file…"),
+           ("sidecars", "From sidecar files beside the photos (.txt, .xmp)"),
+           ("embedded", "From the descriptions inside the photos"))
+
+
+def import_job(library, kind: str, path: str | None = None):
+    """One of the engine's caption importers (runs in a worker); its ImportReport."""
+    from engine import captions
+
+    if kind == "csv":
+        return captions.import_csv(library, path)
+    if kind == "coco":
+        return captions.import_coco(library, path)
+    if kind == "sidecars":
+        return captions.import_sidecars(library)
+    return captions.import_embedded(library)
+
+
+def report_text(report) -> str:
+    """An ImportReport for a person: what came in, and what did not and why (the first few)."""
+    text = (f"{report.captions_added:,} caption{'s' * (report.captions_added != 1)} added to "
+            f"{report.photos_matched:,} photo{'s' * (report.photos_matched != 1)}")
+    if report.duplicates:
+        text += f"; {report.duplicates:,} were there already"
+    if report.unmatched:
+        shown = "; ".join(f"{name}: {why}" for name, why in report.unmatched[:3])
+        more = f" and {len(report.unmatched) - 3:,} more" if len(report.unmatched) > 3 else ""
+        text += f". Not imported ({len(report.unmatched):,}): {shown}{more}"
+    return text + "."
 
 
 def train_job(library, steps: int, base_options=None, progress=None, cancel=None):
@@ -63,6 +99,16 @@ class FineTunePanel(QWidget):
         self.steps.setValue(self.settings.train_steps)
         self.start_button = QPushButton("Start fine-tuning", self)
         self.start_button.clicked.connect(self.start)
+        self.captioned = 0  # photos with captions, as last counted
+        self.import_button = QPushButton("Import captions", self)
+        menu = QMenu(self.import_button)
+        for kind, text in IMPORTS:
+            menu.addAction(text, lambda kind=kind: self.import_captions(kind))
+        self.import_button.setMenu(menu)
+        self.import_label = QLabel(self)
+        self.import_label.setWordWrap(True)
+        self.import_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.ops.changed.connect(self._library_changed)
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar(self)
@@ -94,7 +140,11 @@ class FineTunePanel(QWidget):
         decide.addWidget(self.keep_button)
         decide.addWidget(self.back_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.count_label)
+        counted = QHBoxLayout()
+        counted.addWidget(self.count_label, 1)
+        counted.addWidget(self.import_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(counted)
+        layout.addWidget(self.import_label)
         layout.addLayout(controls)
         layout.addWidget(self.progress)
         layout.addWidget(self.step_label)
@@ -109,13 +159,49 @@ class FineTunePanel(QWidget):
         self.ops.call("captioned_photo_count", name="caption count", done=self._show_count)
 
     def _show_count(self, n: int) -> None:
-        self.count_label.setText(
-            f"{n:,} photo{'s' * (n != 1)} {'have' if n != 1 else 'has'} captions. Fine-tuning "
-            "teaches the model the words you use for your photos; a part of the captioned "
-            "photos is held out to measure whether search got better. It needs at least 8.")
+        self.captioned = n
+        text = (f"{n:,} photo{'s' * (n != 1)} {'have' if n != 1 else 'has'} captions. "
+                "Fine-tuning teaches the model the words you use for your photos; a part of "
+                "the captioned photos is held out to measure whether search got better.")
+        if n < MIN_PHOTOS:
+            text += (f" It needs at least {MIN_PHOTOS} captioned photos: caption "
+                     f"{MIN_PHOTOS - n} more (in the preview) or import captions.")
+        self.count_label.setText(text)
+        self._set_running(self.is_running())
+
+    def _library_changed(self, what: str) -> None:
+        if what in (CAPTIONS, PHOTOS):
+            self.refresh_count()
+
+    def import_captions(self, kind: str) -> None:
+        """Import captions of one kind (asking for the file where there is one)."""
+        path = None
+        if kind in ("csv", "coco"):
+            pattern = "CSV files (*.csv)" if kind == "csv" else "COCO captions (*.json)"
+            path, _ = QFileDialog.getOpenFileName(self, "Import captions", "", pattern)
+            if not path:
+                return
+        self.run_import(kind, path)
+
+    def run_import(self, kind: str, path: str | None = None) -> None:
+        self.import_button.setEnabled(False)
+        self.import_label.setText("Importing captions…")
+
+        def done(report) -> None:
+            self.import_button.setEnabled(True)
+            self.import_label.setText(report_text(report))
+            self.ops.report_success("import captions")
+
+        def failed(exc: BaseException) -> None:
+            self.import_button.setEnabled(True)
+            self.import_label.setText(f"Could not import: {error_text(exc)}")
+
+        self.ops.call(import_job, kind, path, name="import captions", writes=True,
+                      changes=CAPTIONS, done=done, failed=failed)
 
     def _set_running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running and self.ops.ready)
+        self.start_button.setEnabled(not running and self.ops.ready
+                                     and self.captioned >= MIN_PHOTOS)
         self.steps.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         decided = self.result is None or running
@@ -138,7 +224,7 @@ class FineTunePanel(QWidget):
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
-        if not self.ops.ready or self._worker is not None:
+        if not self.ops.ready or self._worker is not None or self.captioned < MIN_PHOTOS:
             return
         self.result = None
         self._last_step = 0
@@ -187,6 +273,7 @@ class FineTunePanel(QWidget):
 
     def _finished(self, _value) -> None:
         self._worker = None
+        self.ops.report_success("train")
         self.ops.statusbar.end_activity("train", "Fine-tuning finished.")
         r = self.result
         if r is not None:

@@ -40,6 +40,7 @@ class Operations(QObject):
     changed = Signal(str)  # what an operation changed: PHOTOS, MODEL or CAPTIONS
     indexing = Signal(str)  # what indexing is doing now; "" once it has ended
     growing = Signal()  # a folder being indexed has made more photos searchable already
+    succeeded = Signal(str)  # a job that may have failed before worked this time
 
     def __init__(self, jobs: Jobs, statusbar: StatusBar, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +83,10 @@ class Operations(QObject):
         if self.jobs.on_error is not None:
             self.jobs.on_error(job, exc)
 
+    def report_success(self, job: str) -> None:
+        """The job worked: a failure of it still on show is out of date (the banner goes)."""
+        self.succeeded.emit(job)
+
     # -- adding folders ---------------------------------------------------------------------------
     def add_folder(self, path: str) -> None:
         if self.library is None:
@@ -111,6 +116,7 @@ class Operations(QObject):
             self.growing.emit()
 
     def _index_done(self, report) -> None:
+        self.report_success("add folder")
         skipped = f", {len(report.skipped):,} skipped" if report.skipped else ""
         self._index_ended(f"{report.scanned:,} photos found: {report.added:,} added, "
                           f"{report.updated:,} updated, {report.removed:,} removed{skipped}")
@@ -184,6 +190,8 @@ class Operations(QObject):
                 p.done, p.total)
 
     def _activated(self, ok: bool, done: Callable[[bool], None] | None) -> None:
+        if ok:
+            self.report_success("activate model")
         self.statusbar.end_activity("activate", "The model was switched." if ok else "")
         self.changed.emit(MODEL)
         if done is not None:

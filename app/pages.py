@@ -26,6 +26,7 @@ WHAT_FAILED = {
     "activate model": "Could not switch models",
     "train": "Fine-tuning failed",
     "paste image": "Could not use the pasted image",
+    "import captions": "Could not import the captions",
     "exclude photos": "Could not leave those photos out",
     "keep the library current": "Could not set up keeping the library current",
     "save the settings": "Could not save the settings",
@@ -129,6 +130,7 @@ class Banner(QFrame):
         close = QToolButton(self, text="✕", autoRaise=True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
+        self.job: str | None = None  # the job whose failure is shown
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
         layout.addWidget(self.label, 1)
@@ -138,10 +140,18 @@ class Banner(QFrame):
     def show_failure(self, job: str, exc: BaseException) -> None:
         """What failed, in words, and the error's own message (never a traceback)."""
         self.show_message(f"{WHAT_FAILED.get(job, 'Something went wrong')}: {error_text(exc)}")
+        self.job = job
 
     def show_message(self, text: str) -> None:
         self.label.setText(text)
+        self.job = None
         self.show()
+
+    def succeeded(self, job: str) -> None:
+        """The job whose failure is shown has now worked: the message is out of date."""
+        if self.job == job and self.isVisible():
+            self.hide()
+            self.job = None
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""

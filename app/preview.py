@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtGui import QAction, QDesktopServices, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -136,7 +136,16 @@ class PreviewPane(QWidget):
         self.captions.setFixedHeight(96)
         self.captions.setAccessibleName("Captions")
         self.captions.textChanged.connect(self._edited)
+        # Tab and Shift+Tab leave the editor (a tab typed into a caption is never wanted), and
+        # Ctrl+S saves, as in any editor.
+        self.captions.setTabChangesFocus(True)
+        save = QAction("Save captions", self.captions)
+        save.setShortcut(QKeySequence.StandardKey.Save)
+        save.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        save.triggered.connect(self._save_if_edited)
+        self.captions.addAction(save)
         self.save_button = QPushButton("Save captions", self)
+        self.save_button.setToolTip("Save the captions (Ctrl+S)")
         self.save_button.clicked.connect(self.save_captions)
         self.open_button = QPushButton("Open", self)
         self.open_button.clicked.connect(self.open_photo)
@@ -249,6 +258,10 @@ class PreviewPane(QWidget):
 
     def _edited(self) -> None:
         self.save_button.setEnabled(self.is_dirty())
+
+    def _save_if_edited(self) -> None:
+        if self.is_dirty():
+            self.save_captions()
 
     def save_captions(self) -> None:
         if self.current is None or not self.ops.ready:

@@ -386,10 +386,10 @@ class SettingsDialog(QDialog):
         many."""
         lines = self.pattern_lines()
         self.apply_patterns_button.setEnabled(False)
+        self.settings.exclude_patterns = lines  # kept for the next start whatever happens now
+        self.apply()
 
         def applied(n: int) -> None:
-            self.settings.exclude_patterns = lines
-            self.apply()
             text = (f"{n:,} photo{'s' * (n != 1)} left the library; their captions are kept "
                     "for when they come back." if n else "Applied; no photo left the library.")
             self.pattern_effect.setText(text)
@@ -414,6 +414,8 @@ class SettingsDialog(QDialog):
 
     def apply(self) -> None:
         settings = self.settings
+        if not self.ops.ready:  # no library to apply them to: kept for the next start
+            settings.exclude_patterns = self.pattern_lines()
         settings.device = self.device.currentData()
         settings.train_steps = self.finetune.steps.value()
         try:

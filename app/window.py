@@ -134,7 +134,8 @@ class MainWindow(QMainWindow):
         self.empty.add_folder.connect(self.choose_folder)
         self.ops.changed.connect(self.library_changed)
         self.ops.indexing.connect(self.empty.set_busy)
-        self.ops.growing.connect(self.refresh_status)  # photos appear while a folder is indexed
+        self.ops.growing.connect(self.refresh_status)
+        self.ops.succeeded.connect(self.banner.succeeded)  # photos appear while a folder is indexed
         self.grid.selectionModel().currentChanged.connect(self._current_changed)
         self.grid.doubleClicked.connect(lambda _i: self.open_current())
         self.grid.customContextMenuRequested.connect(self._context_menu)
@@ -270,6 +271,7 @@ class MainWindow(QMainWindow):
         if gen != self._search_gen:
             return  # an older query finished after a newer one was asked for
         self.statusbar.clearMessage()
+        self.banner.succeeded("search")
         self.show_hits(hits, request)
 
     def show_hits(self, hits: list, request: SearchRequest | None = None) -> None:

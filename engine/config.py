@@ -14,6 +14,9 @@ IMAGE_EXTENSIONS = frozenset(
 JUNK_NAMES = frozenset({"@eaDir", ".thumbnails", "$RECYCLE.BIN", "System Volume Information",
                         "lost+found", "Thumbs.db", ".DS_Store"})
 
+# Fine-tuning needs at least this many captioned photos (the app says so before a run starts).
+MIN_PHOTOS = 8
+
 LIBRARY_ENV = "CHIKAKU_LIBRARY"
 # A SQLAlchemy URL for the catalog on a database server (default: SQLite in the library).
 DATABASE_ENV = "CHIKAKU_DATABASE_URL"

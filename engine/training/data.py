@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import config
 from ..errors import EngineError
 from .decide import MIN_JUDGING_PHOTOS
 
-MIN_PHOTOS = 8
+MIN_PHOTOS = config.MIN_PHOTOS
 
 
 @dataclass

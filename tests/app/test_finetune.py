@@ -91,13 +91,14 @@ def test_keeping_a_model_that_was_not_activated_switches_to_it(qtbot, panel, tin
     assert not panel.keep_button.isEnabled()
 
 
-def test_too_few_captions_is_explained(qtbot, tiny_window):
+def test_too_few_captions_is_explained_before_a_run(qtbot, tiny_window, tiny_lib):
+    tiny_lib.set_captions(tiny_lib.browse()[0].photo_id, ["one caption"])
     tiny_window.open_settings()
     panel = tiny_window._settings_dialog.finetune
-    panel.base_options = TrainOptions(batch_size=8)
-    panel.steps.setValue(10)
-    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
-    assert "at least 8 captioned photos" in panel.step_label.text()
-    assert tiny_window.banner.isVisible()
+    qtbot.waitUntil(lambda: "at least 8 captioned photos" in panel.count_label.text(),
+                    timeout=WAIT_MS)
+    assert "caption 7 more" in panel.count_label.text()
+    assert not panel.start_button.isEnabled()  # Start waits for enough captions
+    panel.start()  # even if asked, nothing runs
+    assert not panel.is_running() and not tiny_window.banner.isVisible()
     tiny_window._settings_dialog.close()
