@@ -121,6 +121,7 @@ class LiveLibrary(QObject):
             self.stop(wait=False)
         self.library = library
         self._generation = None
+        self.other = self.error = None
         self._timer.setInterval(GENERATION_POLL_MS)
         self._timer.start()
         self.poll()

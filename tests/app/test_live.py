@@ -38,6 +38,11 @@ def live_window(qtbot, lib, folder: Path):
     return w
 
 
+def state_shown(dialog, row: int = 0) -> str:
+    """The state Settings shows under a folder (the line after its path)."""
+    return dialog.folders.item(row).text().splitlines()[1].strip()
+
+
 def photos_in_grid(w) -> list[str]:
     return [w.results.hit(r).path for r in range(w.results.rowCount())]
 
@@ -125,13 +130,13 @@ def test_a_paused_folder_waits_until_it_is_resumed(qtbot, tiny_lib, photos):
         dialog = w._settings_dialog
         dialog.folders.setCurrentRow(0)
         assert dialog.selected_folder() == str(photos)
-        assert "watching" in dialog.folders.item(0).text()
+        assert state_shown(dialog) == "watching"
         assert dialog.pause_button.text() == "Pause"
         qtbot.mouseClick(dialog.pause_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: w.live.watcher.mode(photos) == "paused", timeout=WAIT_MS)
         assert tiny_lib.paused_folders() == [str(photos)]
-        qtbot.waitUntil(lambda: "paused" in dialog.folders.item(0).text(), timeout=WAIT_MS)
-        assert dialog.pause_button.text() == "Resume"
+        qtbot.waitUntil(lambda: state_shown(dialog).startswith("paused"), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: dialog.pause_button.text() == "Resume", timeout=WAIT_MS)
         assert "paused" in w.live.label.text()
 
         new = photos / "while-paused.jpg"
@@ -144,7 +149,7 @@ def test_a_paused_folder_waits_until_it_is_resumed(qtbot, tiny_lib, photos):
         qtbot.mouseClick(dialog.pause_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: w.status.photos == 13, timeout=WAIT_MS)
         assert tiny_lib.photo_by_path(new) is not None and tiny_lib.paused_folders() == []
-        qtbot.waitUntil(lambda: "watching" in dialog.folders.item(0).text(), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: state_shown(dialog) == "watching", timeout=WAIT_MS)
     finally:
         close_window(w)
 
@@ -182,7 +187,7 @@ def test_watching_can_be_turned_off_in_settings(qtbot, tiny_lib, photos):
         dialog.watch_box.setChecked(False)
         assert w.live.watcher is None and not w.settings.watch
         assert w.live.label.text() == "Watching is off"
-        assert "not watched" in dialog.folders.item(0).text()
+        assert "not watched" in state_shown(dialog)
         shutil.copy2(dataset_images()[20], photos / "unseen.jpg")
         qtbot.wait(int(6 * FAST.quiet * 1000))
         assert tiny_lib.photo_by_path(photos / "unseen.jpg") is None
@@ -306,7 +311,7 @@ def test_a_folder_that_goes_away_is_shown_unavailable_and_comes_back(qtbot, tiny
         assert "1 unavailable" in w.live.label.text()
         assert str(photos) in w.live.state(str(photos)).detail
         w.open_settings()
-        assert "unavailable" in w._settings_dialog.folders.item(0).text()
+        assert "unavailable" in state_shown(w._settings_dialog)
         assert w.status.photos == 12  # its photos stay in the library
 
         for p in dataset_images()[12:20]:
@@ -350,7 +355,7 @@ def test_with_watching_off_a_folder_is_rescanned_on_request(qtbot, tiny_lib, pho
         w.open_settings()
         dialog = w._settings_dialog
         assert not dialog.watch_box.isChecked()
-        assert "not watched" in dialog.folders.item(0).text()
+        assert "not watched" in state_shown(dialog)
         qtbot.wait(int(4 * FAST.quiet * 1000))
         assert w.status.photos == 12  # nothing looks at the folder by itself
         dialog.folders.setCurrentRow(0)
@@ -404,3 +409,30 @@ def test_a_photo_edited_in_place_gets_its_new_thumbnail_and_preview(qtbot, tiny_
                         and w.preview.current.image != shown, timeout=WAIT_MS)  # new picture
     finally:
         close_window(w)
+
+
+def test_switching_libraries_stops_the_old_watcher(qtbot, tiny_lib, photos, tmp_path):
+    from engine.library import Library
+
+    tiny_lib.add_folders([photos])
+    other_photos = tmp_path / "other-photos"
+    other_photos.mkdir()
+    for p in dataset_images()[40:44]:
+        shutil.copy2(p, other_photos / p.name)
+    other = Library.open(tmp_path / "other-library", device="cpu", default_model=TINY_MODEL)
+    other.add_folders([other_photos])
+    w = live_window(qtbot, tiny_lib, photos)
+    try:
+        first = w.live.watcher
+        w._library_ready(other)  # as when another library has been opened
+        qtbot.waitUntil(lambda: not first.running, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: w.live.state(str(other_photos)).kind == "watching"
+                        and w.status.photos == 4, timeout=WAIT_MS)
+        shutil.copy2(dataset_images()[50], photos / "into-the-first.jpg")
+        shutil.copy2(dataset_images()[51], other_photos / "into-the-second.jpg")
+        qtbot.waitUntil(lambda: w.status.photos == 5, timeout=WAIT_MS)
+        assert other.photo_by_path(other_photos / "into-the-second.jpg") is not None
+        assert tiny_lib.photo_by_path(photos / "into-the-first.jpg") is None
+    finally:
+        close_window(w)
+        other.close()
