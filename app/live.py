@@ -287,6 +287,7 @@ class LiveLibrary(QObject):
         elif kind == "removed" and path:
             self._unavailable.pop(path, None)
             self.paused.discard(path)
+            self.folders = [f for f in self.folders if f != path]
         elif kind == "fallback":
             self.statusbar.showMessage(event.message, 10000)
         elif kind == "error":
