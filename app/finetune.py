@@ -9,6 +9,7 @@ engine's importers (engine.captions), each with its report.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from PySide6.QtCore import Qt
@@ -32,7 +33,7 @@ from engine.config import MIN_PHOTOS
 from engine.errors import Cancelled
 from engine.recall import KS, RECALL_KEYS
 
-from .operations import CAPTIONS, MODEL, PHOTOS
+from .operations import CAPTIONS, MODEL, PHOTOS, pace
 from .workers import error_text
 
 RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → photo",
@@ -89,6 +90,9 @@ class FineTunePanel(QWidget):
         self.result = None  # the last run's engine.training.loop.TrainResult
         self._worker = None
         self._last_step = 0
+        self._steps = 0
+        self._reading_since: tuple[float, int] | None = None
+        self._stopped_early = False
         self._build()
         self._set_running(False)
 
@@ -228,6 +232,8 @@ class FineTunePanel(QWidget):
             return
         self.result = None
         self._last_step = 0
+        self._reading_since = None
+        self._stopped_early = False
         for column in (BEFORE, AFTER):
             self._set_recall(column, None)
         self.result_label.clear()
@@ -248,12 +254,28 @@ class FineTunePanel(QWidget):
 
     def _event(self, ev) -> None:
         """One engine.progress.Progress event of the fine-tune (training, then activating)."""
-        if ev.job == "activating":
+        if ev.job == "training" and ev.kind == "reading" and ev.total:
+            now = time.monotonic()
+            if self._reading_since is None:
+                self._reading_since = (now, ev.done)
+            text = (f"Reading photos {ev.done:,} of {ev.total:,}"
+                    + pace(ev.done, ev.total, self._reading_since, now))
+            self.progress.setRange(0, ev.total)
+            self.progress.setValue(ev.done)
+            self.step_label.setText(text)
+            self.ops.statusbar.update_activity("train", f"Fine-tuning: {text}", ev.done,
+                                               ev.total)
+        elif ev.job == "activating":
             if ev.kind == "indexing" and ev.total:
                 text = f"Re-embedding photos {ev.done:,} of {ev.total:,}"
                 self.step_label.setText(text)
                 self.ops.statusbar.update_activity("train", text, ev.done, ev.total)
         elif ev.kind == "step":
+            if self.progress.maximum() != ev.total:
+                self.progress.setRange(0, ev.total)  # reading is over: now the steps
+            self._steps = ev.total
+            if ev.message and "stopped early" in ev.message:
+                self._stopped_early = True
             self._last_step = ev.done
             self.progress.setValue(ev.done)
             loss = f"  ·  loss {ev.loss:.3f}" if ev.loss is not None else ""
@@ -280,7 +302,13 @@ class FineTunePanel(QWidget):
             self.progress.setValue(self.progress.maximum())
             photos = getattr(r, "photos", 0)
             on = f" on {photos:,} captioned photos" if photos else ""
-            self.step_label.setText(f"Finished after {self._last_step:,} steps{on}.")
+            if self._stopped_early:
+                self.step_label.setText(
+                    f"Stopped early after {self._last_step:,} of {self._steps:,} steps{on}: "
+                    "search on the held-out photos had stopped getting better, so more steps "
+                    "would not have helped.")
+            else:
+                self.step_label.setText(f"Finished after {self._last_step:,} steps{on}.")
             self._set_recall(BEFORE, r.before)
             self._set_recall(AFTER, r.after)
             self.result_label.setText(self._verdict(r))

@@ -25,7 +25,7 @@ PHOTOS, MODEL, CAPTIONS = "photos", "model", "captions"
 GROW_EVERY_S = 2.0  # while a folder is indexed, how often the window shows the photos so far
 
 
-def _pace(done: int, total: int, since: tuple[float, int] | None, now: float) -> str:
+def pace(done: int, total: int, since: tuple[float, int] | None, now: float) -> str:
     """" · 4.2 photos/s · about 3 min left", once there is a rate to tell."""
     if since is None or now - since[0] < 1.0 or done <= since[1]:
         return ""
@@ -108,7 +108,7 @@ class Operations(QObject):
             if self._since is None:
                 self._since = (now, p.done)
             text = (f"Indexing photos: {p.done:,} of {p.total:,}"
-                    + _pace(p.done, p.total, self._since, now))
+                    + pace(p.done, p.total, self._since, now))
         self.statusbar.update_activity("index", text, p.done, p.total)
         self.indexing.emit(text)
         if p.kind == "indexing" and p.done and now - self._grown >= GROW_EVERY_S:

@@ -445,11 +445,14 @@ def cmd_train(args) -> int:
             if ev.kind == "indexing" and ev.total:
                 bar.set_description(f"re-embedding photos {ev.done}/{ev.total}"[:40])
         elif ev.kind == "step":
+            bar.set_description("training", refresh=False)
             bar.n = ev.done
             bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
             bar.update(0)
         elif ev.kind == "eval" and ev.recall:
             bar.set_postfix(loss=f"{ev.loss or 0:.3f}", r10=ev.recall.t2i_r10)
+        elif ev.kind == "reading" and ev.total:
+            bar.set_description(f"reading {ev.done}/{ev.total}")
         elif ev.kind == "prepare" and ev.message:
             bar.set_description("training")
         if ev.job == "training" and ev.message and ev.kind in ("prepare", "step"):

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,12 +93,16 @@ def _crop(pixels: np.ndarray, key: str, size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
-                names: list[str], batch: int = 64) -> torch.Tensor:
-    """(views, photos, ...) outputs of the image tower's frozen part, cached by content."""
+                names: list[str], batch: int = 32, read: Callable[[int], None] | None = None
+                ) -> torch.Tensor:
+    """(views, photos, ...) outputs of the image tower's frozen part, cached by content.
+    ``read(n)``: n more photos are read (those already cached at once, then batch by batch)."""
     keys = [[f"i{h}{v}" for v in names] for h in data.hashes]
     missing = [i for i, ks in enumerate(keys) if any(cache.get(k) is None for k in ks)]
     size = model.input_size
     crops = any(v.startswith("c") for v in names)
+    if read is not None:
+        read(len(keys) - len(missing))
     for s in range(0, len(missing), batch):
         chunk = missing[s : s + batch]
         paths = [Path(data.paths[i]) for i in chunk]
@@ -114,6 +119,8 @@ def image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
             stems = model.image_stem(x).float().cpu().numpy()
             for i, f in zip(chunk, stems, strict=True):
                 cache.put(f"i{data.hashes[i]}{v}", f)
+        if read is not None:
+            read(len(chunk))
     with torch.inference_mode(False):  # training takes gradients through what comes next
         return torch.stack([torch.from_numpy(np.stack([cache.get(ks[n]) for ks in keys]))
                             .float() for n in range(len(names))])
@@ -144,9 +151,10 @@ class Prepared:
 
 
 def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip: bool,
-            crops: int = 0) -> Prepared:
+            crops: int = 0, read: Callable[[int], None] | None = None) -> Prepared:
+    """Training inputs for these photos; ``read(n)`` as photos are read (see image_stems)."""
     if model.cacheable():
-        stems = image_stems(model, data, cache, views(flip, crops))
+        stems = image_stems(model, data, cache, views(flip, crops), read=read)
         flat = text_stems(model, [c for caps in data.captions for c in caps], cache)
         per, at = [], 0
         for caps in data.captions:
@@ -154,4 +162,6 @@ def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip
             at += len(caps)
         return Prepared(True, stems, data.captions, per)
     pixels = torch.as_tensor(decode_all([Path(p) for p in data.paths], model.input_size))
+    if read is not None:
+        read(len(data.paths))
     return Prepared(False, pixels, data.captions)

@@ -258,9 +258,19 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
     emit(Progress("training", "prepare", 0, opt.steps,
                   message=f"reading {len(trainer.train_data.ids)} photos and "
                   f"{trainer.train_data.caption_count} captions"))
-    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops)
-    held = prepare(model, trainer.held_data, trainer.cache, flip=False)
-    judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False)
+    total = (len(trainer.train_data.ids) + len(trainer.held_data.ids)
+             + (len(trainer.judge_data.ids) if trainer.judge_data is not None else 0))
+    photos_read = 0
+
+    def read(n: int) -> None:  # photo by photo (in batches), so a long first read shows its pace
+        nonlocal photos_read
+        photos_read += n
+        emit(Progress("training", "reading", photos_read, total,
+                      message=f"reading photos {photos_read:,} of {total:,}"))
+
+    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops, read=read)
+    held = prepare(model, trainer.held_data, trainer.cache, flip=False, read=read)
+    judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False, read=read)
                if trainer.judge_data is not None else None)
     trainer.cache.save()
     initial = trainer.held_recall(held)  # the starting model, before any step

@@ -70,8 +70,8 @@ def test_fine_tuning_runs_to_the_end_and_can_go_back(qtbot, panel, tiny_lib, tin
 
     # A second, long run cancelled midway leaves the model in use as it was.
     _run(qtbot, panel, steps=100_000, activate="always")
-    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=WAIT_MS)
-    assert "loss" in panel.step_label.text()  # live loss while it trains
+    qtbot.waitUntil(lambda: "loss" in panel.step_label.text(), timeout=WAIT_MS)  # live loss
+    assert panel.progress.value() > 0
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
     assert "Cancelled" in panel.step_label.text()

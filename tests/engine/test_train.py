@@ -222,3 +222,15 @@ def test_training_another_family_is_judged_against_the_active_model(shapes_lib):
     assert set(result.before) == set(result.after) and len(result.before) == 6
     assert result.verdict and lib.active_model_record().version == active
     assert {m.version for m in lib.models()} >= {active, result.version}
+
+
+def test_reading_the_photos_is_reported_photo_by_photo_before_the_first_step(shapes_lib):
+    """A first fine-tune spends most of its time reading photos: it says how far it is."""
+    lib, _folder, _truth = shapes_lib
+    events = train_events(lib, TrainOptions(**{**OPTS, "steps": 4, "activate": "never"}))
+    reading = [e for e in events if e.kind == "reading"]
+    first_step = next(i for i, e in enumerate(events) if e.kind == "step")
+    assert reading and all(events.index(e) < first_step for e in reading)
+    assert [e.done for e in reading] == sorted(e.done for e in reading)
+    assert reading[-1].done == reading[-1].total == 48  # every photo: trained, selection, judging
+    assert "reading photos 48 of 48" in reading[-1].message
