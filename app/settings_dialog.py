@@ -229,8 +229,9 @@ class SettingsDialog(QDialog):
         self.ops.call("models", done=self._show_models)
         self.ops.call("upgrade_available", done=self._show_upgrade)
         self.ops.call("image_tower", done=self._show_tower)
-        self.active_label.setText(f"In use: <b>{status.model_version}</b> "
-                                  f"({status.model_family})")
+        title = getattr(status, "model_title", "") or status.model_version
+        self.active_label.setText(f"In use: <b>{title}</b>")
+        self.active_label.setToolTip(f"version {status.model_version} ({status.model_family})")
         self.finetune.refresh_count()
         self.finetune._set_running(self.finetune.is_running())
 
@@ -240,9 +241,10 @@ class SettingsDialog(QDialog):
             after = (m.info or {}).get("after", {})
             r10 = f"{after['t2i_r10']:.1f}" if "t2i_r10" in after else ""
             created = f"{m.created_at:%Y-%m-%d %H:%M}" if m.created_at else ""
-            item = QTreeWidgetItem([m.version, m.family, created, r10,
+            item = QTreeWidgetItem([m.title, m.family, created, r10,
                                     "in use" if m.active else ""])
             item.setData(0, Qt.ItemDataRole.UserRole, m.version)
+            item.setToolTip(0, f"version {m.version}")
             if m.active:
                 font = QFont(item.font(0))
                 font.setBold(True)

@@ -56,7 +56,10 @@ class StatusBar(QStatusBar):
     # -- library ----------------------------------------------------------------------------------
     def set_library(self, status) -> None:
         """Show an engine LibraryStatus: size, model, skipped files."""
-        model = f"  ·  model {status.model_version}" if status.model_version else ""
+        title = getattr(status, "model_title", "") or status.model_version
+        model = f"  ·  {title}" if title else ""
+        self.library_label.setToolTip(f"Model version {status.model_version}"
+                                      if status.model_version else "")
         folders = len(status.folders)
         self.library_label.setText(
             f"{status.photos:,} photos in {folders} folder{'s' * (folders != 1)}{model}")

@@ -95,6 +95,7 @@ class LibraryStatus:
     captions: int
     missing: int = 0  # photos gone from their folder, kept (with captions) until found elsewhere
     kept_captions: int = 0  # captions of photos that left, waiting for that content to return
+    model_title: str = ""  # the active model in words ("Base model", "Tuned on 782 of your…")
 
 
 class Library:
@@ -363,10 +364,9 @@ class Library:
     def _hits(self, ranked: Ranked) -> list[Hit]:
         if not ranked.ids:
             return []
-        rows = self.catalog.photos_by_id(ranked.ids)
-        return [Hit(i, rows[i].path, sc, rows[i].date, rows[i].width, rows[i].height, st, w)
-                for i, sc, st, w in zip(ranked.ids, ranked.cosines, ranked.strengths,
-                                        ranked.words, strict=True) if i in rows]
+        rows = self.catalog.hit_rows(ranked.ids)
+        return [Hit(i, rows[i][0], sc, *rows[i][1:], st, w) for i, sc, st, w in zip(
+            ranked.ids, ranked.cosines, ranked.strengths, ranked.words, strict=True) if i in rows]
 
     # -- models ---------------------------------------------------------------------------------
     def models(self) -> list[ModelInfo]:
@@ -523,5 +523,7 @@ class Library:
     def status(self) -> LibraryStatus:
         rec = self.active_model_record()
         n = self.catalog.status_counts(rec.version)
+        title = next((m.title for m in self.registry.records() if m.version == rec.version), "")
         return LibraryStatus(str(self.root), n.photos, n.embedded, n.skipped, self.folders(),
-                             rec.version, rec.family, n.captions, n.missing, n.kept_captions)
+                             rec.version, rec.family, n.captions, n.missing, n.kept_captions,
+                             title)

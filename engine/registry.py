@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,33 @@ class ModelInfo:
     active: bool
     created_at: datetime
     info: dict
+    config: dict = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        """What the version is, in words a person reads (never a hash): "Base model", "Tuned on
+        782 of your photos · 30 Nov 2026", "CLIP ViT-B-32 (openai)"."""
+        photos = self.info.get("photos") if isinstance(self.info, dict) else None
+        if photos:
+            when = (f" · {self.created_at.day} {self.created_at:%b %Y}" if self.created_at
+                    else "")
+            return f"Tuned on {photos:,} of your photos{when}"
+        if self.family == "openclip":
+            arch, tag = self.config.get("arch", "CLIP"), self.config.get("pretrained")
+            return f"CLIP {arch}" + (f" ({tag})" if tag else "")
+        if self.family == "bundled":
+            better = "lite1" in str(self.config.get("image_tower", ""))
+            return "Base model" + (" (better image model)" if better else "")
+        return f"Untrained {self.family} model"
+
+
+
+def _config(text: str | None) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class ModelRegistry:
@@ -44,8 +71,8 @@ class ModelRegistry:
     # -- reading --------------------------------------------------------------------------------
     def records(self) -> list[ModelInfo]:
         """Every version, oldest first."""
-        return [ModelInfo(r.version, r.family, r.parent, r.active, r.created_at, r.info)
-                for r in self.catalog.model_rows()]
+        return [ModelInfo(r.version, r.family, r.parent, r.active, r.created_at, r.info,
+                          _config(r.config_json)) for r in self.catalog.model_rows()]
 
     def get(self, version: str) -> ModelRecord | None:
         """A version's row, its ``path`` the checkpoint folder in this library."""

@@ -234,3 +234,13 @@ def test_reading_the_photos_is_reported_photo_by_photo_before_the_first_step(sha
     assert [e.done for e in reading] == sorted(e.done for e in reading)
     assert reading[-1].done == reading[-1].total == 48  # every photo: trained, selection, judging
     assert "reading photos 48 of 48" in reading[-1].message
+
+
+def test_model_versions_are_named_by_what_they_are(shapes_lib):
+    lib, _folder, _truth = shapes_lib
+    result = lib.train(TrainOptions(**{**OPTS, "steps": 4, "activate": "always"}))
+    titles = {m.version: m.title for m in lib.models()}
+    assert titles[result.version].startswith(f"Tuned on {result.photos} of your photos · ")
+    assert titles[result.parent] == "Untrained scratch model"
+    assert lib.status().model_title == titles[result.version]
+    assert all(result.version[-6:] not in t for t in titles.values())  # never a hash
