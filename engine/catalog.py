@@ -631,6 +631,15 @@ class Catalog:
         with self.session() as s:
             return {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_(ids)))}
 
+    def hit_rows(self, ids: list[int]
+                 ) -> dict[int, tuple[str, datetime | None, int | None, int | None]]:
+        """(path, date, width, height) of the photos of these ids in the catalog, by id: what a
+        search result shows, read as plain rows (a page of results without building objects)."""
+        with self.session() as s:
+            return {r[0]: tuple(r[1:]) for r in s.execute(
+                select(Photo.id, Photo.path, Photo.date, Photo.width, Photo.height)
+                .where(Photo.id.in_(ids)))}
+
     def newest_photos(self, offset: int = 0, limit: int | None = None
                       ) -> list[tuple[int, str, datetime | None, int | None, int | None]]:
         """(id, path, date, width, height) of the searchable photos, newest first (undated ones
@@ -754,26 +763,37 @@ class Catalog:
             return s.execute(text("SELECT 1 FROM sqlite_master WHERE name = :n"),
                              {"n": TEXT_TABLE}).first() is not None
 
-    def photos_with_words(self, clauses: list[list[str]], limit: int | None = None) -> list[int]:
+    def photos_with_words(self, clauses: list[list[str]], limit: int | None = None,
+                          rare: int | None = None) -> list[int]:
         """The searchable photos whose captions, folder names or file name hold every word (or
         phrase: words with spaces, found in order) of at least one clause, best first (BM25, a
         caption's words weighing twice a file name's). Words are stemmed and case-folded; without
         the full-text index (another database) they are found anywhere in a caption or the path,
-        as written, in photo id order."""
+        as written, in photo id order. ``rare``: a clause more photos than this hold is left out
+        (words that common say little about a photo, and ranking all their photos is slow)."""
         clauses = [[w for w in c if w.strip()] for c in clauses]
         clauses = [c for c in clauses if c]
         if not clauses:
             return []
         if not self.has_text_index:
             return self._photos_with_words_like(clauses, limit)
-        match = " OR ".join("(" + " AND ".join(_quoted(w) for w in c) + ")" for c in clauses)
+        matches = ["(" + " AND ".join(_quoted(w) for w in c) + ")" for c in clauses]
+        counts = "SELECT " + ", ".join(  # one statement: how many photos hold each clause
+            f"(SELECT count(*) FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m{i})"
+            for i in range(len(matches)))
         sql = (f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m "
                f"ORDER BY bm25({TEXT_TABLE}, 2.0, 1.0)" + (" LIMIT :n" if limit else ""))
         with self.session() as s:
             try:
-                return list(s.scalars(text(sql), {"m": match, "n": limit}))
+                if rare is not None:
+                    held = s.execute(text(counts), {f"m{i}": m for i, m in enumerate(matches)}
+                                     ).one()
+                    matches = [m for m, n in zip(matches, held, strict=True) if n <= rare]
+                if not matches:
+                    return []
+                return list(s.scalars(text(sql), {"m": " OR ".join(matches), "n": limit}))
             except OperationalError as e:  # words FTS5 cannot read: no photo holds them
-                log.info("full-text query %r refused: %s", match, e)
+                log.info("full-text query %r refused: %s", matches, e)
                 return []
 
     def _photos_with_words_like(self, clauses: list[list[str]], limit: int | None) -> list[int]:
