@@ -21,7 +21,7 @@ from PySide6.QtCore import (
     Qt,
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap, QPolygon
-from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QLabel, QListView, QWidget
 
 from .thumbs import ICON_SIDE, ThumbnailLoader
 
@@ -61,6 +61,7 @@ class ResultsModel(QAbstractListModel):
         self.sort = SORT_RELEVANCE
         self.browsing = False  # the library newest first, with no query: no strength to filter
         self._all: list = []
+        self._months: set[int] = set()
         self._rows: list = []
         self._row_of: dict[str, list[int]] = {}
         self._placeholder: QIcon | None = None
@@ -138,7 +139,31 @@ class ResultsModel(QAbstractListModel):
         self._row_of = {}
         for i, h in enumerate(rows):
             self._row_of.setdefault(h.path, []).append(i)
+        self._months = self._month_starts(rows) if self.by_date else set()
         self.endResetModel()
+
+    @property
+    def by_date(self) -> bool:
+        """Rows in date order (the library view, or results sorted newest first)."""
+        return self.browsing or self.sort == SORT_DATE
+
+    @staticmethod
+    def _month_starts(rows: list) -> set[int]:
+        """The rows where a new month begins (undated photos count as one month, last)."""
+        starts, previous = set(), object()
+        for i, h in enumerate(rows):
+            month = (h.date.year, h.date.month) if h.date else None
+            if month != previous:
+                starts.add(i)
+                previous = month
+        return starts
+
+    def month_of(self, row: int) -> str:
+        """The month a row's photo belongs to, as a header says it ("March 2024")."""
+        hit = self.hit(row)
+        if hit is None:
+            return ""
+        return f"{hit.date:%B %Y}" if hit.date else "No date"
 
     # -- the Qt model -----------------------------------------------------------------------------
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -149,6 +174,8 @@ class ResultsModel(QAbstractListModel):
         if hit is None:
             return None
         if role == Qt.ItemDataRole.DisplayRole:
+            if self.browsing:  # the library view: the first photo of each month names it
+                return self.month_of(index.row()) if index.row() in self._months else ""
             return os.path.basename(hit.path)
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(hit.path)
@@ -198,6 +225,32 @@ class ResultsView(QListView):
         self.setDragEnabled(False)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.setAccessibleName("Search results")
+        # The month of the photos at the top of the view, over the grid, while they are in
+        # date order: a header that stays as the months scroll past under it.
+        self.month_header = QLabel(self.viewport())
+        self.month_header.setStyleSheet(
+            "QLabel { background: rgba(255, 255, 255, 225); color: #222; font-weight: 600; "
+            "padding: 3px 10px; border-bottom-right-radius: 6px; }")
+        self.month_header.move(0, 0)
+        self.month_header.hide()
+        self.verticalScrollBar().valueChanged.connect(self.update_month_header)
+
+    def setModel(self, model) -> None:  # noqa: N802 (Qt's name)
+        super().setModel(model)
+        model.modelReset.connect(self.update_month_header)
+        model.rowsRemoved.connect(self.update_month_header)
+
+    def update_month_header(self, *_args) -> None:
+        model = self.model()
+        index = self.indexAt(QPoint(GRID.width() // 2, GRID.height() // 2))
+        if model is None or not model.by_date or not model.rowCount():
+            self.month_header.hide()
+            return
+        row = index.row() if index.isValid() else 0
+        self.month_header.setText(model.month_of(row))
+        self.month_header.adjustSize()
+        self.month_header.show()
+        self.month_header.raise_()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         """Widen the cells so the columns fill the row instead of leaving a gap on the right."""

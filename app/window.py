@@ -276,6 +276,7 @@ class MainWindow(QMainWindow):
 
     def show_hits(self, hits: list, request: SearchRequest | None = None) -> None:
         """Put a search's hits (engine.query.Hit) in the grid."""
+        self._search_gen += 1  # whatever was on its way to the grid (the library view) is late
         self.shown = request
         self.results.set_hits(hits)
         self._offer_more(len(hits) > 0)

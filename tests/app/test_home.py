@@ -31,10 +31,18 @@ def test_with_no_query_the_whole_library_shows_newest_first(qtbot, tiny_lib, pho
         shown = [os.path.basename(w.results.hit(r).path) for r in range(len(names))]
         assert shown == names[::-1]
         assert _dates(w) == sorted(_dates(w), reverse=True)
+        # grouped by month: the first photo of each month names it, and the month at the top
+        # of the view stays in a header over the grid
+        months = [w.results.index(r).data() for r in range(len(names))]
+        firsts = [r for r in range(len(names)) if r == 0
+                  or _dates(w)[r].month != _dates(w)[r - 1].month]
+        assert [m for m in months if m] == [f"{_dates(w)[r]:%B %Y}" for r in firsts]
+        assert w.grid.month_header.isVisible()
+        assert w.grid.month_header.text() == f"{_dates(w)[0]:%B %Y}"
         # a query shows results; clearing it (Esc) returns to the library
         qtbot.keyClicks(w.search.field, "a dog")
         wait_for_results(qtbot, w, text="a dog")
-        assert not w.results.browsing
+        assert not w.results.browsing and not w.grid.month_header.isVisible()
         w.search.field.setFocus()
         qtbot.keyClick(w.search.field, Qt.Key.Key_Escape)
         qtbot.waitUntil(lambda: w.results.browsing and w.results.rowCount() == len(names),
