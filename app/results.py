@@ -254,12 +254,12 @@ class ResultsView(QListView):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         """Widen the cells so the columns fill the row instead of leaving a gap on the right."""
+        super().resizeEvent(event)  # first: the viewport takes its new width here
         width = self.viewport().width()
         columns = max(1, width // GRID.width())
         cell = QSize(max(GRID.width(), width // columns), GRID.height())
         if cell != self.gridSize():
             self.setGridSize(cell)
-        super().resizeEvent(event)
 
     def current_hit(self):
         idx = self.currentIndex()
