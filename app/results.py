@@ -221,6 +221,9 @@ class ResultsView(QListView):
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        # Always there, so the viewport's width (and the columns worked out from it) does not
+        # change when a few results need no scrolling.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.verticalScrollBar().setSingleStep(24)
         self.setDragEnabled(False)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -255,7 +258,7 @@ class ResultsView(QListView):
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         """Widen the cells so the columns fill the row instead of leaving a gap on the right."""
         super().resizeEvent(event)  # first: the viewport takes its new width here
-        width = self.viewport().width()
+        width = self.viewport().width() - 1  # a row exactly as wide as the view wraps its last
         columns = max(1, width // GRID.width())
         cell = QSize(max(GRID.width(), width // columns), GRID.height())
         if cell != self.gridSize():

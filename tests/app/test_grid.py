@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from PySide6.QtCore import Qt
 
 from app.results import SORT_DATE
@@ -70,3 +71,27 @@ def test_thumbnails_are_cached_on_disk_and_upright(tmp_path):
     assert len(cached) == 1
     second = load_thumbnail(str(photo), cache)  # read back from the cache
     assert (second.width(), second.height()) == (128, 256)
+
+
+@pytest.mark.parametrize("width", [420, 800, 1200, 1920])
+def test_the_columns_fill_the_width_of_the_grid(qtbot, tiny_window, width):
+    """No column's worth of blank at the right, whatever the width (and whether or not the
+    results need scrolling)."""
+    from app.results import ResultsModel, ResultsView
+
+    view = ResultsView()
+    qtbot.addWidget(view)
+    model = ResultsModel(tiny_window.loader)
+    view.setModel(model)
+    model.set_hits(_synthetic_hits(40))
+    view.resize(width, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    qtbot.wait(50)
+    cell = view.gridSize().width()
+    columns = max(1, view.viewport().width() // cell)
+    first_row = [view.visualRect(model.index(i)) for i in range(columns)]
+    assert len({r.top() for r in first_row}) == 1  # all on one row
+    assert view.visualRect(model.index(columns)).top() > first_row[0].top()  # then it wraps
+    assert view.viewport().width() - first_row[-1].left() < 2 * cell  # ends near the edge
+    assert view.viewport().width() - columns * cell < cell  # no room left for another column
