@@ -36,9 +36,18 @@ from .searchbar import SearchBar, SearchRequest
 from .settings import Settings, config_dir, library_location, load_settings
 from .statusbar import StatusBar
 from .thumbs import ThumbnailLoader
+from .viewer import Viewer
 from .workers import Jobs, error_text
 
 log = logging.getLogger(__name__)
+
+
+def open_outside(path: str) -> None:
+    """Hand a photo to the program the system opens photos with."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
+    QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
 
 def open_library(settings: Settings):
@@ -106,8 +115,9 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.preview)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
+        self.viewer = Viewer(self.ops, self.results, self)
         self.pages = QStackedWidget(self)
-        for page in (self.loading, self.empty, self.splitter):
+        for page in (self.loading, self.empty, self.splitter, self.viewer):
             self.pages.addWidget(page)
         central = QWidget(self)
         layout = QVBoxLayout(central)
@@ -140,6 +150,8 @@ class MainWindow(QMainWindow):
         self.grid.doubleClicked.connect(lambda _i: self.open_current())
         self.grid.customContextMenuRequested.connect(self._context_menu)
         self.preview.find_similar.connect(self.find_similar)
+        self.viewer.closed.connect(self._viewer_closed)
+        self.viewer.open_outside.connect(open_outside)
         self.preview.message.connect(lambda text: self.statusbar.showMessage(text, 5000))
 
     def _action(self, text: str, keys, slot, widget: QWidget | None = None) -> QAction:
@@ -163,7 +175,9 @@ class MainWindow(QMainWindow):
         self._action("Find similar", "Ctrl+Shift+F", lambda: self.find_similar(None))
         self._action("Find similar", "S", lambda: self.find_similar(None), self.grid)
         self._action("Show or hide the preview", "Space", self.toggle_preview, self.grid)
-        self._action("Open", "Return", self.open_current, self.grid)
+        self._action("View", "Return", self.open_current, self.grid)
+        self._action("Open in another program", "Ctrl+Return", self.open_current_outside,
+                     self.grid)
 
     # -- the library ------------------------------------------------------------------------------
     def _open(self, factory: Callable[[], object]) -> None:
@@ -214,7 +228,8 @@ class MainWindow(QMainWindow):
         if self._settings_dialog is not None:
             self._settings_dialog.set_status(status)
         empty = status.photos == 0
-        self.pages.setCurrentWidget(self.empty if empty else self.splitter)
+        if empty or self.pages.currentWidget() is not self.viewer:  # a photo viewed stays
+            self.pages.setCurrentWidget(self.empty if empty else self.splitter)
         self.search.set_searchable(not empty)
         home_current = self.results.browsing and self._home_photos == status.photos
         if (not empty and self.search.request().is_empty() and self._pending is None
@@ -418,12 +433,24 @@ class MainWindow(QMainWindow):
             self.preview.show_hit(self.grid.current_hit())
 
     def open_current(self) -> None:
+        """The selected photo large, in the window (Esc comes back to the grid)."""
+        index = self.grid.currentIndex()
+        if index.isValid():
+            self.pages.setCurrentWidget(self.viewer)
+            self.viewer.show_row(index.row())
+
+    def open_current_outside(self) -> None:
         hit = self.grid.current_hit()
         if hit is not None:
-            from PySide6.QtCore import QUrl
-            from PySide6.QtGui import QDesktopServices
+            open_outside(hit.path)
 
-            QDesktopServices.openUrl(QUrl.fromLocalFile(hit.path))
+    def _viewer_closed(self, row: int) -> None:
+        self.pages.setCurrentWidget(self.splitter)
+        if 0 <= row < self.results.rowCount():
+            index = self.results.index(row)
+            self.grid.setCurrentIndex(index)
+            self.grid.scrollTo(index)
+        self.grid.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _context_menu(self, pos) -> None:
         index = self.grid.indexAt(pos)
@@ -433,7 +460,8 @@ class MainWindow(QMainWindow):
         self.grid.setCurrentIndex(index)
         menu = QMenu(self)
         menu.addAction("Find similar", lambda: self.find_similar(hit.photo_id))
-        menu.addAction("Open", self.open_current)
+        menu.addAction("View", self.open_current)
+        menu.addAction("Open in another program", self.open_current_outside)
         menu.addAction("Show in folder", lambda: show_in_folder(hit.path))
         menu.addAction("Copy path", lambda: QGuiApplication.clipboard().setText(hit.path))
         menu.popup(self.grid.viewport().mapToGlobal(pos))
