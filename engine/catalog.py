@@ -764,13 +764,14 @@ class Catalog:
                              {"n": TEXT_TABLE}).first() is not None
 
     def photos_with_words(self, clauses: list[list[str]], limit: int | None = None,
-                          rare: int | None = None) -> list[int]:
+                          rare: int | None = None, ranked: bool = True) -> list[int]:
         """The searchable photos whose captions, folder names or file name hold every word (or
         phrase: words with spaces, found in order) of at least one clause, best first (BM25, a
         caption's words weighing twice a file name's). Words are stemmed and case-folded; without
         the full-text index (another database) they are found anywhere in a caption or the path,
         as written, in photo id order. ``rare``: a clause more photos than this hold is left out
-        (words that common say little about a photo, and ranking all their photos is slow)."""
+        (words that common say little about a photo, and ranking all their photos is slow).
+        ``ranked=False``: in no particular order (a condition or an exclusion needs no order)."""
         clauses = [[w for w in c if w.strip()] for c in clauses]
         clauses = [c for c in clauses if c]
         if not clauses:
@@ -781,8 +782,9 @@ class Catalog:
         counts = "SELECT " + ", ".join(  # one statement: how many photos hold each clause
             f"(SELECT count(*) FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m{i})"
             for i in range(len(matches)))
-        sql = (f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m "
-               f"ORDER BY bm25({TEXT_TABLE}, 2.0, 1.0)" + (" LIMIT :n" if limit else ""))
+        sql = (f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m"
+               + (f" ORDER BY bm25({TEXT_TABLE}, 2.0, 1.0)" if ranked else "")
+               + (" LIMIT :n" if limit else ""))
         with self.session() as s:
             try:
                 if rare is not None:

@@ -206,7 +206,7 @@ class Ranker:
             return None
         pool: set[int] | None = None
         for t in must:
-            got = set(self.catalog.photos_with_words([has_words(t.value)]))
+            got = set(self.catalog.photos_with_words([has_words(t.value)], ranked=False))
             pool = got if pool is None else pool & got
         if allowed is not None:
             pool &= set(allowed.tolist())
@@ -220,7 +220,7 @@ class Ranker:
         for t in terms:
             if t.exclude and t.kind in ("text", "words"):
                 words = has_words(t.value) if t.kind == "words" else content_words(t.value)
-                gone.update(self.catalog.photos_with_words([words]))
+                gone.update(self.catalog.photos_with_words([words], ranked=False))
         return gone
 
     def _word_matches(self, positive: list[Term], allowed, excluded: set[int],

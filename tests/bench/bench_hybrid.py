@@ -136,6 +136,9 @@ def main() -> None:
         # the same searches with each text's vector remembered: what search adds to encoding
         # (less at the mercy of other programs on the cores than the text encoder is)
         with remembered(model):
+            for q in texts:
+                model.encode_texts([q])
+            model.encode_texts(["people"])
             bare = timed(lambda q: lib.search(q), texts)
             bare_minus = timed(lambda q: lib.search(f"{q} -people", k=10), texts)
         size = text_bytes(db)
