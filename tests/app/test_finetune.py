@@ -59,6 +59,8 @@ def test_fine_tuning_runs_to_the_end_and_can_go_back(qtbot, panel, tiny_lib, tin
         ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"),
         panel.recall_text(0), strict=True)}, abs=0.05)
     assert "now in use" in panel.result_label.text()
+    r10 = f"top 10 for {panel.result.after['t2i_r10']:.0f}% of those photos' captions"
+    assert r10 in panel.result_label.text()  # recall in words, not a table code
     new = panel.result.version
     assert tiny_lib.active_model_record().version == new != original
     assert panel.keep_button.isEnabled() and panel.back_button.isEnabled()
