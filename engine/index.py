@@ -118,9 +118,11 @@ class VectorIndex:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))
                 self._gpu = None
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for one query vector; ``allowed`` restricts to those ids."""
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               every: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for one query vector; ``allowed`` restricts to those ids.
+        ``every``: an inverted file looks in all its lists, so that every allowed photo is
+        scored (to score given photos; a search probes only the lists nearest the query)."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
         with self._lock:  # adds and removes are short; a conversion happens off to the side
             index, n = self._index, self._index.ntotal
@@ -132,7 +134,8 @@ class VectorIndex:
                 if len(allowed) == 0:
                     return np.zeros(0, np.float32), np.zeros(0, np.int64)
                 sel = faiss.IDSelectorBatch(allowed)
-                params = (faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+                params = (faiss.SearchParametersIVF(
+                    sel=sel, nprobe=index.nlist if every else index.nprobe)
                           if isinstance(index, faiss.IndexIVF)
                           else faiss.SearchParameters(sel=sel))
                 n = min(n, len(allowed))

@@ -162,7 +162,8 @@ class Ranker:
         """The cosines of these photos, best first (those without a vector left out)."""
         if not ids:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores, found = self.index.search(vec, len(ids), np.asarray(ids, dtype=np.int64))
+        scores, found = self.index.search(vec, len(ids), np.asarray(ids, dtype=np.int64),
+                                          every=True)
         return found, scores
 
     def _rest(self, vec, allowed, skip: set[int], terms: list[Term], want: int
@@ -193,7 +194,7 @@ class Ranker:
         gone = []
         for t in excluding:
             v = self.encode([Term(1.0, t.kind, t.value)])
-            scores, ids = self.index.search(v, len(candidates), candidates)
+            scores, ids = self.index.search(v, len(candidates), candidates, every=True)
             z = Null.of(v, self.reference).z(scores)
             gone.append(ids[z >= self.cal.exclude])
         return np.concatenate(gone) if gone else np.zeros(0, np.int64)

@@ -335,3 +335,22 @@ def test_a_library_with_captions_is_calibrated_on_them_per_model_version(shapes_
         assert again.calibration() == cal  # kept in the catalog
     finally:
         again.close()
+
+
+def test_an_inverted_file_scores_every_photo_it_is_given():
+    """Large libraries search an inverted file, which looks only in the lists nearest the query:
+    the photos found by their words, or checked against an exclusion, are scored all the same."""
+    from engine.index import VectorIndex, _ivf_with_ids
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(4000, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(1, 4001, dtype=np.int64)
+    idx = VectorIndex(16, "v", use_gpu=False)
+    idx._index = _ivf_with_ids(ids, vecs)
+    assert idx.kind == "ivf"
+    far = ids[np.argsort(vecs @ vecs[0])[:50]]  # the 50 photos farthest from the query
+    _, probed = idx.search(vecs[0], 50, far)
+    scores, found = idx.search(vecs[0], 50, far, every=True)
+    assert sorted(found.tolist()) == sorted(far.tolist()) and len(probed) < 50
+    assert np.allclose(np.sort(scores), np.sort(vecs[far - 1] @ vecs[0]), atol=1e-5)
