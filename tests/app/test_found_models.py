@@ -76,7 +76,8 @@ def test_try_a_found_model_then_go_back(qtbot, tiny_window, tiny_lib, photos,
 
     def listed_in_use():  # the models list: both, the previous one in use again
         rows = [dialog.models.topLevelItem(i) for i in range(dialog.models.topLevelItemCount())]
-        return len(rows) == 2 and [r.text(0) for r in rows if r.text(4) == "in use"] == [before]
+        return len(rows) == 2 and [r.data(0, Qt.ItemDataRole.UserRole) for r in rows
+                                   if r.text(4) == "in use"] == [before]
 
     qtbot.waitUntil(listed_in_use, timeout=WAIT_MS)
     dialog.close()
