@@ -7,8 +7,9 @@ lives on the UI thread, so every callback runs on the UI thread. A worker never 
 an exception becomes the ``failed`` signal. Catalog writes go through ``lane="write"``, a pool of
 one thread, so two writers never race.
 
-A job that returns a generator (training) is drained in the worker: each item it yields becomes a
-``progress`` signal and the generator's return value is the result.
+A long job (indexing, training, switching models) takes the worker's ``report`` as its ``progress``
+callback: each engine.progress.Progress event it emits becomes a ``progress`` signal (thinned out
+per kind), and the job's return value is the result.
 """
 
 from __future__ import annotations
