@@ -46,7 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from .config import DATABASE_ENV
@@ -400,9 +400,15 @@ class Catalog:
             row.value = value
 
     def put_meta(self, key: str, value: str) -> None:
-        """Set one meta value in its own transaction."""
-        with self.session() as s:
-            self.set_meta(s, key, value)
+        """Set one meta value in its own transaction. Two threads setting a new key at once (two
+        first searches calibrating the same model) both find it absent: the second insert then
+        meets the first's row, and becomes an update (the last value wins)."""
+        try:
+            with self.session() as s:
+                self.set_meta(s, key, value)
+        except IntegrityError:
+            with self.session() as s:
+                s.execute(update(Meta).where(Meta.key == key).values(value=value))
 
     def bump_generation(self, s: Session) -> None:
         s.execute(update(Meta).where(Meta.key == "vectors_generation")

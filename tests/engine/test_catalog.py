@@ -101,3 +101,20 @@ def test_removing_a_folder_takes_its_photos_out_and_leaves_files(tiny_lib, photo
     assert tiny_lib.remove_folder(photos) == 12
     assert tiny_lib.status().photos == 0 and tiny_lib.folders() == []
     assert len(list(photos.iterdir())) == 12
+
+
+def test_two_writers_of_a_new_meta_key_do_not_fail(tmp_path, monkeypatch):
+    """Two first searches calibrating one model at once both find its key absent and insert it:
+    the second becomes an update instead of an error (it failed a search once)."""
+    from engine.catalog import Catalog, Meta
+
+    cat = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    cat.put_meta("calibration:v1", "first")
+
+    def stale_read(self, s, key, value):  # as a thread that read before the other's commit
+        s.add(Meta(key=key, value=value))
+
+    monkeypatch.setattr(Catalog, "set_meta", stale_read)
+    cat.put_meta("calibration:v1", "second")
+    assert cat.get_meta("calibration:v1") == "second"
+    cat.close()
