@@ -357,12 +357,20 @@ class MainWindow(QMainWindow):
         self.preview.show_hit(None)
 
     def find_similar(self, photo_id: int | None = None) -> None:
+        """Search with a photo of the library: it becomes the query's image (shown as the image
+        beside the field, replacing any earlier one); no internal id is written in the field."""
         if photo_id is None:
             hit = self.grid.current_hit()
-            if hit is None:
-                return
-            photo_id = hit.photo_id
-        self.search.set_query(f"photo:{photo_id}")
+        else:
+            row = self.results.row_of(photo_id)
+            hit = self.results.hit(row) if row >= 0 else None
+        if hit is None and self.preview.current is not None and (
+                photo_id is None or self.preview.current.photo_id == photo_id):
+            hit = self.preview.current  # has the same photo_id and path
+        if hit is None:
+            return
+        self.search.field.clear()  # "more like this" starts a new query
+        self.search.set_image(hit.path, search=True)
 
     def search_with_image(self, path: str) -> None:
         self.search.set_image(path, search=True)

@@ -55,9 +55,15 @@ def test_find_similar_queries_the_selected_photo(qtbot, tiny_window):
     w.grid.setFocus()
     qtbot.keyClick(w.grid, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier
                    | Qt.KeyboardModifier.ShiftModifier)
-    wait_for_results(qtbot, w, text=f"photo:{target.photo_id}")
+    wait_for_results(qtbot, w, image=target.path)
     assert w.results.hit(0).photo_id == target.photo_id
-    assert w.search.field.text() == f"photo:{target.photo_id}"
+    assert w.search.field.text() == ""  # no internal id in the field to type after
+    assert w.search.image_chip.isVisible() and Path(target.path).name in w.search.image_chip.text()
+    # a photo dropped afterwards replaces it, rather than being added to a leftover query
+    other = w.results.hit(2)
+    w.search_with_image(other.path)
+    wait_for_results(qtbot, w, image=other.path)
+    assert w.results.hit(0).photo_id == other.photo_id
 
 
 def test_pasting_an_image_searches_with_it(qtbot, tiny_window, photos):
