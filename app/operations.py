@@ -160,28 +160,24 @@ class Operations(QObject):
                        done: Callable[[bool], None] | None = None) -> None:
         """Make ``version`` the active model (re-embedding photos it has no vectors for first).
         ``done(True)`` once it is active, ``done(False)`` if it failed or was cancelled."""
-        if self.library is None:
-            return
-        worker = self.call("activate_model", version, name="activate model", writes=True,
-                           pass_progress=True, cancellable=True,
-                                  progress=self._activate_progress,
-                                  done=lambda _r: self._activated(True, done),
-                                  failed=lambda exc: self._activate_failed(exc, done))
-        self.statusbar.start_activity("activate", f"Switching to model {version}…",
-                                      worker.cancel)
+        self._switch("activate_model", version, f"Switching to model {version}…", done)
 
     def upgrade_model(self, tower: str | None = None,
                       done: Callable[[bool], None] | None = None) -> None:
         """Switch to the current bundled base model (engine Library.upgrade), as activating a
         model does: photos are re-embedded while search keeps the old vectors."""
+        self._switch("upgrade", tower, "Upgrading the model…", done)
+
+    def _switch(self, method: str, arg, text: str, done: Callable[[bool], None] | None) -> None:
+        """A model switch (activate or upgrade) in the write lane, shown with Cancel."""
         if self.library is None:
             return
-        worker = self.call("upgrade", tower, name="upgrade model", writes=True,
+        worker = self.call(method, arg, name=method.replace("_", " "), writes=True,
                            pass_progress=True, cancellable=True,
-                                  progress=self._activate_progress,
-                                  done=lambda _r: self._activated(True, done),
-                                  failed=lambda exc: self._activate_failed(exc, done))
-        self.statusbar.start_activity("activate", "Upgrading the model…", worker.cancel)
+                           progress=self._activate_progress,
+                           done=lambda _r: self._activated(True, done),
+                           failed=lambda exc: self._activate_failed(exc, done))
+        self.statusbar.start_activity("activate", text, worker.cancel)
 
     def _activate_progress(self, p) -> None:
         if p.kind == "indexing":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -509,9 +510,30 @@ def _models_discover(args) -> int:
     return 0
 
 
-def _models_try(args) -> int:
+@contextlib.contextmanager
+def _embedding_bar(quiet: bool):
+    """A progress callback drawing photos embedded as a bar on stderr (none when ``quiet``),
+    closed when the job ends."""
     from tqdm import tqdm
 
+    bar = None
+
+    def progress(p) -> None:
+        nonlocal bar
+        if p.total and not quiet:
+            if bar is None:
+                bar = tqdm(total=p.total, unit="photo", desc="embedding", file=sys.stderr)
+            bar.n = p.done
+            bar.update(0)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _models_try(args) -> int:
     from .tryout import find, try_model
 
     if not args.version:
@@ -519,21 +541,8 @@ def _models_try(args) -> int:
     found = find(args.version, args.folders)
     lib = _open_library(args)
     print(f"trying {found.title} ({found.pretrained}) from {_shown(found.path)}", file=sys.stderr)
-    bar = None
-
-    def progress(p) -> None:
-        nonlocal bar
-        if getattr(p, "total", 0) and not args.json:
-            if bar is None:
-                bar = tqdm(total=p.total, unit="photo", desc="embedding", file=sys.stderr)
-            bar.n = p.done
-            bar.update(0)
-
-    try:
+    with _embedding_bar(quiet=args.json) as progress:
         trial = try_model(lib, found, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
     if args.json:
         print(json.dumps({"version": trial.version, "previous": trial.previous,
                           "photos": trial.photos,
@@ -601,7 +610,6 @@ def cmd_models(args) -> int:
 
 
 def _models_upgrade(args, lib) -> int:
-    from tqdm import tqdm
 
     before = lib.active_model_record().version
     if not args.json:
@@ -609,21 +617,8 @@ def _models_upgrade(args, lib) -> int:
         print(f"upgrading {before}: {what or 'nothing to change'}", file=sys.stderr)
         print("re-embedding the library's photos with the new model; search keeps the current "
               "vectors until it is done", file=sys.stderr)
-    bar = None
-
-    def progress(p) -> None:
-        nonlocal bar
-        if getattr(p, "total", 0) and not args.json:
-            if bar is None:
-                bar = tqdm(total=p.total, unit="photo", desc="embedding", file=sys.stderr)
-            bar.n = p.done
-            bar.update(0)
-
-    try:
+    with _embedding_bar(quiet=args.json) as progress:
         version = lib.upgrade(args.tower, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
     if args.json:
         print(json.dumps({"version": version or before, "previous": before,
                           "changed": version is not None}, indent=2))
