@@ -333,7 +333,9 @@ def test_a_network_folder_is_polled_and_kept_current(qtbot, tiny_lib, photos, mo
     tiny_lib.add_folders([photos])
     w = open_window(qtbot, tiny_lib, watch_options=FAST)
     try:
-        qtbot.waitUntil(lambda: w.live.state(str(photos)).kind == "polling", timeout=WAIT_MS)
+        # the state says "polling" first; the watcher's reason follows in a later event
+        qtbot.waitUntil(lambda: w.live.state(str(photos)).kind == "polling"
+                        and bool(w.live.state(str(photos)).detail), timeout=WAIT_MS)
         state = w.live.state(str(photos))
         assert "fuse.sshfs folders send no change events" in state.detail
         assert "polling" in state.text and "1 polling" in w.live.label.text()
