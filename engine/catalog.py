@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -54,7 +55,7 @@ from .errors import LibraryError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -90,8 +91,10 @@ class Photo(Base):
     root_id: Mapped[int | None] = mapped_column(ForeignKey("roots.id", ondelete="SET NULL"),
                                                 index=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    # 64-bit: a file's mtime in nanoseconds (and a video's size) overflow a 32-bit column, and
+    # PostgreSQL's INTEGER is 32 bits (SQLite's integers are 64-bit whatever the column says)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -225,8 +228,18 @@ def _quoted(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
+def _v3_to_v4(s: Session) -> None:
+    """Schema 4: a photo's size and mtime are 64-bit columns. SQLite stores every integer in up
+    to 64 bits whatever its column's type, so only another database has columns to widen."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("ALTER TABLE photos ALTER COLUMN size TYPE BIGINT, "
+                       "ALTER COLUMN mtime_ns TYPE BIGINT"))
+
+
 # Migrations: MIGRATIONS[n] upgrades a catalog from schema n to n + 1, keeping its data.
-MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Session], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+# Steps that change nothing in a SQLite file but its schema version: no backup copy for them.
+_SQLITE_UNCHANGED = {3}
 
 
 def _unusable(url: str, e: DatabaseError) -> str:
@@ -314,6 +327,7 @@ class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgres")
         self._damaged: dict[str, set[int]] = {}  # vectors() found these rows not finite
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.is_sqlite else {}
         self.engine: Engine = _engine(url, kwargs)
@@ -350,8 +364,11 @@ class Catalog:
         Base.metadata.create_all(self.engine)  # tables added without data changes
 
     def _migrate(self, current: int) -> None:
+        """Each step in its own transaction (PostgreSQL changes tables transactionally too); a
+        SQLite file is copied aside first when a step changes more than its version."""
         db = self.engine.url.database
-        if self.is_sqlite and db and Path(db).exists():
+        changes = set(range(current, SCHEMA_VERSION)) - _SQLITE_UNCHANGED
+        if self.is_sqlite and db and Path(db).exists() and changes:
             backup = Path(f"{db}.schema{current}.bak")
             with self.engine.connect() as c:
                 c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

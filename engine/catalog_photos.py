@@ -9,14 +9,16 @@ session and writes no SQL of its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Embedding, Photo, Root
+from .catalog import Catalog, Embedding, KeptCaption, Photo, Root, utcnow
+from .errors import LibraryError
 
 # SQLite refuses statements with more than a few hundred bound values on older builds.
 CHUNK = 500
@@ -59,6 +61,33 @@ class StoredPhoto:
     id: int
     added: bool  # a new row (else an existing one was updated)
     captions_restored: int  # kept captions of its content that went back onto it
+
+
+# A row given to PhotoCatalog.add_many, in this order: what a shard of photos read and embedded
+# elsewhere holds for each (``vector``: the float32 bytes of the model version, or None).
+INGEST_COLUMNS = ("path", "root_id", "size", "mtime_ns", "content_hash", "width", "height",
+                  "taken_at", "date", "vector")
+_PG_TYPES = ["text", "int4", "int8", "int8", "text", "int4", "int4", "timestamp", "timestamp",
+             "bytea"]
+
+
+@dataclass(frozen=True)
+class AddedPhotos:
+    ids: dict[str, int]  # path -> id of each photo added
+    present: int  # rows whose path the catalog already held: left as they were
+    captions_restored: int  # kept captions of their content that went back onto them
+
+
+def _checked(rows: Iterable[Sequence]) -> list[tuple]:
+    out = []
+    for n, row in enumerate(rows):
+        row = tuple(row)
+        if len(row) != len(INGEST_COLUMNS):
+            raise LibraryError(f"photo row {n} has {len(row)} values, not the "
+                               f"{len(INGEST_COLUMNS)} of {', '.join(INGEST_COLUMNS)}: nothing "
+                               "of this batch was added")
+        out.append(row)
+    return out
 
 
 def _row(photo: Photo, has_vector: bool) -> PhotoRow:
@@ -207,6 +236,87 @@ class PhotoCatalog:
         if fresh or changed:  # a photo that left earlier is back: so are its captions
             restored = self.catalog.restore_captions(s, row.id, p.content_hash)
         return StoredPhoto(row.id, fresh, restored)
+
+    def add_many(self, rows: Iterable[Sequence]) -> AddedPhotos:
+        """Photos read and embedded elsewhere (a shard of a cluster job), added with their
+        vectors of this model version in one transaction: all of them or, on any error, none.
+        Each row holds the INGEST_COLUMNS in order, as plain values. A path the catalog already
+        has (or that came earlier in ``rows``) is left as it is, so a shard given twice adds
+        nothing the second time. PostgreSQL receives the rows by COPY, SQLite by executemany."""
+        batch = _checked(rows)
+        with self.catalog.session() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                ids, present = self._copy_new(s, batch)
+            else:
+                ids, present = self._insert_new(s, batch)
+            restored = self._restore_kept(s, ids, batch)
+            if any(r[-1] is not None and r[0] in ids for r in batch):
+                self.catalog.bump_generation(s)
+        return AddedPhotos(ids, present, restored)
+
+    def _insert_new(self, s: Session, batch: list[tuple]) -> tuple[dict[str, int], int]:
+        paths = list(dict.fromkeys(r[0] for r in batch))
+        known: set[str] = set()
+        for i in range(0, len(paths), CHUNK):
+            known.update(s.scalars(select(Photo.path).where(Photo.path.in_(paths[i : i + CHUNK]))))
+        now, seen, fresh = utcnow(), set(known), []
+        for r in batch:
+            if r[0] not in seen:
+                seen.add(r[0])
+                fresh.append(r)
+        if not fresh:
+            return {}, len(batch)
+        s.execute(insert(Photo.__table__), [
+            {**dict(zip(INGEST_COLUMNS[:-1], r[:-1], strict=True)), "status": "ok",
+             "added_at": now, "updated_at": now} for r in fresh])
+        new = [r[0] for r in fresh]
+        ids: dict[str, int] = {}
+        for i in range(0, len(new), CHUNK):
+            ids.update(s.execute(select(Photo.path, Photo.id)
+                                 .where(Photo.path.in_(new[i : i + CHUNK]))).all())
+        vectors = [{"photo_id": ids[r[0]], "model_version": self.version, "vector": r[-1],
+                    "norm": 1.0, "created_at": now} for r in fresh if r[-1] is not None]
+        if vectors:
+            s.execute(insert(Embedding.__table__), vectors)
+        return ids, len(batch) - len(fresh)
+
+    def _copy_new(self, s: Session, batch: list[tuple]) -> tuple[dict[str, int], int]:
+        """COPY into a temporary table, then one INSERT … ON CONFLICT DO NOTHING into photos
+        (COPY itself stops at the first path already there), then COPY of the vectors."""
+        cols, photo_cols = ", ".join(INGEST_COLUMNS), ", ".join(INGEST_COLUMNS[:-1])
+        typed = ", ".join(f"{c} {t}" for c, t in zip(INGEST_COLUMNS, _PG_TYPES, strict=True))
+        s.execute(text(f"CREATE TEMPORARY TABLE incoming ({typed}) ON COMMIT DROP"))
+        cur = s.connection().connection.driver_connection.cursor()
+        with cur.copy(f"COPY incoming ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_PG_TYPES)
+            for r in batch:
+                copy.write_row(r)
+        now = utcnow()
+        got = s.execute(text(
+            f"INSERT INTO photos ({photo_cols}, status, added_at, updated_at) "
+            f"SELECT {photo_cols}, 'ok', :now, :now FROM incoming "
+            "ON CONFLICT (path) DO NOTHING RETURNING path, id"), {"now": now}).all()
+        ids = dict(got)
+        vectors = [(ids[r[0]], r[-1]) for r in batch if r[-1] is not None and r[0] in ids]
+        if vectors:
+            with cur.copy("COPY embeddings (photo_id, model_version, vector, norm, created_at) "
+                          "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int4", "text", "bytea", "float8", "timestamp"])
+                written: set[int] = set()
+                for pid, vector in vectors:
+                    if pid not in written:  # a path given twice: its first row was added
+                        written.add(pid)
+                        copy.write_row((pid, self.version, vector, 1.0, now))
+        return ids, len(batch) - len(ids)
+
+    def _restore_kept(self, s: Session, ids: dict[str, int], batch: list[tuple]) -> int:
+        """Captions kept for the content of photos just added go back onto them."""
+        hashes = {r[4]: ids[r[0]] for r in reversed(batch) if r[4] and r[0] in ids}
+        digests, kept = list(hashes), set()
+        for i in range(0, len(digests), CHUNK):
+            kept.update(s.scalars(select(KeptCaption.content_hash).distinct().where(
+                KeptCaption.content_hash.in_(digests[i : i + CHUNK]))))
+        return sum(self.catalog.restore_captions(s, hashes[d], d) for d in sorted(kept))
 
     def remove_and_hide(self, leaving: list[int], hidden: list[int]) -> None:
         """In one transaction: the ``leaving`` photos leave the library with their vectors (their
