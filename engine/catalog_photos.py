@@ -57,6 +57,18 @@ class IndexedPhoto:
 
 
 @dataclass(frozen=True)
+class SkippedPhoto:
+    """A file a pass could not index, to be kept as a skipped photo with its reason."""
+
+    known_id: int | None
+    path: str
+    root_id: int | None
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class StoredPhoto:
     id: int
     added: bool  # a new row (else an existing one was updated)
@@ -131,6 +143,23 @@ class PhotoCatalog:
                 select(Embedding.photo_id).join(Photo, Photo.id == Embedding.photo_id)
                 .where(Embedding.model_version == self.version, cond)).all())
         return {p.path: _row(p, p.id in embedded) for p in photos}
+
+    def at(self, paths: list[str]) -> dict[str, PhotoRow]:
+        """The photos (any status) at these exact paths, by path."""
+        out: dict[str, PhotoRow] = {}
+        with self.catalog.session() as s:
+            for i in range(0, len(paths), CHUNK):
+                part = paths[i : i + CHUNK]
+                photos = s.scalars(select(Photo).where(Photo.path.in_(part))).all()
+                embedded = set(s.scalars(select(Embedding.photo_id).where(
+                    Embedding.photo_id.in_([p.id for p in photos]),
+                    Embedding.model_version == self.version)).all())
+                out.update({p.path: _row(p, p.id in embedded) for p in photos})
+        return out
+
+    def taken(self, key: str) -> bool:
+        """Was the batch of photos named ``key`` (a cluster job's shard) stored already?"""
+        return self.catalog.get_meta(key) is not None
 
     def missing(self) -> list[PhotoRow]:
         """Every photo marked missing (gone from its folder in an earlier pass)."""
@@ -209,6 +238,32 @@ class PhotoCatalog:
             out = [self._write(s, p) for p in photos]
             self.catalog.bump_generation(s)
         return out
+
+    def store_taken(self, photos: list[IndexedPhoto], skipped: list[SkippedPhoto],
+                    key: str) -> tuple[list[StoredPhoto], list[int]]:
+        """A batch of photos embedded elsewhere (a cluster job's shard) and the files of it that
+        cannot be indexed, in one transaction that also records ``key`` as taken: a batch is
+        stored whole or not at all, and once only. Returns what became of each photo, in order,
+        and the ids of photos that lost their vectors by becoming skipped (for the index)."""
+        with self.catalog.session() as s:
+            out = [self._write(s, p) for p in photos]
+            dropped = [i for i in (self._skip(s, k) for k in skipped) if i is not None]
+            self.catalog.set_meta(s, key, "taken")
+            self.catalog.bump_generation(s)
+        return out, dropped
+
+    def _skip(self, s: Session, k: SkippedPhoto) -> int | None:
+        row = s.get(Photo, k.known_id) if k.known_id is not None else None
+        if row is None:
+            row = Photo(path=k.path)
+            s.add(row)
+        row.root_id = k.root_id
+        row.size, row.mtime_ns = k.size, k.mtime_ns
+        row.status, row.reason = "skipped", k.reason
+        if row.id is None:
+            return None
+        gone = s.execute(Embedding.__table__.delete().where(Embedding.photo_id == row.id))
+        return row.id if gone.rowcount else None
 
     def _write(self, s: Session, p: IndexedPhoto) -> StoredPhoto:
         row = s.get(Photo, p.known_id) if p.known_id is not None else None

@@ -105,16 +105,7 @@ class Indexer:
         report = IndexReport()
         emit = progress or silent
         emit(Progress("indexing", "scanning"))
-        root_ids = self._ensure_roots(roots)
-        found = scan(roots, self.config.exclude_globs, self.exclude_dirs)
-        report.scanned = len(found.files)
-        report.skipped.update(found.problems)
-        rows = self._rows_under(roots)
-        report.unavailable = self._unavailable(found.empty, rows)
-        todo, vanished, back = self._diff(found.files, rows,
-                                          {**found.problems, **report.unavailable}, report)
-        self._show_again(back, rows)
-        todo = self._resolve_moves(todo, vanished, rows, root_ids, report)
+        root_ids, rows, todo, vanished = self._prepare(roots, report)
         try:
             self._process(todo, rows, root_ids, vanished, report, emit, cancel)
         except Cancelled:
@@ -126,7 +117,34 @@ class Indexer:
             emit(Progress("indexing", "done", len(todo), len(todo)))
         return report
 
+    def pending(self, roots: Iterable[Path]) -> tuple[list[FileEntry], IndexReport]:
+        """The first half of a pass, for photos embedded elsewhere (a cluster job): the folders
+        are registered, scanned and compared with the catalog, and moved photos and missing ones
+        back in place are recorded, exactly as ``run`` does. Returns the files still to be read
+        and embedded. Nothing leaves the library here: the ``run`` that follows the embedding
+        finds the embedded photos unchanged and settles the ones that are gone."""
+        report = IndexReport()
+        _, _, todo, _ = self._prepare([Path(os.path.abspath(r)) for r in roots], report)
+        return todo, report
+
     # -- diff -----------------------------------------------------------------------------------
+    def _prepare(self, roots: list[Path], report: IndexReport
+                 ) -> tuple[dict[str, int], dict[str, PhotoRow], list[FileEntry],
+                            dict[str, PhotoRow]]:
+        """Scan and diff: (folder ids, the catalog's rows under the folders, files to read,
+        photos gone from their folder)."""
+        root_ids = self._ensure_roots(roots)
+        found = scan(roots, self.config.exclude_globs, self.exclude_dirs)
+        report.scanned = len(found.files)
+        report.skipped.update(found.problems)
+        rows = self._rows_under(roots)
+        report.unavailable = self._unavailable(found.empty, rows)
+        todo, vanished, back = self._diff(found.files, rows,
+                                          {**found.problems, **report.unavailable}, report)
+        self._show_again(back, rows)
+        todo = self._resolve_moves(todo, vanished, rows, root_ids, report)
+        return root_ids, rows, todo, vanished
+
     def _ensure_roots(self, roots: list[Path]) -> dict[str, int]:
         return self.photos.register_folders([str(r) for r in roots])
 

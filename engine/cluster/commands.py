@@ -1,0 +1,205 @@
+"""The command line of cluster indexing: ``chikaku index --cluster URL --job-dir DIR PATH...``
+and its steps, ``chikaku cluster plan | submit | wait | ingest``.
+
+Nothing here imports Ray: the steps that need it import it when they run, and say which extra
+to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+CLUSTER_HELP = ("a Ray cluster's Jobs API address (http://HEAD:8265), or local:N for a private "
+                "Ray of N CPUs on this machine")
+
+
+def add_index_options(ix: argparse.ArgumentParser) -> None:
+    ix.add_argument("--cluster", metavar="URL", help="embed on a Ray cluster: " + CLUSTER_HELP)
+    ix.add_argument("--job-dir", metavar="DIR", help="with --cluster: the job's folder, on "
+                    "storage every node sees at the same path (rerun with it to resume)")
+
+
+def add_cluster_command(sub, common: argparse.ArgumentParser) -> None:
+    cl = sub.add_parser("cluster", parents=[common], help="index on a Ray cluster, step by step",
+                        description="The steps of `chikaku index --cluster`: plan the job from "
+                        "the catalog, submit it, wait for it, ingest its shards.")
+    steps = cl.add_subparsers(dest="step", metavar="STEP", required=True)
+    pl = steps.add_parser("plan", parents=[common], help="write the photos to embed into DIR")
+    pl.add_argument("paths", nargs="*", metavar="PATH",
+                    help="folders to index (default: every folder of the library)")
+    for name, text in (("submit", "submit the job (local:N also waits for it)"),
+                       ("wait", "follow the job until it ends"),
+                       ("ingest", "store the job's shards in the library")):
+        st = steps.add_parser(name, parents=[common], help=text)
+        if name != "ingest":
+            st.add_argument("--cluster", metavar="URL", required=True, help=CLUSTER_HELP)
+        if name == "ingest":
+            st.add_argument("--partial", action="store_true",
+                            help="take the shards there are, although the job is not finished")
+    for st in steps.choices.values():
+        st.add_argument("--job-dir", metavar="DIR", required=True, help="the job's folder")
+        st.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _bar(quiet: bool, desc: str):
+    """A progress callback (done, total) drawing a bar on standard error, and its closer."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def show(done: int, total: int) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, unit="photo", desc=desc, file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return show, close
+
+
+def _folders(lib, paths: list[str]) -> list[str]:
+    if paths:
+        return paths
+    paused = set(lib.paused_folders())
+    folders = [f for f in lib.folders() if Path(f).is_dir() and f not in paused]
+    if not folders:
+        from . import ClusterError
+
+        raise ClusterError("the library has no folders yet: give the folders to index")
+    return folders
+
+
+def _run_job(target: str, job_dir: Path, quiet: bool) -> None:
+    from .coordinator import finished
+    from .jobdir import read_plan
+    from .submit import cluster_address, submit, wait
+
+    if read_plan(job_dir).total <= finished(job_dir):
+        return
+    with cluster_address(target, job_dir) as (address, python):
+        submit(address, job_dir, python)
+        show, close = _bar(quiet, "embedding on the cluster")
+        try:
+            wait(address, job_dir, show)
+        except KeyboardInterrupt:
+            from .submit import stop
+
+            stop(address, job_dir)  # the shards finished so far are kept
+            raise
+        finally:
+            close()
+
+
+def _ingest(lib, job_dir: Path, quiet: bool, shown: Callable[[str], str],
+            partial: bool = False) -> int:
+    from .coordinator import ingest
+
+    show, close = _bar(quiet, "indexing")
+
+    def progress(p) -> None:
+        if p.kind == "indexing":
+            show(p.done, p.total)
+
+    try:
+        report = ingest(lib, job_dir, progress=progress, partial=partial)
+    finally:
+        close()
+    print(f"{report.planned} photos planned for the cluster: {report.embedded} embedded there "
+          f"({report.added} added, {report.updated} updated), {len(report.skipped)} skipped, "
+          f"from {report.shards} new shards")
+    for name, why in sorted(report.refused.items()):
+        print(f"shard refused: {name}: {shown(why)}")
+    fin = report.finish
+    if fin is not None:
+        print(f"{fin.scanned} photos found: {fin.moved} moved, {fin.removed} removed, "
+              f"{fin.unchanged} unchanged, {len(fin.skipped)} skipped; "
+              f"{fin.embedded} embedded here (changed since the plan)")
+        skipped = fin.skipped
+    else:
+        skipped = report.skipped
+    if skipped:
+        print("skipped:")
+        for path, reason in sorted(skipped.items()):
+            print(f"  {shown(path)}: {shown(reason)}")
+    return 0
+
+
+def run_index(args, open_library: Callable, shown: Callable[[str], str]) -> int:
+    """``chikaku index --cluster URL --job-dir DIR PATH...``: plan (or resume the job DIR holds
+    for these folders), run the job, ingest."""
+    from . import ClusterError
+    from .coordinator import ingested, plan
+    from .jobdir import read_plan
+
+    if not args.cluster:
+        raise ClusterError("--job-dir goes with --cluster URL (the cluster that runs the job)")
+    if not args.job_dir:
+        raise ClusterError("--cluster needs --job-dir DIR: a folder every node sees")
+    from .submit import parse_target
+
+    parse_target(args.cluster)  # a wrong address is said before anything is scanned
+    job_dir = Path(args.job_dir).expanduser().resolve()
+    lib = open_library(args)
+    try:
+        folders = [str(Path(f).expanduser().resolve()) for f in _folders(lib, args.paths)]
+        resume = (job_dir / "plan.json").exists() and not ingested(job_dir)
+        if resume and sorted(read_plan(job_dir).roots) != sorted(folders):
+            resume = False
+        if not resume:
+            made = plan(lib, folders, job_dir)
+            print(f"planned: {made.total} photos to embed on the cluster", file=sys.stderr)
+        else:
+            print(f"resuming the job in {job_dir}", file=sys.stderr)
+        _run_job(args.cluster, job_dir, args.quiet)
+        return _ingest(lib, job_dir, args.quiet, shown)
+    finally:
+        lib.close()
+
+
+def run_step(args, open_library: Callable, shown: Callable[[str], str]) -> int:
+    job_dir = Path(args.job_dir).expanduser().resolve()
+    if args.step == "plan":
+        from .coordinator import plan
+
+        lib = open_library(args)
+        try:
+            made = plan(lib, _folders(lib, args.paths), job_dir)
+        finally:
+            lib.close()
+        print(f"planned: {made.total} photos to embed, in {job_dir}")
+        return 0
+    if args.step == "ingest":
+        lib = open_library(args)
+        try:
+            return _ingest(lib, job_dir, args.quiet, shown, partial=args.partial)
+        finally:
+            lib.close()
+    from .submit import parse_target, submit, wait
+
+    target = parse_target(args.cluster)
+    if target.local_cpus is not None:
+        if args.step == "wait":
+            from . import ClusterError
+
+            raise ClusterError("a local:N Ray lives only as long as the command that started "
+                               "it: `chikaku cluster submit --cluster local:N` waits itself")
+        _run_job(args.cluster, job_dir, args.quiet)
+        return 0
+    if args.step == "submit":
+        print(submit(target.address, job_dir))
+        return 0
+    show, close = _bar(args.quiet, "embedding on the cluster")
+    try:
+        wait(target.address, job_dir, show)
+    finally:
+        close()
+    return 0

@@ -1,0 +1,249 @@
+"""Talking to a Ray cluster through its Jobs API, and the private local Ray of ``local:N``.
+
+Chikaku never creates clusters: the user brings one and gives its Jobs API address
+(``http://HEAD:8265``). Ray Data does not run under Ray Client, so ``ray://`` addresses are
+refused with the address to use instead. ``local:N`` starts a Ray of N CPUs on this machine for
+one command, on the loopback address, with its temporary files under the job folder, and stops it
+(and every process it started) afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ClusterError, require_ray
+from .jobdir import SUBMISSION, read_plan, shards
+
+# Ray's socket paths must fit in 107 bytes: a deeper job folder gets its Ray files elsewhere.
+MAX_TEMP_PATH = 60
+START_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Target:
+    local_cpus: int | None  # local:N
+    address: str | None  # the Jobs API of a cluster the user runs
+
+
+def parse_target(text: str) -> Target:
+    text = text.strip()
+    if text.startswith("local:"):
+        try:
+            n = int(text.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ClusterError(f"--cluster {text}: local:N takes a number of CPUs from 1 up")
+        return Target(n, None)
+    if text.startswith("ray://"):
+        raise ClusterError("Ray Data does not run under Ray Client (ray://): give the cluster's "
+                           "Jobs API address instead, http://HEAD:8265")
+    if not text.startswith(("http://", "https://")):
+        raise ClusterError(f"--cluster {text}: give the Jobs API address of a Ray cluster "
+                           "(http://HEAD:8265), or local:N for a private Ray on this machine")
+    return Target(None, text.rstrip("/"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRay:
+    """A Ray head on this machine for one command: ``with LocalRay(job_dir, 2) as address``."""
+
+    def __init__(self, job_dir: Path, cpus: int) -> None:
+        self.job_dir, self.cpus = Path(job_dir), cpus
+        self.proc: subprocess.Popen | None = None
+        self.temp: Path | None = None
+        self.own_temp = False
+
+    def __enter__(self) -> str:
+        require_ray()
+        temp = self.job_dir / "ray"
+        if len(str(temp)) > MAX_TEMP_PATH:
+            temp, self.own_temp = Path(tempfile.mkdtemp(prefix="chikaku-ray-")), True
+        temp.mkdir(parents=True, exist_ok=True)
+        self.temp = temp
+        dashboard = _free_port()
+        ports = {f"--{name}": str(_free_port()) for name in (
+            "port", "node-manager-port", "object-manager-port", "dashboard-agent-grpc-port",
+            "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port",
+            "ray-client-server-port")}
+        args = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                "--num-cpus", str(self.cpus), "--num-gpus", "0",
+                "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+                "--dashboard-port", str(dashboard), "--include-dashboard", "true",
+                "--temp-dir", str(temp), "--disable-usage-stats",
+                *[x for kv in ports.items() for x in kv]]
+        log = open(self.job_dir / "local-ray.log", "wb")  # noqa: SIM115 - kept open by Ray
+        # no draining on the way out: nothing outlives the command that started it
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        log.close()
+        address = f"http://127.0.0.1:{dashboard}"
+        try:
+            _wait_for_api(address, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return address
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the head (it drains and ends what it started), then end anything left of its
+        process session, by process id."""
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for _ in range(50):
+                left = _session_members(proc.pid)
+                if not left:
+                    break
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
+            self.proc = None
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+            self.temp = None
+
+
+def _session_members(sid: int) -> list[int]:
+    """Processes of the session ``sid`` (the local Ray's own), from /proc."""
+    out = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(entry))
+    return out
+
+
+def _client(address: str):
+    require_ray()
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ClusterError(f"cannot reach the Ray Jobs API at {address}: {e}") from e
+
+
+def _wait_for_api(address: str, proc: subprocess.Popen) -> None:
+    end = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            _client(address)
+            return
+        except ClusterError:
+            if proc.poll() is not None:
+                raise ClusterError("the local Ray did not start (see local-ray.log in the job "
+                                   "folder)") from None
+            if time.monotonic() > end:
+                raise ClusterError(f"the local Ray did not answer within {START_TIMEOUT:g} s "
+                                   "(see local-ray.log in the job folder)") from None
+            time.sleep(0.5)
+
+
+def submit(address: str, job_dir: Path, python: str | None = None) -> str:
+    """Submit the job folder's plan; returns the submission id (also kept in the folder)."""
+    job_dir = Path(job_dir).resolve()
+    made = read_plan(job_dir)
+    attempt = 1 + _last(job_dir).get("attempt", 0) if _last(job_dir).get("job") == made.job else 1
+    sid = f"chikaku-{made.job}-{attempt}"
+    entry = f"{python or 'python'} -m engine.cluster.job {_quoted(str(job_dir))}"
+    _client(address).submit_job(entrypoint=entry, submission_id=sid,
+                                metadata={"chikaku_job": made.job})
+    (job_dir / SUBMISSION).write_text(json.dumps(
+        {"job": made.job, "attempt": attempt, "submission": sid, "address": address}))
+    return sid
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _last(job_dir: Path) -> dict:
+    try:
+        return json.loads((Path(job_dir) / SUBMISSION).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def submission(job_dir: Path) -> str:
+    sid = _last(job_dir).get("submission")
+    if not sid:
+        raise ClusterError(f"no job was submitted from {job_dir} yet (`chikaku cluster submit`)")
+    return sid
+
+
+def wait(address: str, job_dir: Path, on_progress: Callable[[int, int], None] | None = None,
+         poll: float = 1.0) -> None:
+    """Poll the job until it ends; ``on_progress(finished, total)`` after each poll. Raises a
+    ClusterError with the end of the job's log when it did not succeed."""
+    from ray.job_submission import JobStatus
+
+    job_dir = Path(job_dir).resolve()
+    total = read_plan(job_dir).total
+    client, sid = _client(address), submission(job_dir)
+    while True:
+        status = client.get_job_status(sid)
+        if on_progress is not None:
+            on_progress(min(total, sum(s.rows for s in shards(job_dir))), total)
+        if status.is_terminal():
+            break
+        time.sleep(poll)
+    if status != JobStatus.SUCCEEDED:
+        logs = client.get_job_logs(sid).strip().splitlines()
+        said = [line for line in logs if line.startswith("chikaku:")]
+        tail = "\n".join((said[-1:] if said else []) + logs[-15:])
+        raise ClusterError(f"the cluster job {sid} ended {status.value.lower()}; the finished "
+                           f"shards are kept and `chikaku cluster submit` finishes it.\n{tail}")
+
+
+def stop(address: str, job_dir: Path) -> None:
+    with contextlib.suppress(Exception):
+        _client(address).stop_job(submission(job_dir))
+
+
+@contextlib.contextmanager
+def cluster_address(text: str, job_dir: Path) -> Iterator[tuple[str, str | None]]:
+    """(Jobs API address, the Python the job runs with) for ``--cluster``; a local Ray lives as
+    long as the block."""
+    target = parse_target(text)
+    if target.address is not None:
+        yield target.address, None
+        return
+    with LocalRay(job_dir, target.local_cpus) as address:
+        yield address, sys.executable

@@ -1,0 +1,184 @@
+"""Cluster indexing on a private local Ray (one per module): the catalog it makes is the local
+indexer's, vector for vector and skip reason for skip reason, and a job or an ingest killed
+midway reruns to exactly that catalog, with no photo missing or twice."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+
+from engine.cluster import ClusterError  # noqa: E402
+from engine.cluster.coordinator import finished, ingest, plan  # noqa: E402
+from engine.cluster.jobdir import SHARDS, shards  # noqa: E402
+from engine.cluster.submit import LocalRay, stop, submit, wait  # noqa: E402
+from engine.config import IndexingConfig  # noqa: E402
+from engine.library import Library  # noqa: E402
+from tests.conftest import TINY_MODEL, dataset_images  # noqa: E402
+
+HOSTILE = {"empty.jpg": "empty", "truncated.jpg": "truncated", "words.jpg": "not an image"}
+
+
+def make_folder(folder: Path, n: int) -> Path:
+    """``n`` photos of the shared data set and three hostile files (an empty file, a JPEG cut
+    short, a text file named .jpg)."""
+    folder.mkdir(parents=True)
+    images = dataset_images()[:n]
+    for p in images:
+        shutil.copy2(p, folder / p.name)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(images[0].read_bytes()[:3000])
+    (folder / "words.jpg").write_bytes(b"these are words, not a picture\n" * 10)
+    return folder
+
+
+def catalog_of(lib: Library) -> dict[str, tuple]:
+    """Every photo by path: (status, reason, size, mtime, content hash, width, height, vector)."""
+    model = lib.model
+    out = {}
+    with lib.catalog.session() as s:
+        from engine.catalog import Photo
+
+        photos = s.query(Photo).all()
+        for p in photos:
+            vec = lib.catalog.vector_of(p.id, model.version)
+            out[p.path] = (p.status, p.reason, p.size, p.mtime_ns, p.content_hash, p.width,
+                           p.height, None if vec is None else np.array(vec))
+        assert len(photos) == len({p.path for p in photos}), "a photo is in the catalog twice"
+    return out
+
+
+def assert_same(cluster: dict, local: dict) -> None:
+    assert sorted(cluster) == sorted(local)
+    for path, row in local.items():
+        got = cluster[path]
+        assert got[:7] == row[:7], path
+        if row[7] is None:
+            assert got[7] is None, path
+        else:
+            np.testing.assert_allclose(got[7], row[7], atol=1e-5, err_msg=path)
+
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory):
+    with LocalRay(tmp_path_factory.mktemp("ray"), 2) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("cluster") / "photos", 200)
+
+
+@pytest.fixture(scope="module")
+def local(photos, tmp_path_factory) -> dict:
+    lib = Library.open(tmp_path_factory.mktemp("local") / "lib", device="cpu",
+                       default_model=TINY_MODEL)
+    try:
+        report = lib.add_folders([photos])
+        assert report.embedded == 200 and len(report.skipped) == 3
+        return catalog_of(lib)
+    finally:
+        lib.close()
+
+
+def open_tiny(path: Path, batch: int = 32) -> Library:
+    return Library.open(path, device="cpu", default_model=TINY_MODEL,
+                        indexing=IndexingConfig(batch_size=batch))
+
+
+def test_cluster_catalog_is_the_local_one(ray_address, photos, local, tmp_path):
+    lib = open_tiny(tmp_path / "lib")
+    try:
+        made = plan(lib, [photos], tmp_path / "job")
+        assert made.total == 203
+        submit(ray_address, tmp_path / "job", sys.executable)
+        seen = []
+        wait(ray_address, tmp_path / "job", lambda done, total: seen.append((done, total)),
+             poll=0.2)
+        assert seen[-1] == (203, 203)
+        report = ingest(lib, tmp_path / "job")
+        assert (report.embedded, report.added, report.refused) == (200, 200, {})
+        assert report.finish.embedded == 0 and report.finish.removed == 0
+        assert_same(catalog_of(lib), local)
+        reasons = {Path(p).name: r for p, r in report.skipped.items()}
+        for name, words in HOSTILE.items():
+            assert words in reasons[name]
+        # searchable: the index holds every embedded photo, once
+        assert len(lib.index) == 200
+        first = dataset_images()[5]
+        hits = lib.search(image=str(photos / first.name), k=1)
+        assert Path(hits[0].path).name == first.name
+        # a second ingest of the same job changes nothing
+        again = ingest(lib, tmp_path / "job")
+        assert again.shards == 0 and again.embedded == 0
+        assert_same(catalog_of(lib), local)
+    finally:
+        lib.close()
+
+
+def test_killed_job_and_ingest_rerun_to_the_same_catalog(ray_address, photos, local,
+                                                         tmp_path):
+    job = tmp_path / "job"
+    lib = open_tiny(tmp_path / "lib", batch=8)
+    try:
+        made = plan(lib, [photos], job)
+        submit(ray_address, job, sys.executable)
+        end = time.monotonic() + 300
+        while not shards(job) and time.monotonic() < end:
+            time.sleep(0.05)
+        stop(ray_address, job)  # killed midway
+        with pytest.raises(ClusterError, match="stopped"):
+            wait(ray_address, job, poll=0.2)
+        done = finished(job)
+        assert 0 < done < made.total, "the job was not stopped midway"
+        # a half-written shard, and a shard written twice (a retried task)
+        (job / SHARDS / ".part-half.tmp").write_bytes(b"PAR1 cut short")
+        first = shards(job)[0].path
+        shutil.copy(first, first.with_name("part-000000000000-8-dead.parquet"))
+        # the coordinator killed while ingesting: the shards there are, taken alone
+        with pytest.raises(ClusterError, match="not finished"):
+            ingest(lib, job)
+        partial = ingest(lib, job, partial=True)
+        assert 0 < partial.embedded < 200
+        # the rerun embeds only what no shard holds, then ingests the rest
+        submit(ray_address, job, sys.executable)
+        wait(ray_address, job, poll=0.2)
+        report = ingest(lib, job)
+        assert partial.embedded + report.embedded == 200
+        assert report.finish.embedded == 0
+        assert_same(catalog_of(lib), local)
+        assert len(lib.index) == 200
+    finally:
+        lib.close()
+
+
+def test_shards_of_another_model_version_are_refused(ray_address, photos, tmp_path):
+    """A shard whose rows name another model version is refused and its photos are embedded by
+    the finishing pass, so nothing is lost and no vector of another model enters the index."""
+    import pyarrow.parquet as pq
+
+    folder = make_folder(tmp_path / "few", 6)
+    job = tmp_path / "job"
+    lib = open_tiny(tmp_path / "lib")
+    try:
+        plan(lib, [folder], job)
+        submit(ray_address, job, sys.executable)
+        wait(ray_address, job, poll=0.2)
+        shard = shards(job)[0].path
+        table = pq.read_table(shard)
+        other = table.set_column(table.schema.get_field_index("model_version"),
+                                 "model_version", [["other-model"] * table.num_rows])
+        pq.write_table(other, shard)
+        report = ingest(lib, job)
+        assert "other-model" in report.refused[shard.name]
+        assert report.embedded == 0 and report.finish.embedded == 6
+        assert len(lib.index) == 6
+    finally:
+        lib.close()
