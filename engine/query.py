@@ -7,6 +7,7 @@
     has:Yorkshire                         these words must appear (captions, folder or file name)
     has:"Tour de Yorkshire" bob           ... a quoted phrase (words in this order) and a word
     photo:42                              the indexed photo with id 42 ("more like this")
+    @mia + "red slide"                    a name given to some photos (engine.names), and words
 
 An operator is a ``+`` or ``-`` at the start or after a space or a closing quote, so words such
 as "t-shirt" and paths such as ``/photos/a-b.jpg`` stay whole. A bare term that names an existing
@@ -38,6 +39,7 @@ from .scan import is_image_name
 
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*\*\s*(.*)$", re.S)
 _PHOTO = re.compile(r"^photo:(\d+)$")
+_NAME = re.compile(r"@[^\W_][\w'-]*")  # engine.names.NAME_TERM (a layer above: not imported)
 QUOTES = "\"'“”"
 
 
@@ -55,7 +57,7 @@ def sample_queries() -> list[str]:
 @dataclass(frozen=True)
 class Term:
     weight: float
-    kind: str  # text | image | photo | words (has:)
+    kind: str  # text | image | photo | name (@name) | words (has:)
     value: str
     exclude: bool = False  # a minus with no weight: leave out what matches
 
@@ -164,6 +166,10 @@ def _words(sign: int, parts: list[tuple[str, bool]]) -> Term:
 
 def _term(weight: float, body: str, quoted: bool, exclude: bool = False) -> Term:
     if not quoted:
+        if body.startswith("@") and _NAME.match(body):
+            named = _name_term(weight, body, exclude)
+            if named is not None:
+                return named
         m = _PHOTO.match(body)
         if m:
             if len(m.group(1)) > 19 or int(m.group(1)) >= 2**63:  # beyond any id there can be
@@ -184,3 +190,19 @@ def _term(weight: float, body: str, quoted: bool, exclude: bool = False) -> Term
                 raise QueryError(f"no such image file: {body} (put it in quotes to search for "
                                  "the words instead)")
     return Term(weight, "text", body, exclude)
+
+
+
+def _name_term(weight: float, body: str, exclude: bool) -> Term | None:
+    """``@mia``: the photos named "mia" (its value is the name, without the @); None when the
+    term is not a name (``@home!`` is words). A name is one word: what follows it needs an
+    operator (``@mia + red slide``)."""
+    m = _NAME.match(body)
+    if m.end() == len(body):
+        return Term(weight, "name", m.group(0)[1:], exclude)
+    if body[m.end()].isspace():
+        rest = body[m.end():].strip()
+        raise QueryError(f"a name is one word: to combine {m.group(0)} with \"{rest}\", write "
+                         f"{m.group(0)} + {rest} (or put it all in quotes to search for the "
+                         "words)")
+    return None
