@@ -7,8 +7,9 @@ version. The FAISS index is only a cache of the ``embeddings`` rows; ``vectors_g
 In SQLite the catalog also keeps a full-text index of each searchable photo's words: its
 captions, and its folder names and file name from the library folder down (an FTS5 table with the
 ``porter`` tokenizer, so "beaches" finds "beach", in any case). Triggers keep it in step with
-every write to ``photos`` and ``captions``, whoever makes it; another database has no such index
-and word search falls back to ``LIKE``.
+every write to ``photos`` and ``captions``, whoever makes it. PostgreSQL keeps the same words in
+a ``tsvector`` table (catalog_pg.py); another database has no such index and word search falls
+back to ``LIKE``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from . import catalog_pg
 from .config import DATABASE_ENV
 from .errors import LibraryError
 
@@ -202,8 +204,11 @@ _TEXT_SCHEMA = [
 
 def _create_text_index(s: Session) -> None:
     """The full-text table, its triggers, and a row for every searchable photo (SQLite built
-    without FTS5: none, and word search falls back to LIKE)."""
-    if s.get_bind().dialect.name != "sqlite":
+    without FTS5: none, and word search falls back to LIKE). PostgreSQL: its own (catalog_pg)."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        catalog_pg.create_text_index(s)
+    if dialect != "sqlite":
         return
     try:
         with s.begin_nested():
@@ -234,6 +239,7 @@ def _v3_to_v4(s: Session) -> None:
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("ALTER TABLE photos ALTER COLUMN size TYPE BIGINT, "
                        "ALTER COLUMN mtime_ns TYPE BIGINT"))
+        catalog_pg.create_text_index(s)  # words searched as in SQLite, stemmed and ranked
 
 
 # Migrations: MIGRATIONS[n] upgrades a catalog from schema n to n + 1, keeping its data.
@@ -780,6 +786,9 @@ class Catalog:
 
     # -- words --------------------------------------------------------------------------------------
     def _has_text_table(self) -> bool:
+        if self.is_postgres:
+            with self.session() as s:
+                return catalog_pg.has_text_index(s)
         if not self.is_sqlite:
             return False
         with self.session() as s:
@@ -790,17 +799,21 @@ class Catalog:
                           rare: int | None = None, ranked: bool = True) -> list[int]:
         """The searchable photos whose captions, folder names or file name hold every word (or
         phrase: words with spaces, found in order) of at least one clause, best first (BM25, a
-        caption's words weighing twice a file name's). Words are stemmed and case-folded; without
-        the full-text index (another database) they are found anywhere in a caption or the path,
-        as written, in photo id order. ``rare``: a clause more photos than this hold is left out
-        (words that common say little about a photo, and ranking all their photos is slow).
-        ``ranked=False``: in no particular order (a condition or an exclusion needs no order)."""
+        caption's words weighing twice a file name's; in PostgreSQL ts_rank so weighted). Words
+        are stemmed and case-folded; without a full-text index (another database) they are found
+        anywhere in a caption or the path, as written, in photo id order. ``rare``: a clause
+        more photos than this hold is left out (words that common say little about a photo, and
+        ranking all their photos is slow). ``ranked=False``: in no particular order (a condition
+        or an exclusion needs no order)."""
         clauses = [[w for w in c if w.strip()] for c in clauses]
         clauses = [c for c in clauses if c]
         if not clauses:
             return []
         if not self.has_text_index:
             return self._photos_with_words_like(clauses, limit)
+        if self.is_postgres:
+            with self.session() as s:
+                return catalog_pg.photos_with_words(s, clauses, limit, rare, ranked)
         matches = ["(" + " AND ".join(_quoted(w) for w in c) + ")" for c in clauses]
         counts = "SELECT " + ", ".join(  # one statement: how many photos hold each clause
             f"(SELECT count(*) FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH :m{i})"

@@ -106,11 +106,12 @@ class Library:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LibraryError(f"cannot create the library folder {self.root}: {e}") from e
-        self.writer = WriterLock(self.root / "writer.lock")
+        self.writer = WriterLock(self.root / "writer.lock", config.database_url)
         self._default_model = dict(default_model or DEFAULT_MODEL)
         self._model: DualEncoder | None = None
         self._lock = threading.RLock()
-        with setup_lock(self.root / "setup.lock"):  # two first opens must not both create it
+        # two first opens (on any machine, for a shared catalog) must not both create it
+        with setup_lock(self.root / "setup.lock", config.database_url):
             _refuse_emptied_catalog(config)
             self.catalog = Catalog(config.catalog_url)
             # a catalog in the library folder moves and is copied with it; another database

@@ -5,13 +5,20 @@ a clear message. Searching never takes the lock.
 The lock is the operating system's, so it goes when its process ends, however it ends: ``flock``
 where ``fcntl`` exists (Linux, macOS); elsewhere (Windows) an exclusive transaction on a small
 SQLite file, which SQLite takes with the system's own file locks (``LockFileEx`` on Windows).
+
+A catalog kept in PostgreSQL is shared by every machine that opens it, whatever library folder
+each uses, so there the lock is the database's: ``pg_advisory_lock`` on a key the server derives
+from the catalog's schema (advisory locks are per database), held by a connection of its own,
+which the server ends (and the lock with it) when the holding process dies.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -88,16 +95,104 @@ class _SqliteLock:
                 self._conn = None
 
 
+# How long a writer waits for a lock that was just held (its holder may have died a moment ago).
+_PG_GRACE = 1.0
+# The key of a library's lock: a 64-bit hash of its purpose and the catalog's schema.
+_PG_KEY = "hashtextextended('chikaku ' || %(purpose)s || ' ' || current_schema(), 0)"
+
+
+def _is_postgres(url: str | None) -> bool:
+    return bool(url) and url.startswith("postgres")
+
+
+class _PgLock:
+    """A session-level advisory lock of the PostgreSQL database that holds the catalog."""
+
+    def __init__(self, url: str, purpose: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.url = make_url(url)
+        self.purpose = purpose
+        self._conn = None
+
+    def _connect(self):
+        import psycopg  # the cluster extra: only a PostgreSQL catalog needs it
+
+        libpq = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            return psycopg.connect(libpq, autocommit=True, connect_timeout=30)
+        except psycopg.Error as e:
+            raise OSError(str(e).strip()) from e
+
+    def acquire(self, wait: bool) -> None:
+        """``wait=False`` still waits a moment: the server ends the session of a holder that was
+        just killed a little after it died, and its lock with it."""
+        import psycopg
+
+        conn = self._connect()
+        try:
+            if wait:
+                conn.execute(f"SELECT pg_advisory_lock({_PG_KEY})", {"purpose": self.purpose})
+            else:
+                deadline = time.monotonic() + _PG_GRACE
+                while not conn.execute(f"SELECT pg_try_advisory_lock({_PG_KEY})",
+                                       {"purpose": self.purpose}).fetchone()[0]:
+                    if time.monotonic() > deadline:
+                        conn.close()
+                        raise _Busy
+                    time.sleep(0.05)
+        except psycopg.Error as e:
+            conn.close()
+            raise OSError(str(e).strip()) from e
+        self._conn = conn
+
+    def announce(self, text: str) -> None:
+        """What holds the lock, shown by the connection's name to whoever is refused."""
+        with suppress(Exception):
+            self._conn.execute("SELECT set_config('application_name', %s, false)",
+                               (text[:63],))
+
+    def holder(self) -> str:
+        """The name of the connection that holds the lock (another machine's included)."""
+        try:
+            with self._connect() as conn:
+                row = conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE "
+                    "datname = current_database()) AND (l.classid::int8 << 32 | l.objid::int8)"
+                    f" = {_PG_KEY}", {"purpose": self.purpose}).fetchone()
+        except OSError:
+            return ""
+        return (row[0] or "") if row else ""
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                with suppress(Exception):
+                    self._conn.execute(f"SELECT pg_advisory_unlock({_PG_KEY})",
+                                       {"purpose": self.purpose})
+            finally:
+                self._conn.close()  # ending the session would let the lock go in any case
+                self._conn = None
+
+
 def _os_lock(path: Path) -> _FlockLock | _SqliteLock:
     return _FlockLock(path) if fcntl is not None else _SqliteLock(path)
 
 
+def _lock_for(path: Path, database_url: str | None, purpose: str
+              ) -> _FlockLock | _SqliteLock | _PgLock:
+    return _PgLock(database_url, purpose) if _is_postgres(database_url) else _os_lock(path)
+
+
 @contextmanager
-def setup_lock(path: Path) -> Iterator[None]:
+def setup_lock(path: Path, database_url: str | None = None) -> Iterator[None]:
     """Held while a process opens a library, waiting for it if need be: creating or migrating
     the catalog and registering the first model happen one process at a time. Where the lock
-    file cannot be made (a read-only library) there is nothing to create, and no lock."""
-    lock = _os_lock(Path(path))
+    file cannot be made (a read-only library) there is nothing to create, and no lock; nor where
+    the PostgreSQL server cannot be reached (opening the catalog then says why)."""
+    lock = _lock_for(Path(path), database_url, "setup")
     try:
         lock.acquire(wait=True)
     except OSError:
@@ -129,11 +224,15 @@ def _write_holder(path: Path, text: str) -> None:
 
 
 class WriterLock:
-    def __init__(self, path: Path) -> None:
+    """``database_url``: the catalog's, when it is not the library folder's SQLite file; with
+    PostgreSQL the lock is the database's, shared by every machine using that catalog."""
+
+    def __init__(self, path: Path, database_url: str | None = None) -> None:
         self.path = Path(path)
+        self.database_url = database_url if _is_postgres(database_url) else None
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._held: _FlockLock | _SqliteLock | None = None
+        self._held: _FlockLock | _SqliteLock | _PgLock | None = None
         self.holds = 0  # how many times this process has taken the lock (0 → 1 holders)
 
     @property
@@ -155,26 +254,32 @@ class WriterLock:
                     self._release()
 
     def _acquire(self, what: str) -> None:
-        lock = _os_lock(self.path)
+        lock = _lock_for(self.path, self.database_url, "writer")
         try:
             lock.acquire(wait=False)
         except _Busy:
-            holder = _read_holder(self.path)
+            holder = lock.holder() if isinstance(lock, _PgLock) else _read_holder(self.path)
             raise LibraryError(
                 "another Chikaku process is changing this library"
                 + (f" ({holder})" if holder else "")
                 + "; try again when it has finished") from None
         except OSError as e:
-            raise LibraryError(f"cannot open the library lock {self.path}: "
+            where = (f"in the catalog database {lock.url.render_as_string(hide_password=True)}"
+                     if isinstance(lock, _PgLock) else str(self.path))
+            raise LibraryError(f"cannot open the library lock {where}: "
                                f"{e.strerror or e}") from e
         self._held = lock
         self.holds += 1
-        _write_holder(self.path, f"{what}, pid {os.getpid()}")
+        if isinstance(lock, _PgLock):  # another machine may ask: name this one too
+            lock.announce(f"{what}, pid {os.getpid()} on {socket.gethostname()}")
+        else:
+            _write_holder(self.path, f"{what}, pid {os.getpid()}")
 
     def _release(self) -> None:
         if self._held is not None:
             try:
-                _write_holder(self.path, "")
+                if not isinstance(self._held, _PgLock):
+                    _write_holder(self.path, "")
             finally:
                 self._held.release()
                 self._held = None
