@@ -8,6 +8,15 @@ queries lie farther from the photos than photos do from each other, so they need
 A growing library is converted from exact to IVF off to the side and swapped in, so search never
 waits for it.
 
+With a memory budget (``plan_for``) the kind follows what fits: exact while small, IVF-Flat while
+the float vectors fit the budget, IVF-PQ otherwise, with the largest code that fits (each vector
+kept as ``m`` bytes). A PQ index cannot reach TARGET_RECALL by opening lists alone (its codes are
+approximate), so its ``nprobe`` stops growing once doubling it gains less than PLATEAU.
+
+A filter (a folder, a date range) is an ``IdFilter``: a bitmap over the photo ids, or a range when
+they are contiguous, made once and reused by every search with that filter, so a query allocates
+nothing per matching photo.
+
 The index is a cache of one model version's ``embeddings`` rows: it is saved atomically
 (temporary file, fsync, ``os.replace``) with a JSON stamp naming the model version and the
 catalog's vectors generation, and rebuilt from the catalog whenever the stamp does not match.
@@ -21,17 +30,22 @@ import json
 import logging
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from .atomic import atomic_write, atomic_write_text
+from .errors import LibraryError
 
 log = logging.getLogger(__name__)
 
 IVF_THRESHOLD = 200_000
 TARGET_RECALL = 0.97  # tuned on sample queries, so that real queries stay above 0.95
+PLATEAU = 0.01  # a PQ index's nprobe stops doubling when recall@10 gains less than this
+MIN_MEMORY = 64 << 20  # the smallest memory budget taken
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 _GPU_RESOURCES = None
@@ -61,6 +75,142 @@ def recall_at(got: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
+def parse_memory(text: str) -> int:
+    """A memory budget as people write it ("8G", "512M", "1.5g", "2000000000") in bytes; a
+    LibraryError saying what is wrong otherwise."""
+    t = str(text).strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in _UNITS and not t[-1:].isdigit() else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value <= 0:
+        raise LibraryError(f"not a memory size: {text!r} (write it like 8G or 512M)")
+    size = int(value * _UNITS[unit])
+    if size < MIN_MEMORY:
+        raise LibraryError(f"a memory budget of {text} is too small for an index: give at "
+                           f"least {MIN_MEMORY >> 20}M")
+    return size
+
+
+def nlist_for(n: int) -> int:
+    """The number of lists of an inverted file over ``n`` vectors: about 2·sqrt(n)."""
+    return int(max(64, min(16384, 2 * math.sqrt(n))))
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """Which index ``n`` vectors get: "flat" (exact), "ivf" (IVF-Flat) or "ivfpq" (IVF-PQ with
+    ``m`` one-byte codes a vector), over ``nlist`` lists."""
+
+    kind: str
+    nlist: int = 0
+    m: int = 0
+
+    def memory(self, n: int, dim: int) -> int:
+        """Bytes the index takes in memory, about: codes and ids, and the lists' centroids."""
+        if self.kind == "flat":
+            return n * (4 * dim + 8)
+        code = 4 * dim if self.kind == "ivf" else self.m
+        pq_tables = 256 * dim * 4 if self.kind == "ivfpq" else 0
+        return n * (code + 8) + self.nlist * dim * 4 + pq_tables
+
+    def empty(self, dim: int) -> faiss.Index:
+        """The untrained index this plan describes (inner product)."""
+        if self.kind == "flat":
+            return _flat(dim)
+        quantizer = faiss.IndexFlatIP(dim)
+        if self.kind == "ivf":
+            ivf = faiss.IndexIVFFlat(quantizer, dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            ivf = faiss.IndexIVFPQ(quantizer, dim, self.nlist, self.m, 8,
+                                   faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = 0
+        ivf.cp.niter = 20
+        return ivf
+
+
+def pq_sizes(dim: int) -> list[int]:
+    """The PQ code sizes (bytes a vector) a ``dim``-dimensional index can take, largest first:
+    divisors of dim, at least two dimensions a byte."""
+    return [m for m in range(dim // 2, 3, -1) if dim % m == 0]
+
+
+def plan_for(n: int, dim: int, memory: int | None = None) -> IndexPlan:
+    """The index for ``n`` vectors under a memory budget in bytes (None: no budget): exact below
+    IVF_THRESHOLD, IVF-Flat while its vectors fit the budget, else IVF-PQ with the largest code
+    that fits. A budget too small even for the smallest code is a LibraryError."""
+    if n < IVF_THRESHOLD:
+        return IndexPlan("flat")
+    nlist = nlist_for(n)
+    flat = IndexPlan("ivf", nlist)
+    if memory is None or flat.memory(n, dim) <= memory:
+        return flat
+    for m in pq_sizes(dim):
+        plan = IndexPlan("ivfpq", nlist, m)
+        if plan.memory(n, dim) <= memory:
+            return plan
+    need = IndexPlan("ivfpq", nlist, (pq_sizes(dim) or [dim])[-1]).memory(n, dim)
+    raise LibraryError(f"an index of {n:,} photos does not fit in {memory >> 20} MB: it needs "
+                       f"at least {-(-need >> 20)} MB (give a larger memory budget)")
+
+
+class IdFilter:
+    """A set of photo ids to search within (a folder, a date range): a range when the ids are
+    contiguous, else a bitmap over 0..max id (one bit a photo id). Made once for a filter and
+    reused: membership, counting and the FAISS selector allocate nothing per matching id."""
+
+    def __init__(self, ids) -> None:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if len(ids) and ids[0] < 0:
+            raise ValueError("photo ids are never negative")
+        self.count = len(ids)
+        self.low = int(ids[0]) if len(ids) else 0
+        self.high = int(ids[-1]) + 1 if len(ids) else 0  # one past the largest
+        self.contiguous = self.high - self.low == self.count
+        self._bits: np.ndarray | None = None
+        if not self.contiguous:
+            self._bits = np.zeros((self.high + 7) // 8, dtype=np.uint8)
+            for i in range(0, len(ids), 1 << 20):  # bounded temporaries for huge filters
+                part = ids[i : i + (1 << 20)]
+                np.bitwise_or.at(self._bits, part >> 3, (1 << (part & 7)).astype(np.uint8))
+        self._selector = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self._bits is None else self._bits.nbytes
+
+    def contains(self, ids) -> np.ndarray:
+        """A boolean mask: which of ``ids`` the filter holds."""
+        ids = np.asarray(ids, dtype=np.int64)
+        inside = (ids >= self.low) & (ids < self.high)
+        if self._bits is None:
+            return inside
+        out = np.zeros(ids.shape, dtype=bool)
+        held = ids[inside]
+        out[inside] = (self._bits[held >> 3] >> (held & 7)) & 1 == 1
+        return out
+
+    def ids(self) -> np.ndarray:
+        """Every id the filter holds, ascending (allocates them: for small filters)."""
+        if self._bits is None:
+            return np.arange(self.low, self.high, dtype=np.int64)
+        return np.flatnonzero(np.unpackbits(self._bits, bitorder="little")).astype(np.int64)
+
+    def selector(self) -> faiss.IDSelector:
+        """The FAISS selector over this filter, made once (it reads the filter's own bitmap)."""
+        if self._selector is None:
+            if self._bits is None:
+                self._selector = faiss.IDSelectorRange(self.low, self.high)
+            else:
+                self._selector = faiss.IDSelectorBitmap(len(self._bits),
+                                                        faiss.swig_ptr(self._bits))
+        return self._selector
+
+
 class VectorIndex:
     """A thread-safe k-NN index over (photo id, unit vector) pairs of one model version."""
 
@@ -79,7 +229,15 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
+        """"flat" (exact), "ivf" (IVF-Flat) or "ivfpq" (IVF-PQ)."""
+        if isinstance(self._index, faiss.IndexIVFPQ):
+            return "ivfpq"
         return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
+
+    @property
+    def nprobe(self) -> int:
+        """The lists a search opens (0 for an exact index)."""
+        return self._index.nprobe if isinstance(self._index, faiss.IndexIVF) else 0
 
     @property
     def outgrown(self) -> bool:
@@ -88,14 +246,31 @@ class VectorIndex:
 
     @classmethod
     def build(cls, dim: int, version: str, ids: np.ndarray, vecs: np.ndarray,
-              use_gpu: bool | None = None, queries=None) -> VectorIndex:
-        """The right index for this many vectors: exact below IVF_THRESHOLD, IVF above.
-        ``queries()``, called only when IVF is built, gives sample query vectors to tune it."""
+              use_gpu: bool | None = None, queries=None, memory: int | None = None
+              ) -> VectorIndex:
+        """The right index for this many vectors under ``memory`` bytes (plan_for): exact below
+        IVF_THRESHOLD, IVF above. ``queries()``, called only when IVF is built, gives sample
+        query vectors to tune it."""
+        return cls.of_plan(plan_for(len(ids), dim, memory), dim, version, ids, vecs,
+                           use_gpu, queries)
+
+    @classmethod
+    def of_plan(cls, plan: IndexPlan, dim: int, version: str, ids: np.ndarray,
+                vecs: np.ndarray, use_gpu: bool | None = None, queries=None) -> VectorIndex:
         idx = cls(dim, version, use_gpu)
-        if len(ids) >= IVF_THRESHOLD:
-            idx._index = _ivf_with_ids(ids, vecs, queries() if queries is not None else None)
-        else:
+        if plan.kind == "flat":
             idx.add(ids, vecs)
+        else:
+            idx._index = _ivf_with_ids(ids, vecs, queries() if queries is not None else None,
+                                       plan)
+        return idx
+
+    @classmethod
+    def wrap(cls, index: faiss.Index, version: str, use_gpu: bool | None = None
+             ) -> VectorIndex:
+        """A VectorIndex over a FAISS index built elsewhere (engine.bigindex)."""
+        idx = cls(index.d, version, use_gpu)
+        idx._index = index
         return idx
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, replace: bool = True) -> None:
@@ -118,9 +293,10 @@ class VectorIndex:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))
                 self._gpu = None
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | IdFilter | None = None,
                every: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for one query vector; ``allowed`` restricts to those ids.
+        """Top-k (scores, ids) for one query vector; ``allowed`` restricts to those ids (an
+        array of a few ids, or an IdFilter, whose selector is made once and reused).
         ``every``: an inverted file looks in all its lists, so that every allowed photo is
         scored (to score given photos; a search probes only the lists nearest the query)."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
@@ -130,10 +306,12 @@ class VectorIndex:
                 return np.zeros(0, np.float32), np.zeros(0, np.int64)
             params = None
             if allowed is not None:
-                allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+                if not isinstance(allowed, IdFilter):
+                    allowed = np.ascontiguousarray(allowed, dtype=np.int64)
                 if len(allowed) == 0:
                     return np.zeros(0, np.float32), np.zeros(0, np.int64)
-                sel = faiss.IDSelectorBatch(allowed)
+                sel = (allowed.selector() if isinstance(allowed, IdFilter)
+                       else faiss.IDSelectorBatch(allowed))
                 params = (faiss.SearchParametersIVF(
                     sel=sel, nprobe=index.nlist if every else index.nprobe)
                           if isinstance(index, faiss.IndexIVF)
@@ -163,10 +341,12 @@ class VectorIndex:
         return self._gpu
 
     # -- growing ---------------------------------------------------------------------------------
-    def maybe_convert(self, vectors_of, queries=None) -> threading.Thread | None:
+    def maybe_convert(self, vectors_of, queries=None, memory: int | None = None
+                      ) -> threading.Thread | None:
         """Once an exact index passes IVF_THRESHOLD, build the IVF index on a thread and swap
         it in; searches go on against the exact index meanwhile. ``vectors_of()`` returns the
-        current (ids, vecs) from the catalog; ``queries()`` sample query vectors."""
+        current (ids, vecs) from the catalog; ``queries()`` sample query vectors; ``memory``
+        the budget that picks IVF-Flat or IVF-PQ (plan_for)."""
         if not self.outgrown or self._converting:
             return None
         self._converting = True
@@ -174,7 +354,10 @@ class VectorIndex:
         def work() -> None:
             try:
                 ids, vecs = vectors_of()
-                ivf = _ivf_with_ids(ids, vecs, queries() if queries is not None else None)
+                plan = plan_for(len(ids), self.dim, memory)
+                if plan.kind == "flat":  # photos removed meanwhile: still an inverted file
+                    plan = IndexPlan("ivf", nlist_for(len(ids)))
+                ivf = _ivf_with_ids(ids, vecs, queries() if queries is not None else None, plan)
                 with self._lock:
                     # vectors added meanwhile: carry them over
                     present = set(ids.tolist())
@@ -250,7 +433,7 @@ class VectorIndex:
             return None
         if raw.d != dim or raw.ntotal != stamp.get("count"):
             return None
-        if not isinstance(raw, (faiss.IndexIDMap2, faiss.IndexIVFFlat)):
+        if not isinstance(raw, (faiss.IndexIDMap2, faiss.IndexIVFFlat, faiss.IndexIVFPQ)):
             return None
         idx = cls(dim, version, use_gpu)
         idx._index = raw
@@ -288,36 +471,65 @@ def _one_thread():
         faiss.omp_set_num_threads(before)
 
 
-def _ivf_with_ids(ids: np.ndarray, vecs: np.ndarray, queries: np.ndarray | None = None
-                  ) -> faiss.Index:
+def _ivf_with_ids(ids: np.ndarray, vecs: np.ndarray, queries: np.ndarray | None = None,
+                  plan: IndexPlan | None = None) -> faiss.Index:
+    """An inverted file over vectors all in memory: trained on a sample, filled, tuned."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     vecs = np.ascontiguousarray(vecs, dtype=np.float32)
     n, dim = vecs.shape
-    nlist = int(max(64, min(16384, 2 * math.sqrt(n))))
+    plan = plan or IndexPlan("ivf", nlist_for(n))
     rng = np.random.default_rng(0)
-    sample = vecs[rng.choice(n, min(n, 32 * nlist), replace=False)]
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed = 0
-    ivf.cp.niter = 20
-    ivf.train(sample)
+    ivf = plan.empty(dim)
+    ivf.train(vecs[rng.choice(n, training_size(plan, n), replace=False)])
     ivf.add_with_ids(vecs, ids)
-    q = vecs[rng.choice(n, min(200, n), replace=False)].copy()
+    sets = tuning_sets(vecs[rng.choice(n, min(200, n), replace=False)], queries, rng)
+    truths = [ids[faiss.knn(s, vecs, 10, metric=faiss.METRIC_INNER_PRODUCT)[1]] for s in sets]
+    tune_nprobe(ivf, sets, truths)
+    return ivf
+
+
+def training_size(plan: IndexPlan, n: int) -> int:
+    """How many vectors train an inverted file: 32 a list, and enough for PQ's 256 centroids
+    a sub-quantizer."""
+    want = 32 * plan.nlist
+    if plan.kind == "ivfpq":
+        want = max(want, 64 * 256)
+    return min(n, want)
+
+
+def tuning_sets(photos: np.ndarray, queries: np.ndarray | None, rng) -> list[np.ndarray]:
+    """Sample queries to tune nprobe on: photos' own vectors slightly moved, and the caller's
+    query vectors (text queries), each normalised."""
+    dim = photos.shape[1]
+    q = np.array(photos, dtype=np.float32)
     q += rng.normal(0, 0.5 / math.sqrt(dim), q.shape).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     sets = [q]
     if queries is not None and len(queries):
         extra = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, dim)
         sets.append(extra / np.maximum(np.linalg.norm(extra, axis=1, keepdims=True), 1e-12))
-    truths = [ids[faiss.knn(s, vecs, 10, metric=faiss.METRIC_INNER_PRODUCT)[1]] for s in sets]
-    probe = 1
-    while probe < nlist:
+    return sets
+
+
+def tune_nprobe(ivf: faiss.Index, sets: list[np.ndarray], truths: list[np.ndarray]) -> int:
+    """Double nprobe until recall@10 against exact search (``truths``: the exact top-10 ids of
+    each set) reaches TARGET_RECALL on every set; a PQ index also stops when a doubling gains
+    less than PLATEAU on every set (its codes, not its lists, limit it then)."""
+    pq = isinstance(ivf, faiss.IndexIVFPQ)
+    probe, before = 1, None
+    while probe < ivf.nlist:
         ivf.nprobe = probe
-        if all(recall_at(ivf.search(s, 10)[1], t) >= TARGET_RECALL
-               for s, t in zip(sets, truths, strict=True)):
+        got = [recall_at(ivf.search(s, 10)[1], t) for s, t in zip(sets, truths, strict=True)]
+        if all(r >= TARGET_RECALL for r in got):
             break
+        if pq and before is not None and all(
+                r - b < PLATEAU for r, b in zip(got, before, strict=True)):
+            probe //= 2  # the doubling bought nothing: keep the cheaper one
+            break
+        before = got
         probe *= 2
-    ivf.nprobe = min(probe, nlist)
-    return ivf
+    ivf.nprobe = min(probe, ivf.nlist)
+    return ivf.nprobe
 
 
 def file_name(version: str) -> str:

@@ -34,7 +34,7 @@ from . import calibration
 from .calibration import STRONG, Calibration, Null
 from .catalog import Catalog
 from .errors import LibraryError, QueryError
-from .index import VectorIndex
+from .index import IdFilter, VectorIndex
 from .models.base import DualEncoder
 from .query import Term
 
@@ -89,10 +89,13 @@ class Ranker:
         self.catalog, self.index, self.cal = catalog, index, calibration
         self.reference, self.encode = reference, encode
 
-    def rank(self, terms: list[Term], allowed: np.ndarray | None, k: int | None,
+    def rank(self, terms: list[Term], allowed: IdFilter | np.ndarray | None, k: int | None,
              offset: int = 0) -> Ranked:
         """Photos ``offset`` to ``offset + k`` of the ranking; ``k`` None: the likely matches
-        from ``offset`` (at most PAGE of them)."""
+        from ``offset`` (at most PAGE of them). ``allowed``: the photos a filter (folder,
+        dates) leaves, None: every photo."""
+        if allowed is not None and not isinstance(allowed, IdFilter):
+            allowed = IdFilter(allowed)
         positive = [t for t in terms if not t.exclude and t.kind != "words"]
         must = [t for t in terms if t.kind == "words" and not t.exclude]
         if not positive and not must:
@@ -110,8 +113,8 @@ class Ranker:
         vec = self.encode(positive) if positive else None
         firsts = self._word_matches(positive, allowed, excluded)
         if vec is None:  # only has: terms: every photo holding the words, best BM25 first
-            inside = set(allowed.tolist())
-            ids = [i for i in self._ordered(must) if i in inside and i not in excluded]
+            ordered = np.array(self._ordered(must), dtype=np.int64)
+            ids = [i for i in ordered[allowed.contains(ordered)].tolist() if i not in excluded]
             page = ids[offset : offset + (PAGE if k is None else k)]
             return Ranked(page, [float("nan")] * len(page), [1.0] * len(page), [True] * len(page))
         null = Null.of(vec, self.reference)
@@ -200,7 +203,7 @@ class Ranker:
         return np.concatenate(gone) if gone else np.zeros(0, np.int64)
 
     # -- words ----------------------------------------------------------------------------------
-    def _pool(self, must: list[Term], allowed: np.ndarray | None) -> np.ndarray | None:
+    def _pool(self, must: list[Term], allowed: IdFilter | None) -> IdFilter | None:
         """The photos holding every ``has:`` term's words (within ``allowed``); None: no such
         terms."""
         if not must:
@@ -209,9 +212,8 @@ class Ranker:
         for t in must:
             got = set(self.catalog.photos_with_words([has_words(t.value)], ranked=False))
             pool = got if pool is None else pool & got
-        if allowed is not None:
-            pool &= set(allowed.tolist())
-        return np.array(sorted(pool), dtype=np.int64)
+        held = np.array(sorted(pool), dtype=np.int64)
+        return IdFilter(held if allowed is None else held[allowed.contains(held)])
 
     def _ordered(self, must: list[Term]) -> list[int]:
         return self.catalog.photos_with_words([has_words(must[0].value)])
@@ -233,8 +235,10 @@ class Ranker:
         if not clauses:
             return []
         found = self.catalog.photos_with_words(clauses, limit=TEXT_LIMIT, rare=TEXT_LIMIT)
-        inside = None if allowed is None else set(allowed.tolist())
-        return [i for i in found if i not in excluded and (inside is None or i in inside)]
+        if allowed is not None and found:
+            held = np.array(found, dtype=np.int64)
+            found = held[allowed.contains(held)].tolist()
+        return [i for i in found if i not in excluded]
 
 
 class Scales:

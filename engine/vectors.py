@@ -11,16 +11,25 @@ CPU/GPU choice and the exact/IVF choice are made in one place.
 from __future__ import annotations
 
 import contextlib
+import logging
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .bigindex import build_sharded
 from .catalog import Catalog
-from .index import VectorIndex, ids_digest
+from .errors import LibraryError
+from .index import IndexPlan, VectorIndex, ids_digest, parse_memory, plan_for, training_size
 from .models.base import DualEncoder
 from .query import sample_queries
+
+log = logging.getLogger(__name__)
+
+MEMORY_KEY = "index_memory"  # the library's memory budget for its index (catalog meta), bytes
+SHARD_BYTES = 256 << 20  # float vectors read from the catalog at a time for a sharded build
 
 
 def tuning_queries(model: DualEncoder) -> np.ndarray:
@@ -83,11 +92,49 @@ class VectorStore:
         return idx
 
     def build(self, model: DualEncoder) -> VectorIndex:
-        """The one place an index is built from the catalog's vectors: exact or IVF by size
-        (VectorIndex.build), FAISS on the GPU only where the library may use it."""
+        """The one place an index is built from the catalog's vectors: exact, IVF-Flat or
+        IVF-PQ by size and the library's memory budget (index.plan_for), FAISS on the GPU only
+        where the library may use it. An IVF-PQ index (the vectors do not fit the budget) is
+        built shard by shard, reading a chunk of the catalog's vectors at a time."""
+        memory = self.memory()
+        if memory is not None:
+            plan = plan_for(len(self.catalog.vector_ids(model.version)), model.dim, memory)
+            if plan.kind == "ivfpq":
+                return self._sharded(model, plan)
         ids, vecs = self.catalog.vectors(model.version, model.dim)
         return VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self.use_gpu,
-                                 queries=lambda: tuning_queries(model))
+                                 queries=lambda: tuning_queries(model), memory=memory)
+
+    def _sharded(self, model: DualEncoder, plan: IndexPlan) -> VectorIndex:
+        version, dim = model.version, model.dim
+        ids = self.catalog.vector_ids(version)
+        rng = np.random.default_rng(0)
+        chosen = np.sort(rng.choice(ids, training_size(plan, len(ids)), replace=False))
+        _, sample = self.catalog.vectors_by_id(version, chosen.tolist(), dim)
+        step = max(10_000, SHARD_BYTES // (4 * dim))
+        shards = (self.catalog.vectors_by_id(version, ids[i : i + step].tolist(), dim)
+                  for i in range(0, len(ids), step))
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.index_dir, prefix=".shards-") as work:
+            index = build_sharded(plan, sample, shards, Path(work),
+                                  queries=tuning_queries(model))
+        return VectorIndex.wrap(index, version, self.use_gpu)
+
+    def memory(self) -> int | None:
+        """The library's memory budget for its index in bytes; None: no budget (IVF-Flat at
+        every size past the exact index's)."""
+        stored = self.catalog.get_meta(MEMORY_KEY)
+        if not stored:
+            return None
+        try:
+            return parse_memory(stored)
+        except LibraryError:
+            log.warning("the stored index memory budget %r is not a size: ignored", stored)
+            return None
+
+    def set_memory(self, budget: int | None) -> None:
+        """Keep the memory budget (bytes; None: none) for every index built from now on."""
+        self.catalog.put_meta(MEMORY_KEY, "" if budget is None else str(int(budget)))
 
     def save(self, idx: VectorIndex, generation: int | None = None) -> None:
         # The index is a cache: if it cannot be written it is rebuilt from the catalog next time.
@@ -108,7 +155,7 @@ class VectorStore:
         self.in_step()
         self.save(idx)
         idx.maybe_convert(lambda: self.catalog.vectors(idx.version, model.dim),
-                          lambda: tuning_queries(model))
+                          lambda: tuning_queries(model), memory=self.memory())
 
     def ready_for(self, model: DualEncoder, idx: VectorIndex) -> VectorIndex:
         """``idx`` after re-embedding for an activation, or the IVF index it now calls for,
@@ -134,3 +181,4 @@ class VectorStore:
                 self._index.remove(ids)
                 self.in_step()
                 self.save(self._index)
+
