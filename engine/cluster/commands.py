@@ -144,9 +144,11 @@ def run_index(args, open_library: Callable, shown: Callable[[str], str]) -> int:
         raise ClusterError("--job-dir goes with --cluster URL (the cluster that runs the job)")
     if not args.job_dir:
         raise ClusterError("--cluster needs --job-dir DIR: a folder every node sees")
+    from . import require_ray
     from .submit import parse_target
 
     parse_target(args.cluster)  # a wrong address is said before anything is scanned
+    require_ray()
     job_dir = Path(args.job_dir).expanduser().resolve()
     lib = open_library(args)
     try:
@@ -183,9 +185,11 @@ def run_step(args, open_library: Callable, shown: Callable[[str], str]) -> int:
             return _ingest(lib, job_dir, args.quiet, shown, partial=args.partial)
         finally:
             lib.close()
+    from . import require_ray
     from .submit import parse_target, submit, wait
 
     target = parse_target(args.cluster)
+    require_ray()
     if target.local_cpus is not None:
         if args.step == "wait":
             from . import ClusterError

@@ -1,0 +1,107 @@
+"""``chikaku index --cluster local:N``: the whole path through the command line (a private Ray
+started and stopped by the command, nothing of it left running), the resources a job asks for
+sized from the nodes, and the command line without Ray installed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.library import Library
+from tests.conftest import TINY_MODEL
+from tests.engine.test_cluster import HOSTILE, make_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _processes_naming(text: str) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmd:
+                found.append(f"{entry}: {cmd[:200]}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="looks for leftover processes in /proc")
+def test_index_on_a_local_ray_through_the_command_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    folder = make_folder(tmp_path / "photos", 20)
+    lib_dir, job = tmp_path / "lib", tmp_path / "job"
+    Library.open(lib_dir, device="cpu", default_model=TINY_MODEL).close()
+    args = ["--library", str(lib_dir), "index", "--cluster", "local:2", "--job-dir", str(job),
+            "--quiet", str(folder)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "23 photos planned for the cluster: 20 embedded there (20 added" in out
+    for name, words in HOSTILE.items():
+        line = next(x for x in out.splitlines() if name in x)
+        assert words in line
+    # the private Ray is gone, with every process it started, and its files
+    assert _processes_naming(str(job)) == []
+    assert not (job / "ray").exists()
+    lib = Library.open(lib_dir, device="cpu")
+    try:
+        st = lib.status()
+        assert (st.photos, st.embedded, len(st.skipped)) == (20, 20, 3)
+    finally:
+        lib.close()
+    # the same command again: the job was ingested, a new plan finds nothing to embed
+    assert main(args) == 0
+    assert "0 photos planned for the cluster" in capsys.readouterr().out
+
+
+def test_jobs_are_sized_to_fit_the_nodes():
+    pytest.importorskip("ray")
+    from engine.cluster.job import size_for, unplaceable
+
+    gpu_nodes = [{"CPU": 16.0, "GPU": 2.0}, {"CPU": 16.0, "GPU": 2.0}, {"CPU": 4.0}]
+    sized = size_for(gpu_nodes)
+    assert (sized.actors, sized.actor_gpus) == (4, 1.0)
+    assert unplaceable(sized, gpu_nodes) is None
+    one_cpu = [{"CPU": 1.0}]
+    sized = size_for(one_cpu)
+    # the embedding actor leaves room for decoding, or nothing would ever finish
+    assert sized.actor_cpus + sized.decode_cpus <= 1.0
+    assert unplaceable(sized, one_cpu) is None
+    too_big = size_for(gpu_nodes)
+    why = unplaceable(too_big, [{"CPU": 8.0}])
+    assert why is not None and "no node has" in why and "8 CPU, 0 GPU" in why
+
+
+def test_ray_client_addresses_are_refused_with_the_one_to_use(tmp_path, capsys):
+    code = main(["--library", str(tmp_path / "lib"), "index", "--cluster", "ray://head:10001",
+                 "--job-dir", str(tmp_path / "job"), str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Ray Client" in err and "http://HEAD:8265" in err
+
+
+def test_without_ray_the_command_line_works_and_says_what_to_install(tmp_path):
+    """The desktop install has no Ray: the command line loads, and a cluster command says
+    which extra to install."""
+    script = f"""
+import sys
+class NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+sys.meta_path.insert(0, NoRay())
+from engine.cli import main
+assert "ray" not in sys.modules
+sys.exit(main(["--library", {str(tmp_path / "lib")!r}, "cluster", "submit",
+               "--cluster", "local:1", "--job-dir", {str(tmp_path / "job")!r}]))
+"""
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert "install chikaku[cluster]" in run.stderr
