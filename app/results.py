@@ -14,22 +14,39 @@ from datetime import datetime
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QMimeData,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
+    QRect,
     QSize,
     Qt,
+    QUrl,
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap, QPolygon
-from PySide6.QtWidgets import QAbstractItemView, QLabel, QListView, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
 
-from .thumbs import ICON_SIDE, ThumbnailLoader
+from .thumbs import ICON_SIDE, ICON_SIDES, ThumbnailLoader
 
 SORT_RELEVANCE = "relevance"
 SORT_DATE = "date"
 ICON = QSize(ICON_SIDE, ICON_SIDE)
-GRID = QSize(ICON_SIDE + 20, ICON_SIDE + 36)  # the smallest cell; cells widen to fill a row
+PAD = 20  # around an icon in its cell
+TEXT_ROW = 16  # under the icon, when cells carry a line of text
 ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+def cell_size(side: int, text: bool) -> QSize:
+    """The smallest cell for icons of this side; cells widen to fill a row."""
+    return QSize(side + PAD, side + PAD + (TEXT_ROW if text else 0))
 
 
 def _placeholder(broken: bool) -> QIcon:
@@ -60,6 +77,7 @@ class ResultsModel(QAbstractListModel):
         self.min_score: float | None = None
         self.sort = SORT_RELEVANCE
         self.browsing = False  # the library newest first, with no query: no strength to filter
+        self.show_names = False  # file names under the photos (a setting; month names always)
         self._all: list = []
         self._months: set[int] = set()
         self._rows: list = []
@@ -88,6 +106,17 @@ class ResultsModel(QAbstractListModel):
     def set_min_score(self, value: float | None) -> None:
         self.min_score = value
         self._relayout()
+
+    def set_show_names(self, show: bool) -> None:
+        self.show_names = show
+        if self._rows:
+            self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1),
+                                  [Qt.ItemDataRole.DisplayRole])
+
+    @property
+    def has_text(self) -> bool:
+        """Whether cells carry a line of text: file names, or the library's month names."""
+        return self.show_names or self.browsing
 
     def set_sort(self, key: str) -> None:
         self.sort = key
@@ -176,7 +205,7 @@ class ResultsModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if self.browsing:  # the library view: the first photo of each month names it
                 return self.month_of(index.row()) if index.row() in self._months else ""
-            return os.path.basename(hit.path)
+            return os.path.basename(hit.path) if self.show_names else ""
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -188,6 +217,18 @@ class ResultsModel(QAbstractListModel):
         if role == self.HitRole:
             return hit
         return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        flags = super().flags(index)
+        return flags | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else flags
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802 (Qt's name)
+        return ["text/uri-list", "text/plain"]
+
+    def mimeData(self, indexes) -> QMimeData:  # noqa: N802 (Qt's name)
+        """The photos as files, for dragging out to a file manager, a mail or an editor."""
+        paths = [h.path for h in (i.data(self.HitRole) for i in indexes) if h is not None]
+        return files_mime(paths)
 
     def _icon(self, path: str) -> QIcon:
         icon = self.loader.icon(path)
@@ -205,6 +246,41 @@ class ResultsModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
 
 
+def files_mime(paths: list[str]) -> QMimeData:
+    """Files as other programs take them: as file URLs, and as paths for text fields."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(p) for p in paths])
+    mime.setText("\n".join(paths))
+    return mime
+
+
+class CellDelegate(QStyledItemDelegate):
+    """Draws a cell as usual but marks a selected photo with a clear frame around it, instead of
+    a tint that hides the photo."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        plain = QStyleOptionViewItem(option)
+        plain.state &= ~QStyle.StateFlag.State_Selected
+        plain.state &= ~QStyle.StateFlag.State_HasFocus
+        super().paint(painter, plain, index)
+        if not selected and not option.state & QStyle.StateFlag.State_HasFocus:
+            return
+        side = option.decorationSize.width()
+        rect = QRect(option.rect.center().x() - side // 2 - 4, option.rect.top() + 4,
+                     side + 8, side + 8)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        color = option.palette.highlight().color()
+        if selected:
+            painter.setPen(QPen(color, 4))
+        else:  # the keyboard's place, not selected: a thin dashed frame
+            painter.setPen(QPen(color, 1, Qt.PenStyle.DashLine))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(rect, 6, 6)
+        painter.restore()
+
+
 class ResultsView(QListView):
     """An icon grid that lays out thousands of rows cheaply and paints only what is visible."""
 
@@ -212,20 +288,25 @@ class ResultsView(QListView):
         super().__init__(parent)
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setUniformItemSizes(True)
+        self.side = ICON_SIDE
         self.setIconSize(ICON)
-        self.setGridSize(GRID)
+        self.setGridSize(cell_size(ICON_SIDE, True))
+        self.setItemDelegate(CellDelegate(self))
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setWrapping(True)
         self.setWordWrap(False)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Shift and Ctrl select several; Ctrl+A all of them
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         # Always there, so the viewport's width (and the columns worked out from it) does not
         # change when a few results need no scrolling.
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.verticalScrollBar().setSingleStep(24)
-        self.setDragEnabled(False)
+        self.setDragEnabled(True)  # photos drag out to other programs as files
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.setAccessibleName("Search results")
         # The month of the photos at the top of the view, over the grid, while they are in
@@ -241,11 +322,33 @@ class ResultsView(QListView):
     def setModel(self, model) -> None:  # noqa: N802 (Qt's name)
         super().setModel(model)
         model.modelReset.connect(self.update_month_header)
+        model.modelReset.connect(self._fit_columns)  # cells with or without a line of text
         model.rowsRemoved.connect(self.update_month_header)
+
+    def set_icon_side(self, side: int) -> None:
+        """Thumbnails of another size (logical pixels; one of ICON_SIDES)."""
+        self.side = side
+        self.setIconSize(QSize(side, side))
+        self._fit_columns()
+
+    def step_icon_side(self, step: int) -> int:
+        """The next larger (+1) or smaller (-1) thumbnail size; the new side."""
+        sides = list(ICON_SIDES)
+        i = min(range(len(sides)), key=lambda j: abs(sides[j] - self.side))
+        side = sides[max(0, min(len(sides) - 1, i + step))]
+        self.set_icon_side(side)
+        return side
+
+    def selected_hits(self) -> list:
+        """The selected photos, in the grid's order."""
+        rows = sorted(i.row() for i in self.selectionModel().selectedIndexes())
+        model = self.model()
+        return [h for h in (model.hit(r) for r in rows) if h is not None]
 
     def update_month_header(self, *_args) -> None:
         model = self.model()
-        index = self.indexAt(QPoint(GRID.width() // 2, GRID.height() // 2))
+        grid = self.gridSize()
+        index = self.indexAt(QPoint(grid.width() // 2, grid.height() // 2))
         if model is None or not model.by_date or not model.rowCount():
             self.month_header.hide()
             return
@@ -256,13 +359,21 @@ class ResultsView(QListView):
         self.month_header.raise_()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        """Widen the cells so the columns fill the row instead of leaving a gap on the right."""
         super().resizeEvent(event)  # first: the viewport takes its new width here
+        self._fit_columns()
+
+    def _fit_columns(self, *_args) -> None:
+        """Widen the cells so the columns fill the row instead of leaving a gap on the right."""
+        model = self.model()
+        smallest = cell_size(self.side, model is None or model.has_text)
         width = self.viewport().width() - 1  # a row exactly as wide as the view wraps its last
-        columns = max(1, width // GRID.width())
-        cell = QSize(max(GRID.width(), width // columns), GRID.height())
+        columns = max(1, width // smallest.width())
+        cell = QSize(max(smallest.width(), width // columns), smallest.height())
         if cell != self.gridSize():
             self.setGridSize(cell)
+
+    def startDrag(self, actions) -> None:  # noqa: N802 (Qt's name)
+        super().startDrag(Qt.DropAction.CopyAction)  # never a move: the photos stay put
 
     def current_hit(self):
         idx = self.currentIndex()

@@ -31,6 +31,8 @@ class Settings:
     results: int = 1000  # how many more photos "Show more" brings (a search: its likely matches)
     train_steps: int = 200
     watch: bool = True  # keep the library current with its folders while the app is open
+    show_names: bool = False  # file names under the thumbnails
+    thumb_size: int = 160  # the thumbnails' side in logical pixels (one of app.thumbs.ICON_SIDES)
 
 
 def config_dir() -> Path:
@@ -53,8 +55,12 @@ def _valid(name: str, value: object) -> bool:
         return value in DEVICES
     if name == "exclude_patterns":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if name == "watch":
+    if name in ("watch", "show_names"):
         return isinstance(value, bool)
+    if name == "thumb_size":
+        from .thumbs import ICON_SIDES
+
+        return value in ICON_SIDES and not isinstance(value, bool)
     if name in ("results", "train_steps"):
         return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100_000
     return False

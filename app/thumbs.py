@@ -21,9 +21,16 @@ from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
 
 from .workers import Jobs
 
-THUMB_SIDE = 256  # on disk
-ICON_SIDE = 160  # in memory and on screen: a square, the photo centred in it
-MEMORY_ITEMS = 1000  # icons kept in memory (100 KB each)
+THUMB_SIDE = 256  # on disk, for icons up to this many physical pixels
+LARGE_THUMB_SIDE = 512  # on disk, for larger icons (big thumbnails, HiDPI screens)
+ICON_SIDE = 160  # the default icon, in logical pixels: a square, the photo centred in it
+ICON_SIDES = (96, 128, 160, 208, 256)  # the thumbnail sizes a person can choose
+MEMORY_ITEMS = 1000  # icons kept in memory (100 KB each at 160 physical pixels)
+
+
+def disk_side(pixels: int) -> int:
+    """The thumbnail kept on disk for an icon this many physical pixels wide."""
+    return THUMB_SIDE if pixels <= THUMB_SIDE else LARGE_THUMB_SIDE
 
 
 def to_qimage(im) -> QImage:
@@ -46,9 +53,10 @@ def square_icon_image(image: QImage, side: int = ICON_SIDE) -> QImage:
     return square
 
 
-def cache_file(cache_dir: Path, path: str) -> Path:
+def cache_file(cache_dir: Path, path: str, side: int = THUMB_SIDE) -> Path:
     st = os.stat(path)
-    key = hashlib.blake2b(f"{path}\0{st.st_mtime_ns}\0{st.st_size}".encode(),
+    size = "" if side == THUMB_SIDE else f"\0{side}"  # the first size keeps its old names
+    key = hashlib.blake2b(f"{path}\0{st.st_mtime_ns}\0{st.st_size}{size}".encode(),
                           digest_size=16).hexdigest()
     return cache_dir / key[:2] / f"{key}.jpg"
 
@@ -58,7 +66,7 @@ def load_thumbnail(path: str, cache_dir: Path | None, side: int = THUMB_SIDE) ->
     worker; raises engine.errors.BadImage or OSError for a photo that cannot be shown."""
     from engine.imageio import open_upright
 
-    target = cache_file(cache_dir, path) if cache_dir is not None else None
+    target = cache_file(cache_dir, path, side) if cache_dir is not None else None
     if target is not None and target.is_file():
         image = QImage(str(target))
         if not image.isNull():
@@ -85,6 +93,8 @@ class ThumbnailLoader(QObject):
         self.cache_dir: Path | None = None
         self.generation = 0
         self.requested = 0  # thumbnail jobs asked for, ever (the 10,000-results test reads it)
+        self.side = ICON_SIDE  # logical pixels
+        self.ratio = 1.0  # the screen's device pixel ratio
         self._icons: OrderedDict[str, QIcon] = OrderedDict()
         self._pending: set[str] = set()
         self._failed: set[str] = set()
@@ -93,6 +103,22 @@ class ThumbnailLoader(QObject):
         """A new query: anything still queued for the old one is no longer wanted."""
         self.generation += 1
         self._pending.clear()
+
+    @property
+    def pixels(self) -> int:
+        """An icon's side in physical pixels: sharp on a HiDPI screen."""
+        return max(1, round(self.side * self.ratio))
+
+    def set_size(self, side: int, ratio: float | None = None) -> None:
+        """Icons of another size (or for a screen of another pixel ratio): those made so far
+        are dropped and the visible ones asked for again."""
+        ratio = self.ratio if ratio is None else max(1.0, float(ratio))
+        if (side, ratio) == (self.side, self.ratio):
+            return
+        self.side, self.ratio = side, ratio
+        self._icons.clear()
+        self._failed.clear()
+        self.new_generation()
 
     def icon(self, path: str) -> QIcon | None:
         """The icon if it is ready; otherwise None, and a worker is asked for it."""
@@ -128,13 +154,16 @@ class ThumbnailLoader(QObject):
     def _work(self, path: str, gen: int) -> QImage | None:
         if gen != self.generation:  # the person has moved on to another query
             return None
-        return square_icon_image(load_thumbnail(path, self.cache_dir))
+        pixels = self.pixels
+        return square_icon_image(load_thumbnail(path, self.cache_dir, disk_side(pixels)), pixels)
 
     def _arrived(self, path: str, gen: int, image: QImage | None) -> None:
         if gen != self.generation or image is None:
             return
         self._pending.discard(path)
-        self._icons[path] = QIcon(QPixmap.fromImage(image))
+        pixmap = QPixmap.fromImage(image)
+        pixmap.setDevicePixelRatio(image.width() / self.side)  # drawn at its logical size
+        self._icons[path] = QIcon(pixmap)
         while len(self._icons) > MEMORY_ITEMS:
             self._icons.popitem(last=False)
         self.ready.emit(path)

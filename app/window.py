@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QPushButton,
+    QSlider,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -28,14 +29,16 @@ from engine.errors import QueryError
 
 from . import imagequery
 from .live import LiveLibrary
+from .names import NameActions
 from .operations import CAPTIONS, Operations
 from .pages import Banner, EmptyState, LoadingPage, Notice
 from .preview import PreviewPane, show_in_folder
 from .results import ResultsModel, ResultsView
 from .searchbar import SearchBar, SearchRequest
-from .settings import Settings, config_dir, library_location, load_settings
+from .selection import SelectionActions
+from .settings import Settings, config_dir, library_location, load_settings, save_settings
 from .statusbar import StatusBar
-from .thumbs import ThumbnailLoader
+from .thumbs import ICON_SIDES, ThumbnailLoader
 from .viewer import Viewer
 from .workers import Jobs, error_text
 
@@ -83,6 +86,8 @@ class MainWindow(QMainWindow):
         self.results = ResultsModel(self.loader, self)
         self._build()
         self._build_actions()
+        self._build_menus()
+        self._apply_view_settings()
         # keeps the library current with its folders (watch_options: the watcher's timings)
         self.live = LiveLibrary(self.ops, self.settings, self.statusbar, self.results,
                                 self.preview, watch_options, self)
@@ -132,6 +137,16 @@ class MainWindow(QMainWindow):
         self.more.setVisible(False)
         self.more.clicked.connect(self.show_more)
         self.statusbar.addPermanentWidget(self.more)
+        self.thumb_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.thumb_slider.setRange(0, len(ICON_SIDES) - 1)
+        self.thumb_slider.setPageStep(1)
+        self.thumb_slider.setFixedWidth(90)
+        self.thumb_slider.setToolTip("Thumbnail size (Ctrl+plus, Ctrl+minus)")
+        self.thumb_slider.setAccessibleName("Thumbnail size")
+        self.thumb_slider.valueChanged.connect(lambda i: self.set_thumb_size(ICON_SIDES[i]))
+        self.statusbar.addPermanentWidget(self.thumb_slider)
+        self.selection = SelectionActions(self.grid, self.ops, open_outside, self)
+        self.namer = NameActions(self.grid, self.ops, self.search.field, self)  # @names
         self._connect()
 
     def _connect(self) -> None:
@@ -178,6 +193,97 @@ class MainWindow(QMainWindow):
         self._action("View", "Return", self.open_current, self.grid)
         self._action("Open in another program", "Ctrl+Return", self.open_current_outside,
                      self.grid)
+        self._action("Copy", QKeySequence.StandardKey.Copy, self.selection.copy, self.grid)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addAction("Add a folder of photos…", self.choose_folder)
+        captions = file.addMenu("Import captions")
+        for text, kind in (("From a CSV file…", "csv"), ("From a COCO JSON file…", "coco"),
+                           ("From sidecar files beside the photos", "sidecars"),
+                           ("From the descriptions inside the photos", "embedded")):
+            captions.addAction(text, lambda kind=kind: self.import_captions(kind))
+        file.addAction("Search with an image file…", self.open_image_query)
+        file.addSeparator()
+        self.copy_to_folder_action = file.addAction("Copy selected photos to a folder…",
+                                                    lambda: self.selection.copy_to_folder())
+        self.copy_to_folder_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        file.addSeparator()
+        file.addAction("Settings…", self.open_settings)
+        file.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
+        edit = bar.addMenu("&Edit")
+        edit.addAction("Copy the selected photos", self.selection.copy)
+        edit.addAction("Copy their paths", self.selection.copy_paths)
+        edit.addAction("Paste an image to search with", self.paste_image)
+        edit.addSeparator()
+        self.select_all_action = edit.addAction("Select all", QKeySequence.StandardKey.SelectAll,
+                                                self.select_all)
+        self.select_all_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.grid.addAction(self.select_all_action)  # in the field, Ctrl+A selects its text
+        view = bar.addMenu("&View")
+        self.names_action = view.addAction("File names under photos")
+        self.names_action.setCheckable(True)
+        self.names_action.toggled.connect(self.set_show_names)
+        view.addAction("Larger thumbnails", QKeySequence.StandardKey.ZoomIn,
+                       lambda: self.step_thumb_size(1))
+        view.addAction("Smaller thumbnails", QKeySequence.StandardKey.ZoomOut,
+                       lambda: self.step_thumb_size(-1))
+        view.addAction("Preview", self.toggle_preview)
+
+    # -- what the grid shows ----------------------------------------------------------------------
+    def _apply_view_settings(self) -> None:
+        side = self.settings.thumb_size if self.settings.thumb_size in ICON_SIDES else 160
+        self.names_action.setChecked(bool(self.settings.show_names))
+        self.results.set_show_names(bool(self.settings.show_names))
+        self.set_thumb_size(side, save=False)
+
+    def set_show_names(self, show: bool) -> None:
+        self.results.set_show_names(show)
+        self.grid._fit_columns()
+        if show != self.settings.show_names:
+            self.settings.show_names = show
+            self._save_settings()
+
+    def set_thumb_size(self, side: int, save: bool = True) -> None:
+        """Thumbnails of this side (logical pixels), made at the screen's pixel ratio."""
+        self.loader.set_size(side, self.devicePixelRatioF())
+        self.grid.set_icon_side(side)
+        self.thumb_slider.blockSignals(True)
+        self.thumb_slider.setValue(ICON_SIDES.index(side))
+        self.thumb_slider.blockSignals(False)
+        if save and side != self.settings.thumb_size:
+            self.settings.thumb_size = side
+            self._save_settings()
+
+    def step_thumb_size(self, step: int) -> None:
+        i = ICON_SIDES.index(self.grid.side) if self.grid.side in ICON_SIDES else 2
+        self.set_thumb_size(ICON_SIDES[max(0, min(len(ICON_SIDES) - 1, i + step))])
+
+    def select_all(self) -> None:
+        self.grid.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.grid.selectAll()
+
+    def _save_settings(self) -> None:
+        try:
+            save_settings(self.settings)
+        except OSError as e:  # kept for this session; the next start uses the old ones
+            log.warning("cannot save the settings: %s", e)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Moved to a screen of another pixel ratio: thumbnails made for it."""
+        super().changeEvent(event)
+        if event.type() == event.Type.DevicePixelRatioChange and hasattr(self, "grid"):
+            self.set_thumb_size(self.grid.side, save=False)
+
+    def import_captions(self, kind: str) -> None:
+        """File → Import captions: the Fine-tuning tab of Settings, which runs the import and
+        shows its report and the count of captioned photos."""
+        self.open_settings()
+        dialog = self._settings_dialog
+        if dialog is not None:
+            dialog.tabs.setCurrentWidget(dialog.finetune)
+            dialog.finetune.import_captions(kind)
 
     # -- the library ------------------------------------------------------------------------------
     def _open(self, factory: Callable[[], object]) -> None:
@@ -255,7 +361,7 @@ class MainWindow(QMainWindow):
         self.statusbar.showMessage("Searching…")
         self.more.setVisible(False)
         self.ops.call("search", request.text or None, None,  # the likely matches
-                      image=request.image, folder=request.folder,
+                      image=list(request.images), folder=request.folder,
                       date_from=request.date_from, date_to=request.date_to, name="search",
                       log_failures=False,  # a half-typed query is not worth a traceback
                       done=lambda hits: self._search_done(gen, request, hits),
@@ -320,7 +426,8 @@ class MainWindow(QMainWindow):
             self._search_failed(gen, exc)
 
         self.ops.call("search", request.text or None, self.settings.results,
-                      image=request.image, folder=request.folder, date_from=request.date_from,
+                      image=list(request.images), folder=request.folder,
+                      date_from=request.date_from,
                       date_to=request.date_to, offset=self.results.total_hits(),
                       name="search", log_failures=False, done=done, failed=failed)
 
@@ -356,9 +463,10 @@ class MainWindow(QMainWindow):
         self.results_stack.setCurrentWidget(self.notice)
         self.preview.show_hit(None)
 
-    def find_similar(self, photo_id: int | None = None) -> None:
-        """Search with a photo of the library: it becomes the query's image (shown as the image
-        beside the field, replacing any earlier one); no internal id is written in the field."""
+    def find_similar(self, photo_id: int | None = None, add: bool = False) -> None:
+        """Search with a photo of the library: it becomes the query's image (a chip beside the
+        field, replacing any earlier one, or with ``add`` beside it); no internal id is written
+        in the field."""
         if photo_id is None:
             hit = self.grid.current_hit()
         else:
@@ -369,36 +477,49 @@ class MainWindow(QMainWindow):
             hit = self.preview.current  # has the same photo_id and path
         if hit is None:
             return
-        self.search.field.clear()  # "more like this" starts a new query
-        self.search.set_image(hit.path, search=True)
+        if not add:
+            self.search.field.clear()  # "more like this" starts a new query
+        self.search.set_image(hit.path, search=True, add=add)
 
-    def search_with_image(self, path: str) -> None:
-        self.search.set_image(path, search=True)
+    def search_with_image(self, path: str, add: bool = False) -> None:
+        """Search with an image file; it replaces the image searched with, or with ``add`` is
+        searched with beside it."""
+        self.search.set_image(path, search=True, add=add)
 
     # -- images as queries ------------------------------------------------------------------------
+    def _takes_drop(self, event) -> bool:
+        # photos dragged from the grid are going out to another program, not into a query
+        return event.source() is not self.grid and imagequery.can_query(event.mimeData())
+
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        if imagequery.can_query(event.mimeData()):
+        if self._takes_drop(event):
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        if imagequery.can_query(event.mimeData()):
+        if self._takes_drop(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        if self.query_from_mime(event.mimeData()):
+        if not self._takes_drop(event):
+            return
+        held = event.modifiers()
+        add = bool(held & (Qt.KeyboardModifier.ShiftModifier
+                           | Qt.KeyboardModifier.ControlModifier))
+        if self.query_from_mime(event.mimeData(), add=add):
             event.acceptProposedAction()
 
-    def query_from_mime(self, mime) -> bool:
-        """Search with the image a drop or the clipboard carries; False if it holds none."""
+    def query_from_mime(self, mime, add: bool = False) -> bool:
+        """Search with the image a drop or the clipboard carries (``add``: beside the image
+        there); False if it holds none."""
         path = imagequery.image_file_from_mime(mime)
         if path is not None:
-            self.search_with_image(path)
+            self.search_with_image(path, add=add)
             return True
         pixels = imagequery.pixels_from_mime(mime)
         if pixels is None or self.library is None:
             return False
         self.jobs.submit(imagequery.save_pasted, pixels, self.library.root / "cache" / "queries",
-                         name="paste image", done=self.search_with_image)
+                         name="paste image", done=lambda p: self.search_with_image(p, add=add))
         return True
 
     def paste_image(self) -> None:
@@ -409,8 +530,10 @@ class MainWindow(QMainWindow):
         exts = " ".join(f"*{e}" for e in sorted(imagequery.IMAGE_EXTENSIONS))
         path, _ = QFileDialog.getOpenFileName(self, "Search with an image", "",
                                               f"Images ({exts})")
-        if path:
-            self.search_with_image(path)
+        if path:  # Shift or Ctrl held as the dialog closes: beside the image already there
+            held = QGuiApplication.queryKeyboardModifiers()
+            self.search_with_image(path, add=bool(held & (Qt.KeyboardModifier.ShiftModifier
+                                                          | Qt.KeyboardModifier.ControlModifier)))
 
     # -- folders ----------------------------------------------------------------------------------
     def choose_folder(self) -> None:
@@ -465,14 +588,34 @@ class MainWindow(QMainWindow):
         hit = index.data(ResultsModel.HitRole) if index.isValid() else None
         if hit is None:
             return
-        self.grid.setCurrentIndex(index)
+        if not self.grid.selectionModel().isSelected(index):  # a right-click outside the
+            self.grid.setCurrentIndex(index)                   # selection selects that photo
+        menu = self.selection_menu(hit)
+        menu.popup(self.grid.viewport().mapToGlobal(pos))
+
+    def selection_menu(self, hit) -> QMenu:
+        """The actions for the photo clicked and the others selected with it."""
+        n = len(self.grid.selected_hits())
         menu = QMenu(self)
         menu.addAction("Find similar", lambda: self.find_similar(hit.photo_id))
-        menu.addAction("View", self.open_current)
-        menu.addAction("Open in another program", self.open_current_outside)
-        menu.addAction("Show in folder", lambda: show_in_folder(hit.path))
-        menu.addAction("Copy path", lambda: QGuiApplication.clipboard().setText(hit.path))
-        menu.popup(self.grid.viewport().mapToGlobal(pos))
+        menu.addAction("Add to the image search", lambda: self.find_similar(hit.photo_id,
+                                                                            add=True))
+        if n <= 1:
+            menu.addAction("View", self.open_current)
+            menu.addAction("Open in another program", self.open_current_outside)
+            menu.addAction("Show in folder", lambda: show_in_folder(hit.path))
+        else:
+            menu.addAction(f"Open the {n:,} photos", self.selection.open_all)
+            menu.addAction("Show in folders", self.selection.show_in_folders)
+        menu.addSeparator()
+        several = f" the {n:,} photos" if n > 1 else ""
+        menu.addAction(f"Copy{several}", self.selection.copy)
+        menu.addAction("Copy path" + ("s" if n > 1 else ""), self.selection.copy_paths)
+        menu.addAction(f"Copy{several} to a folder…", lambda: self.selection.copy_to_folder())
+        menu.addSeparator()
+        menu.addAction("Name these…" if n > 1 else "Name this…", self.namer.name_selected)
+        self.context_menu = menu  # (tests read it)
+        return menu
 
     def focus_search(self) -> None:
         self.search.field.setFocus(Qt.FocusReason.ShortcutFocusReason)

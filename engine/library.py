@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from .indexer import Indexer, IndexReport
 from .lock import WriterLock, setup_lock
 from .models import create_model, default_config
 from .models.base import DualEncoder
+from .names import NamedThing, Names
 from .progress import Emit, Progress, as_job, silent
 from .query import Hit, Term, parse_query
 from .ranking import Ranked, Ranker, Scales
@@ -126,6 +129,7 @@ class Library:
                                      holds=lambda: self.writer.holds if self.writer.busy
                                      else None)
             self.scales = Scales(self.catalog)  # score calibration, per model version
+            self.names = Names(self.catalog)  # @names: their photos, a vector per model version
             self._ensure_active_model()
 
     @classmethod
@@ -274,7 +278,8 @@ class Library:
         texts = [t for t in terms if t.kind == "text"]
         vectors = [(t.weight, v) for t, v in zip(
             texts, model.encode_texts([t.value for t in texts]) if texts else [], strict=True)]
-        vectors += [(t.weight, self._image_term_vector(t, model))
+        vectors += [(t.weight, self.names.vector(t.value, model) if t.kind == "name"
+                     else self._image_term_vector(t, model))
                     for t in terms if t.kind != "text"]
         with np.errstate(over="ignore", invalid="ignore"):  # absurd weights: caught just below
             for weight, v in vectors:
@@ -309,18 +314,20 @@ class Library:
         return model.encode_images(img.pixels[None])[0]
 
     def search(self, query: str | None = None, k: int | None = None,
-               image: str | Path | None = None, folder: str | Path | None = None,
+               image: str | Path | Sequence[str | Path] | None = None,
+               folder: str | Path | None = None,
                date_from: datetime | None = None, date_to: datetime | None = None,
                offset: int = 0) -> list[Hit]:
-        """Photos matching the query (text, an image file, or a combined query; see
+        """Photos matching the query (text, image files, or a combined query; see
         engine.query), best first: by default the likely matches (at least a handful, at most
         engine.ranking.PAGE); ``k``: that many, whatever their strength. ``offset`` skips the
         first photos of the ranking: the next page ("show more") starts where one ended."""
         terms = parse_query(query) if query else []
-        if image is not None:
-            path = Path(image).expanduser()
+        images = [image] if isinstance(image, str | Path) else list(image or ())
+        for one in images:  # several images: photos like all of them
+            path = Path(one).expanduser()
             if not path.is_file():
-                raise QueryError(f"no such image file: {shown_path(str(image))}")
+                raise QueryError(f"no such image file: {shown_path(str(one))}")
             terms.append(Term(1.0, "image", str(path.resolve())))
         if not terms:
             raise QueryError("the query is empty: type some words or give a photo")
@@ -498,6 +505,7 @@ class Library:
             self._model = model
             self.store.adopt(idx)
         self.scales.fit(model)  # its own scale, on the library's captions
+        self.names.refresh(model)  # each name's vector, from its photos' new vectors
 
     def captioned_photo_count(self) -> int:
         return self.catalog.captioned_photo_count()
@@ -519,6 +527,32 @@ class Library:
 
     def photo_by_path(self, path: str | Path) -> Photo | None:
         return self.catalog.photo_by_path(str(Path(path).resolve()))
+
+    # -- names ----------------------------------------------------------------------------------
+    def named_things(self) -> list[NamedThing]:
+        """The names given to photos (``@name`` in a query), alphabetically."""
+        return self.names.all()
+
+    def name_photos(self, name: str, photo_ids: list[int],
+                    add_to_captions: bool = False) -> NamedThing:
+        """Name these photos (or add them to a name): ``@name`` then finds photos like them.
+        ``add_to_captions``: the name also becomes a caption of each of them, so that the next
+        fine-tune learns the word itself. Photos not in the library: refused, nothing changed."""
+        with self.writer.hold("naming photos"):
+            named = self.names.add(name, photo_ids, add_to_captions)
+            # its vector for the active model now, rather than at the first search
+            with suppress(QueryError):  # photos without a vector yet: made once they have one
+                self.names.vector(named.name, self.model)
+            return named
+
+    def rename_name(self, old: str, new: str) -> NamedThing:
+        with self.writer.hold("renaming a name"):
+            return self.names.rename(old, new)
+
+    def delete_name(self, name: str) -> NamedThing:
+        """A name leaves (with the captions it added); its photos stay."""
+        with self.writer.hold("deleting a name"):
+            return self.names.delete(name)
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> LibraryStatus:

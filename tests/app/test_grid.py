@@ -32,7 +32,7 @@ def test_ten_thousand_results_ask_only_for_visible_thumbnails(qtbot, tiny_window
     qtbot.wait(200)
     assert w.loader.requested - before <= 2 * first_screen + 50  # one more screenful at most
     last = w.results.index(9_999)
-    assert w.results.data(last, Qt.ItemDataRole.DisplayRole) == "photo-09999.jpg"
+    assert w.results.data(last, Qt.ItemDataRole.ToolTipRole).endswith("photo-09999.jpg")
 
 
 def test_a_new_query_drops_thumbnails_still_coming_for_the_old_one(qtbot, tiny_window):

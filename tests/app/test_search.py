@@ -42,7 +42,8 @@ def test_dropping_an_image_finds_that_photo_first(qtbot, bundled_window, bundled
     assert drop.isAccepted()
     wait_for_results(qtbot, w, image=str(folder / name))
     assert Path(w.results.hit(0).path).name == name
-    assert w.search.image_chip.isVisible() and name in w.search.image_chip.text()
+    [chip] = w.search.chips()  # the image shows beside the field, as a chip
+    assert chip.isVisible() and chip.path == str(folder / name)
 
 
 def test_find_similar_queries_the_selected_photo(qtbot, tiny_window):
@@ -58,12 +59,13 @@ def test_find_similar_queries_the_selected_photo(qtbot, tiny_window):
     wait_for_results(qtbot, w, image=target.path)
     assert w.results.hit(0).photo_id == target.photo_id
     assert w.search.field.text() == ""  # no internal id in the field to type after
-    assert w.search.image_chip.isVisible() and Path(target.path).name in w.search.image_chip.text()
+    assert [c.path for c in w.search.chips()] == [target.path]
     # a photo dropped afterwards replaces it, rather than being added to a leftover query
     other = w.results.hit(2)
     w.search_with_image(other.path)
     wait_for_results(qtbot, w, image=other.path)
     assert w.results.hit(0).photo_id == other.photo_id
+    assert [c.path for c in w.search.chips()] == [other.path]
 
 
 def test_pasting_an_image_searches_with_it(qtbot, tiny_window, photos):
