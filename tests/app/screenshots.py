@@ -1,5 +1,6 @@
 """Save screenshots of the app for the README: the library with no query, results with the
-preview, and the folders in Settings.
+preview, results newest first with a selection, a search with a photo (its chip), and the
+folders in Settings.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python -m tests.app.screenshots [--library DIR]
 
@@ -94,6 +95,34 @@ def shoot_main(app, window) -> None:
     save_small(window, OUT / "main-window.png")
 
 
+def shoot_by_date(app, window) -> None:
+    """Results of a query, newest first, under the month header; two of them selected."""
+    window.search.field.setText("a photo outdoors")
+    window.search.sort_box.setCurrentIndex(window.search.sort_box.findData("date"))
+    window.search.search_now()
+    wait(app, lambda: window.shown is not None and window.shown.text == "a photo outdoors"
+         and window.results.rowCount() > 0)
+    window.grid.selectionModel().clearSelection()
+    for row in (0, 2):
+        window.grid.selectionModel().select(window.results.index(row),
+                                            window.grid.selectionModel().SelectionFlag.Select)
+    settle(app, window)
+    save_small(window, OUT / "results-by-date.png")
+    window.search.sort_box.setCurrentIndex(0)
+
+
+def shoot_chip(app, window) -> None:
+    """Searching with a photo: its chip beside the field, words added to it."""
+    window.search.field.setText(QUERY)
+    window.search.search_now()
+    wait(app, lambda: window.shown is not None and window.shown.text == QUERY
+         and window.results.rowCount() > 0)
+    window.find_similar(window.results.hit(0).photo_id)
+    wait(app, lambda: window.shown is not None and window.shown.images)
+    settle(app, window)
+    save_small(window, OUT / "image-chip.png")
+
+
 def shoot_folders(app, window) -> None:
     window.open_settings()
     dialog = window._settings_dialog
@@ -127,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         OUT.mkdir(parents=True, exist_ok=True)
         shoot_home(app, window)
         shoot_main(app, window)
+        shoot_by_date(app, window)
+        shoot_chip(app, window)
         shoot_folders(app, window)
         window.close()
         lib.close()
