@@ -88,6 +88,34 @@ def bundled_library(tmp_path_factory):
     lib.close()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of this test run, started at the first test that needs it; those
+    tests are skipped, saying how to install one, where there is no server to start."""
+    from tests.pgserver import INSTALL, PgServer, server_bin
+
+    pytest.importorskip("psycopg", reason="the cluster extra (psycopg) is not installed")
+    bindir = server_bin()
+    if bindir is None:
+        pytest.skip(INSTALL)
+    server = PgServer(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request, monkeypatch) -> str | None:
+    """A test using this runs twice: its libraries keep their catalog in the library folder
+    (SQLite), then in a fresh PostgreSQL database, given as a shared catalog is, through
+    CHIKAKU_DATABASE_URL. The database's URL, or None for SQLite."""
+    monkeypatch.delenv("CHIKAKU_DATABASE_URL", raising=False)
+    if request.param == "sqlite":
+        return None
+    url = request.getfixturevalue("postgres").new_database()
+    monkeypatch.setenv("CHIKAKU_DATABASE_URL", url)
+    return url
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests run only where CUDA is; elsewhere they are skipped with the reason."""
     try:

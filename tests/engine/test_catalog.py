@@ -70,6 +70,7 @@ def test_catalog_from_a_newer_chikaku_is_refused(tmp_path):
         Catalog(f"sqlite:///{db}")
 
 
+@pytest.mark.usefixtures("catalog_url")  # a shared catalog: PostgreSQL's advisory lock
 def test_second_process_cannot_change_the_library_while_one_does(tmp_path, photos):
     lib = Library.open(tmp_path / "lib", device="cpu", default_model=TINY_MODEL)
     code = textwrap.dedent(f"""

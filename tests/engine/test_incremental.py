@@ -4,9 +4,12 @@ it already knows it cannot use (synthetic photos, no shared data set needed)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 import engine.indexer as indexer_mod
+
+pytestmark = pytest.mark.usefixtures("catalog_url")  # each test on SQLite and on PostgreSQL
 
 
 def _bmp(path, colour, shape) -> None:

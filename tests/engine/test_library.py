@@ -12,6 +12,8 @@ from engine.errors import Cancelled, LibraryError, QueryError
 from engine.library import Library
 from tests.conftest import TINY_MODEL
 
+pytestmark = pytest.mark.usefixtures("catalog_url")  # each test on SQLite and on PostgreSQL
+
 
 def _names(hits):
     return [h.path.rsplit("/", 1)[1] for h in hits]

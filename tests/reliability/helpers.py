@@ -1,6 +1,6 @@
 """Shared pieces of the reliability tests: small photos, a look into the catalog with plain
-sqlite3 (so a check never goes through the code it checks), file fingerprints, and the client
-side of the job runner in jobs.py."""
+sqlite3 or psycopg (so a check never goes through the code it checks), file fingerprints, and the
+client side of the job runner in jobs.py."""
 
 from __future__ import annotations
 
@@ -66,11 +66,46 @@ def reencode(path: Path, quality: int) -> None:
     im.save(path, "JPEG", quality=quality)
 
 
-def db(library: Path) -> closing[sqlite3.Connection]:
+def shared_catalog() -> str | None:
+    """The PostgreSQL catalog the test's libraries use (CHIKAKU_DATABASE_URL), if any."""
+    url = os.environ.get("CHIKAKU_DATABASE_URL")
+    return url if url and url.startswith("postgresql") else None
+
+
+def db(library: Path) -> closing:
+    """A plain connection to the library's catalog: sqlite3, or psycopg for PostgreSQL."""
+    url = shared_catalog()
+    if url is not None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        return closing(psycopg.connect(make_url(url).set(drivername="postgresql")
+                                       .render_as_string(hide_password=False)))
     return closing(sqlite3.connect(library / "catalog.db", timeout=30))
 
 
+# PostgreSQL keeps its files consistent itself; what is checked there is what the catalog's own
+# rows promise each other: no vector or caption of a photo that is gone, and exactly one row of
+# words for each searchable photo.
+_PG_CHECKS = {
+    "embedding of no photo": "SELECT e.photo_id FROM embeddings e LEFT JOIN photos p "
+                             "ON p.id = e.photo_id WHERE p.id IS NULL",
+    "caption of no photo": "SELECT c.id FROM captions c LEFT JOIN photos p "
+                           "ON p.id = c.photo_id WHERE p.id IS NULL",
+    "words of no searchable photo": "SELECT t.photo_id FROM photo_text t LEFT JOIN photos p "
+                                    "ON p.id = t.photo_id AND p.status = 'ok' WHERE p.id IS NULL",
+    "searchable photo without words": "SELECT p.id FROM photos p LEFT JOIN photo_text t "
+                                      "ON t.photo_id = p.id WHERE p.status = 'ok' "
+                                      "AND t.photo_id IS NULL",
+}
+
+
 def integrity(library: Path) -> list[str]:
+    if shared_catalog() is not None:
+        rows = ["ok"]
+        for what, sql in _PG_CHECKS.items():
+            rows += [f"{what}: {r}" for r in _rows(library, sql)]
+        return rows
     if not (library / "catalog.db").exists():
         return ["ok"]  # killed before the catalog was made: nothing to damage
     with db(library) as con:
@@ -86,6 +121,14 @@ def active_version(library: Path) -> str:
 
 def _rows(library: Path, sql: str) -> list[tuple]:
     """Rows of a query; none while the catalog or its tables do not exist yet."""
+    if shared_catalog() is not None:
+        import psycopg
+
+        with db(library) as con:
+            try:
+                return [tuple(r) for r in con.execute(sql)]
+            except psycopg.errors.UndefinedTable:
+                return []
     if not (library / "catalog.db").exists():
         return []
     with db(library) as con:
@@ -203,5 +246,5 @@ def run_job(spec: dict, timeout: float = 120, **kw) -> subprocess.CompletedProce
 
 
 __all__ = ["JobResult", "JobServer", "run_job", "captioned_photos", "ROOT", "TINY_MODEL",
-           "small_photos", "reencode", "db", "integrity", "active_version", "photo_rows",
+           "small_photos", "reencode", "db", "shared_catalog", "integrity", "active_version", "photo_rows",
            "embedding_pairs", "caption_map", "fingerprint", "fingerprints"]

@@ -46,8 +46,9 @@ def _wait(spec: dict, stage: str) -> None:
 def _open(spec: dict) -> Library:
     indexing = IndexingConfig(batch_size=spec.get("batch_size", 4),
                               decode_workers=spec.get("decode_workers", 2))
+    shared = {"database_url": spec["database_url"]} if spec.get("database_url") else {}
     return Library.open(spec["library"], device="cpu", default_model=spec["model"],
-                        indexing=indexing)
+                        indexing=indexing, **shared)
 
 
 def _reset_peak_rss() -> None:

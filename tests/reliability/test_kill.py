@@ -25,6 +25,7 @@ from tests.reliability.helpers import (
     integrity,
     photo_rows,
     reencode,
+    shared_catalog,
     small_photos,
 )
 
@@ -38,7 +39,8 @@ PHOTOS = 80
 
 def _spec(library: Path, folder: Path, **kw) -> dict:
     return {"kind": "index", "library": str(library), "model": TINY_MODEL,
-            "folders": [str(folder)], "batch_size": 4, "decode_workers": 2, **kw}
+            "folders": [str(folder)], "batch_size": 4, "decode_workers": 2,
+            "database_url": shared_catalog(), **kw}
 
 
 def expected_todo(library: Path, folder: Path) -> int:
@@ -87,6 +89,7 @@ def assert_catalog_matches(library: Path, folder: Path) -> None:
     assert integrity(library) == ["ok"]
 
 
+@pytest.mark.usefixtures("catalog_url")  # on SQLite and on PostgreSQL
 def test_indexing_killed_again_and_again_resumes_and_loses_nothing(tmp_path, job_server):
     folder, library = tmp_path / "photos", tmp_path / "library"
     small_photos(folder, PHOTOS, start=200)
@@ -159,6 +162,7 @@ def test_indexing_killed_again_and_again_resumes_and_loses_nothing(tmp_path, job
         lib.close()
 
 
+@pytest.mark.usefixtures("catalog_url")
 @pytest.mark.parametrize("crash_at", [".faiss", ".json"])
 def test_crash_while_the_index_is_replaced_leaves_a_usable_index(tmp_path, job_server, crash_at):
     """Killed after the temporary index file is written, before (or between) the renames."""
@@ -196,6 +200,7 @@ TRAIN = dict(steps=40, batch_size=8, eval_every=5, holdout=0.25, checkpoint_ever
 
 def _train_spec(library: Path) -> dict:
     return {"kind": "train", "library": str(library), "model": TINY_MODEL, "pause": 0.05,
+            "database_url": shared_catalog(),
             "options": {**TRAIN, "activate": "always"}, "signal_at_step": 12,
             "kill_after": 0.02}
 
