@@ -16,12 +16,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMenu,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -33,6 +35,7 @@ from engine.config import MIN_PHOTOS
 from engine.errors import Cancelled
 from engine.recall import KS, RECALL_KEYS
 
+from .compare import CompareView, compare_job
 from .operations import CAPTIONS, MODEL, PHOTOS, pace
 from .workers import error_text
 
@@ -40,6 +43,11 @@ RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → 
                                                                      "Photo → text")
                                       for k in KS], strict=True))
 BEFORE, AFTER = 0, 1
+# Effort: training steps. Quick is the default chosen on folds of the data set's training photos;
+# thorough allows three times as many, and early stopping ends it once the held-out photos stop
+# getting better, so it only costs time where time helps.
+QUICK_STEPS = 200
+THOROUGH_STEPS = 600
 
 
 IMPORTS = (("csv", "From a CSV file (image, caption)…"), ("coco", "From a COCO captions file…"),
@@ -101,6 +109,22 @@ class FineTunePanel(QWidget):
         self.count_label.setWordWrap(True)
         self.steps = QSpinBox(self, minimum=10, maximum=100_000, singleStep=50)
         self.steps.setValue(self.settings.train_steps)
+        self.steps.setToolTip("Training steps: each shows the model one batch of your captioned "
+                              "photos. It stops earlier when search on the held-out photos stops "
+                              "getting better.")
+        self.quick = QRadioButton("Quick", self)
+        self.quick.setToolTip(f"{QUICK_STEPS} training steps: minutes on a laptop")
+        self.thorough = QRadioButton("Thorough", self)
+        self.thorough.setToolTip(f"Up to {THOROUGH_STEPS} training steps, for as long as search "
+                                 "on your held-out photos keeps getting better")
+        self.quick.toggled.connect(lambda on: on and self.steps.setValue(QUICK_STEPS))
+        self.thorough.toggled.connect(lambda on: on and self.steps.setValue(THOROUGH_STEPS))
+        self.steps.valueChanged.connect(self._steps_changed)
+        self._steps_changed(self.steps.value())
+        self.advanced = QGroupBox("Advanced", self)
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)  # folded: the effort is all most people choose
+        self.advanced.toggled.connect(self._advanced_toggled)
         self.start_button = QPushButton("Start fine-tuning", self)
         self.start_button.clicked.connect(self.start)
         self.captioned = 0  # photos with captions, as last counted
@@ -126,6 +150,7 @@ class FineTunePanel(QWidget):
                                   + self.table.horizontalHeader().height() + 4)
         self.result_label = QLabel(self)
         self.result_label.setWordWrap(True)
+        self.compare = CompareView(self)
         self.keep_button = QPushButton("Keep new model", self)
         self.keep_button.clicked.connect(self.keep)
         self.back_button = QPushButton("Go back", self)
@@ -134,11 +159,19 @@ class FineTunePanel(QWidget):
 
     def _lay_out(self) -> None:
         controls = QGridLayout()
-        controls.addWidget(QLabel("Training steps", self), 0, 0)
-        controls.addWidget(self.steps, 0, 1)
-        controls.addWidget(self.start_button, 0, 2)
-        controls.addWidget(self.cancel_button, 0, 3)
-        controls.setColumnStretch(4, 1)
+        controls.addWidget(QLabel("Effort", self), 0, 0)
+        controls.addWidget(self.quick, 0, 1)
+        controls.addWidget(self.thorough, 0, 2)
+        controls.addWidget(self.start_button, 0, 3)
+        controls.addWidget(self.cancel_button, 0, 4)
+        controls.setColumnStretch(5, 1)
+        advanced = QGridLayout(self.advanced)
+        self.steps_label = QLabel("Training steps", self.advanced)
+        advanced.addWidget(self.steps_label, 0, 0)
+        advanced.addWidget(self.steps, 0, 1)
+        advanced.setColumnStretch(2, 1)
+        self._advanced_toggled(False)
+        controls.addWidget(self.advanced, 1, 0, 1, 6)
         decide = QHBoxLayout()
         decide.addStretch(1)
         decide.addWidget(self.keep_button)
@@ -155,8 +188,22 @@ class FineTunePanel(QWidget):
         layout.addWidget(QLabel("Search quality on held-out captioned photos (recall, %)", self))
         layout.addWidget(self.table)
         layout.addWidget(self.result_label)
+        layout.addWidget(self.compare)
         layout.addLayout(decide)
         layout.addStretch(1)
+
+    def _steps_changed(self, steps: int) -> None:
+        for button, value in ((self.quick, QUICK_STEPS), (self.thorough, THOROUGH_STEPS)):
+            button.blockSignals(True)
+            button.setAutoExclusive(False)  # (else a ticked radio button cannot be unticked)
+            button.setChecked(steps == value)  # neither, for a number chosen under Advanced
+            button.setAutoExclusive(True)
+            button.blockSignals(False)
+        self.settings.train_steps = steps
+
+    def _advanced_toggled(self, on: bool) -> None:
+        for w in (self.steps_label, self.steps):
+            w.setVisible(on)
 
     # -- state ------------------------------------------------------------------------------------
     def refresh_count(self) -> None:
@@ -237,6 +284,7 @@ class FineTunePanel(QWidget):
         for column in (BEFORE, AFTER):
             self._set_recall(column, None)
         self.result_label.clear()
+        self.compare.clear()
         self.progress.setRange(0, self.steps.value())
         self.progress.setValue(0)
         self.step_label.setText("Preparing…")
@@ -312,9 +360,18 @@ class FineTunePanel(QWidget):
             self._set_recall(BEFORE, r.before)
             self._set_recall(AFTER, r.after)
             self.result_label.setText(self._verdict(r))
+            self.show_comparison(r.parent, r.version)
             if r.activated:
                 self.ops.changed.emit(MODEL)
         self._set_running(False)
+
+    def show_comparison(self, before: str, after: str) -> None:
+        """The before/after examples, as soon as they are made (in the background)."""
+        self.compare.clear("Searching three of your held-out captions with both models…")
+        self.ops.call(compare_job, before, after, name="compare models",
+                      done=self.compare.show_examples, log_failures=False,
+                      failed=lambda exc: self.compare.clear(
+                          f"The two models could not be shown side by side: {error_text(exc)}"))
 
     @staticmethod
     def _verdict(r) -> str:

@@ -64,6 +64,16 @@ def test_fine_tuning_runs_to_the_end_and_can_go_back(qtbot, panel, tiny_lib, tin
     new = panel.result.version
     assert tiny_lib.active_model_record().version == new != original
     assert panel.keep_button.isEnabled() and panel.back_button.isEnabled()
+    # before keeping it: held-out captions searched with both models, thumbnails side by side
+    qtbot.waitUntil(lambda: len(panel.compare.examples) > 0, timeout=WAIT_MS)
+    for row, ex in enumerate(panel.compare.examples):
+        before, after = panel.compare.tiles(row, "before"), panel.compare.tiles(row, "after")
+        assert len(before) == len(after) == min(4, len(ex.before)) > 0
+        assert all(not t.pixmap().isNull() for t in before + after)
+        assert [t.toolTip() for t in after] == [p for _i, p in ex.after]
+        framed = [t.toolTip() for t in before + after if t.property("right")]
+        assert all(p == ex.path for p in framed)  # the green frame marks the captioned photo
+        assert (ex.after_rank is None) == (ex.path not in [p for _i, p in ex.after])
 
     qtbot.mouseClick(panel.back_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: tiny_lib.active_model_record().version == original,
@@ -104,3 +114,17 @@ def test_too_few_captions_is_explained_before_a_run(qtbot, tiny_window, tiny_lib
     panel.start()  # even if asked, nothing runs
     assert not panel.is_running() and not tiny_window.banner.isVisible()
     tiny_window._settings_dialog.close()
+
+
+def test_effort_is_quick_or_thorough_and_the_steps_wait_under_advanced(qtbot, panel):
+    from app.finetune import QUICK_STEPS, THOROUGH_STEPS
+
+    assert not panel.steps.isVisible() and not panel.advanced.isChecked()
+    panel.thorough.click()
+    assert panel.steps.value() == THOROUGH_STEPS and panel.settings.train_steps == THOROUGH_STEPS
+    panel.quick.click()
+    assert panel.steps.value() == QUICK_STEPS
+    panel.advanced.setChecked(True)
+    assert panel.steps.isVisible()
+    panel.steps.setValue(350)  # a number of its own: neither effort is ticked
+    assert not panel.quick.isChecked() and not panel.thorough.isChecked()
