@@ -48,9 +48,7 @@ class NameDialog(QDialog):
         self.field.setPlaceholderText("e.g. mia, rex, red-car")
         self.field.setAccessibleName("Name")
         self.field.setMaxLength(41)
-        if names:
-            self.field.setCompleter(QCompleter(names, self.field))
-            self.field.completer().setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.set_names(names)
         layout.addWidget(self.field)
         self.captions = QCheckBox("Also add the name to these photos' captions (the next "
                                   "fine-tune then learns the word itself)", self)
@@ -67,6 +65,12 @@ class NameDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
         self.field.textChanged.connect(lambda _t: self.problem.hide())
+
+    def set_names(self, names: list[str]) -> None:
+        """The names there are, offered as the name is typed."""
+        completer = QCompleter(names, self.field)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.field.setCompleter(completer)
 
     def name(self) -> str:
         return self.field.text().strip()
@@ -88,7 +92,7 @@ class NameActions(QObject):
     def __init__(self, grid, ops, field: QLineEdit | None, parent: QWidget) -> None:
         super().__init__(parent)
         self.grid, self.ops, self.window = grid, ops, parent
-        self.names: list[str] = []
+        self.names: list[str] | None = None  # None: not read from the library yet
         self.dialog: NameDialog | None = None
         self.completion = (NameCompletion(field, self.refresh, self) if field is not None
                            else None)
@@ -101,6 +105,8 @@ class NameActions(QObject):
 
     def _names(self, things: list) -> None:
         self.names = [t.name for t in things]
+        if self.dialog is not None:
+            self.dialog.set_names(self.names)
         if self.completion is not None:
             self.completion.set_names(self.names)
 
@@ -118,7 +124,9 @@ class NameActions(QObject):
         if not ids or not self.ops.ready:
             self.ops.statusbar.showMessage("Select the photos to name first.", 5000)
             return
-        self.dialog = NameDialog(len(ids), self.names, self.window)
+        if self.names is None:
+            self.refresh()
+        self.dialog = NameDialog(len(ids), self.names or [], self.window)
         self.dialog.accepted.connect(lambda d=self.dialog: self.name_photos(
             d.name(), ids, d.captions.isChecked(), d))
         self.dialog.open()

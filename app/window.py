@@ -216,6 +216,7 @@ class MainWindow(QMainWindow):
         edit.addAction("Copy the selected photos", self.selection.copy)
         edit.addAction("Copy their paths", self.selection.copy_paths)
         edit.addAction("Paste an image to search with", self.paste_image)
+        edit.addAction("Name the selected photos…", self.namer.name_selected)
         edit.addSeparator()
         self.select_all_action = edit.addAction("Select all", QKeySequence.StandardKey.SelectAll,
                                                 self.select_all)
