@@ -3,6 +3,7 @@ the active one, save and register it. Activating it is a separate call (the libr
 when the options and the judgement say so.
 
 The library hands down what this needs as a ``TrainingSite``; nothing here imports the library.
+Under torchrun, the leader (rank 0) runs ``train`` and every other process ``follow``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from ..models import create_model, default_config
 from ..models.base import DualEncoder
 from ..progress import Emit, silent
 from ..registry import ModelRegistry
-from .data import CaptionedPhotos, split_photos
+from .data import CaptionedPhotos, Split, split_photos
 from .decide import judge, photo_scores
+from .distributed import current
 from .features import FeatureCache
-from .loop import Trainer, TrainResult, check_options, run, run_key
+from .loop import Trainer, TrainResult, check_options, follow, run, run_key
 
 
 @dataclass(frozen=True)
@@ -75,21 +77,13 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
     config, registry = site.config, site.registry
     parent_rec = registry.active()
     data = captioned_photos(site.catalog)
-    split = split_photos(data, opt.holdout, opt.seed)
+    split, model, features = _start(site, opt, data)
+    cache = FeatureCache(features)
     train_set = split.train
     same_family = opt.family in (None, parent_rec.family)
-    if same_family:
-        model = registry.derive(parent_rec, opt, config.device)
-    elif opt.family == "openclip":
-        raise LibraryError("add a CLIP model first (chikaku models add-clip), then train it")
-    else:
-        model = create_model(default_config(opt.family), device=config.device)
-    model.parent = parent_rec.version
-    tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
-                                digest_size=8).hexdigest()
-    cache = FeatureCache(config.cache_dir / "features" / f"{model.family}-{tower_key}.npz")
     run_dir = config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
-    trainer = Trainer(model, train_set, split.select, opt, cache, run_dir, judge=split.judge)
+    trainer = Trainer(model, train_set, split.select, opt, cache, run_dir, judge=split.judge,
+                      world=current())
     outcome = run(trainer, emit, cancel)
     (before, before_scores) = (outcome.judged_before if same_family
                                else _judged_by(site.active_model(), split.judge))
@@ -109,6 +103,37 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
                          checkpoint=str(folder))
     shutil.rmtree(run_dir, ignore_errors=True)
     return result, model
+
+
+def _start(site: TrainingSite, opt: TrainOptions, data: CaptionedPhotos
+           ) -> tuple[Split, DualEncoder, Path]:
+    """The split, the model to train and its feature cache's file: the same in every process."""
+    parent_rec = site.registry.active()
+    split = split_photos(data, opt.holdout, opt.seed)
+    if opt.family in (None, parent_rec.family):
+        model = site.registry.derive(parent_rec, opt, site.config.device)
+    elif opt.family == "openclip":
+        raise LibraryError("add a CLIP model first (chikaku models add-clip), then train it")
+    else:
+        model = create_model(default_config(opt.family), device=site.config.device)
+    model.parent = parent_rec.version
+    tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
+                                digest_size=8).hexdigest()
+    return split, model, site.config.cache_dir / "features" / f"{model.family}-{tower_key}.npz"
+
+
+def follow_training(site: TrainingSite, options: TrainOptions | None = None,
+                    cancel: threading.Event | None = None) -> None:
+    """Take part in a fine-tune that another process leads (torchrun's rank 0, running
+    ``train``): the same model and split, this process's slice of every batch. The leader judges,
+    saves and registers; this returns when it stops, and raises Cancelled if any process is
+    cancelled."""
+    opt = options or TrainOptions()
+    check_options(opt)
+    split, model, features = _start(site, opt, captioned_photos(site.catalog))
+    cache = FeatureCache(None)  # read once the leader has written the features (see follow)
+    cache.path = features
+    follow(Trainer(model, split.train, split.select, opt, cache, None, world=current()), cancel)
 
 
 def should_activate(options: TrainOptions, result: TrainResult) -> bool:

@@ -9,7 +9,8 @@ step runs just them. Photos (never captions) are set aside in two parts: the bes
 *selection* part is kept (early stopping), and the *judging* part, which no choice saw, decides
 whether the result is better than the model it would replace (``decide``). Every step is a
 cancel point; the run's state is saved at checkpoints so a cancelled or interrupted run resumes
-where it stopped.
+where it stopped. Under torchrun the processes share each batch (``distributed``); the leader
+alone evaluates, checkpoints and decides.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_write
 from ..config import TrainOptions
@@ -36,8 +39,9 @@ from ..progress import Emit, Progress, silent
 from ..recall import Recall
 from .data import CaptionedPhotos
 from .decide import photo_scores
+from .distributed import World
 from .features import FeatureCache, Prepared, prepare
-from .loss import LogitScale, clip_loss
+from .loss import LogitScale, clip_loss, sharded_clip_loss
 
 TOWER_LR_SHARE = 0.1  # unlocked tower blocks learn at this share of the heads' rate
 
@@ -89,11 +93,26 @@ def score(recall: Mapping[str, float]) -> float:
 
 
 # -- the loop ------------------------------------------------------------------------------------
+class _Slices(nn.Module):
+    """What DistributedDataParallel wraps: the trainable model and temperature; a call embeds
+    this process's slice of a step's batch."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self.model, self.scale = trainer.model, trainer.scale
+        self.draw = trainer._batch
+
+    def forward(self, prep: Prepared, step: int):
+        img, txt = self.draw(prep, step)
+        return img, txt, self.scale()
+
+
 class Trainer:
     def __init__(self, model: DualEncoder, train: CaptionedPhotos, held: CaptionedPhotos,
                  options: TrainOptions, cache: FeatureCache, run_dir: Path | None,
-                 judge: CaptionedPhotos | None = None) -> None:
+                 judge: CaptionedPhotos | None = None, world: World | None = None) -> None:
         self.model, self.train_data, self.held_data = model, train, held
+        self.world = world or World()
         self.judge_data = judge
         self.opt = options
         self.cache = cache
@@ -114,6 +133,17 @@ class Trainer:
         self.trained = heads + towers
         self.average = ([p.detach().clone() for p in self.trained] if options.ema > 0
                         else None)
+        self.shared = self._share() if self.world.shared else None
+
+    def _share(self) -> DistributedDataParallel:
+        batch = min(self.opt.batch_size, len(self.train_data.ids))
+        if batch < self.world.size:
+            raise EngineError(f"a batch of {batch} photos cannot be shared by "
+                              f"{self.world.size} processes: use fewer processes or more photos")
+        # Every trainable weight is in DistributedDataParallel (which makes every process start
+        # from the leader's weights); the frozen towers' buffers stay as each process has them.
+        return DistributedDataParallel(_Slices(self), broadcast_buffers=False,
+                                       find_unused_parameters=True)
 
     @contextlib.contextmanager
     def averaged(self):
@@ -140,18 +170,22 @@ class Trainer:
         return self.opt.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     def _batch(self, prep: Prepared, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's slice (all of it in one process) of the batch drawn for ``step``."""
         rng = np.random.default_rng([self.opt.seed, step])
         n = len(prep.texts)
         idx = rng.permutation(n)[: min(self.opt.batch_size, n)]
         cap = [int(rng.integers(len(prep.texts[i]))) for i in idx]
+        part = self.world.part(len(idx))  # drawn whole, so every process draws the same batch
         m = self.model
         if prep.cached:
             view = rng.integers(len(prep.images), size=len(idx))  # a random view of each photo
+            idx, cap, view = idx[part], cap[part], view[part]
             img = m.image_head(m.image_rest(prep.images[torch.as_tensor(view), torch.as_tensor(idx)]))
             txt = m.text_head(m.text_rest([prep.text_stems[i][c]
                                            for i, c in zip(idx, cap, strict=True)]))
             return img, txt
         flips = rng.random(len(idx)) < 0.5
+        idx, cap, flips = idx[part], cap[part], flips[part]
         pixels = prep.images[idx].clone()
         if self.opt.flip and flips.any():
             pixels[torch.as_tensor(flips)] = pixels[torch.as_tensor(flips)].flip(2)
@@ -165,8 +199,17 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr_at(step) * g.get("share", 1.0)
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            img, txt = self._batch(prep, step)
-            loss = clip_loss(img.float(), txt.float(), self.scale())
+            if self.shared is None:
+                img, txt = self._batch(prep, step)
+                loss = share = clip_loss(img.float(), txt.float(), self.scale())
+            else:
+                img, txt, scale = self.shared(prep, step)
+                sizes = self.world.sizes(min(self.opt.batch_size, len(prep.texts)))
+                share = sharded_clip_loss(img.float(), txt.float(), scale, sizes,
+                                          self.world.rank)
+                # DistributedDataParallel averages the gradients: scaled so the average is the
+                # gradient of the whole batch's loss (see loss.py)
+                loss = share * self.world.size
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -175,7 +218,7 @@ class Trainer:
             with torch.no_grad():
                 for a, p in zip(self.average, self.trained, strict=True):
                     a.lerp_(p.detach(), 1 - self.opt.ema)
-        return float(loss.detach())
+        return self.world.total(float(share.detach()))
 
     def held_recall(self, prep: Prepared) -> Recall:
         return recalls(*self.held_vectors(prep))
@@ -217,7 +260,7 @@ class Trainer:
                 "average": [a.cpu() for a in self.average] if self.average is not None else []}
 
     def save_state(self, state: dict) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.world.leader:
             return
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -227,20 +270,28 @@ class Trainer:
                                f"{getattr(e, 'strerror', None) or e}") from e
 
     def load_state(self) -> dict | None:
+        """The saved run state, put in place; the leader's, on every process."""
+        state = self.world.from_leader(self._read_state() if self.world.leader else None)
+        if state is not None:
+            self._apply_state(state)
+        return state
+
+    def _read_state(self) -> dict | None:
         path = self.run_dir / "state.pt" if self.run_dir else None
         if path is None or not path.is_file():
             return None
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             return None  # a damaged run state: start over
+
+    def _apply_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"], strict=False)
         self.scale.load_state_dict(state["scale"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.average is not None and len(state.get("average", [])) == len(self.average):
             for a, saved in zip(self.average, state["average"], strict=True):
                 a.copy_(saved)
-        return state
 
 
 @dataclass
@@ -253,8 +304,9 @@ class Outcome:
 
 def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = None) -> Outcome:
     """The training loop: returns an Outcome, and leaves the model holding the state that was
-    best on the selection photos. Progress goes to ``emit``; ``cancel`` is checked every step."""
-    opt, model = trainer.opt, trainer.model
+    best on the selection photos. Progress goes to ``emit``; ``cancel`` is checked every step.
+    Among several processes this is the leader's part (``follow`` is the others')."""
+    opt, model, world = trainer.opt, trainer.model, trainer.world
     emit(Progress("training", "prepare", 0, opt.steps,
                   message=f"reading {len(trainer.train_data.ids)} photos and "
                   f"{trainer.train_data.caption_count} captions"))
@@ -273,6 +325,7 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
     judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False, read=read)
                if trainer.judge_data is not None else None)
     trainer.cache.save()
+    world.wait()  # the others read the features from the cache just written
     initial = trainer.held_recall(held)  # the starting model, before any step
     judged_before = trainer.judged(judging)
     initial_state = copy.deepcopy(model.trained_state())
@@ -289,7 +342,7 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
         start, best, best_score, stale = 0, copy.deepcopy(model.trained_state()), -1.0, 0
         best_recall = initial
     for step in range(start, opt.steps):
-        if cancel is not None and cancel.is_set():
+        if world.any(cancel is not None and cancel.is_set()):
             trainer.save_state(trainer.state(step, best, best_score, best_recall, stale))
             raise Cancelled("training was cancelled; the active model is unchanged")
         loss = trainer.step(prep, step)
@@ -304,7 +357,7 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
                 best, best_score, best_recall, stale = now, score(rec), rec, 0
             else:
                 stale += 1
-            if stale >= opt.patience:
+            if world.leaders(stale >= opt.patience):
                 emit(Progress("training", "step", done, opt.steps, loss=loss,
                               message=f"stopped early at step {done}: held-out recall "
                               "stopped improving"))
@@ -323,6 +376,23 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
     model.forget_version()
     model.eval()
     return Outcome(initial, best_recall, judged_before, judged_after)
+
+
+def follow(trainer: Trainer, cancel: threading.Event | None = None) -> None:
+    """A process other than the leader: train on its slice of every batch until the leader stops
+    or any process is cancelled (raises Cancelled). It evaluates and saves nothing."""
+    opt, world = trainer.opt, trainer.world
+    world.wait()  # the leader has prepared the features and written them to the cache
+    cache = FeatureCache(trainer.cache.path)
+    prep = prepare(trainer.model, trainer.train_data, cache, opt.flip, opt.crops)
+    state = trainer.load_state() if opt.resume else None
+    for step in range(state["step"] if state is not None else 0, opt.steps):
+        if world.any(cancel is not None and cancel.is_set()):
+            raise Cancelled("training was cancelled; the active model is unchanged")
+        trainer.step(prep, step)
+        done = step + 1
+        if (done % opt.eval_every == 0 or done == opt.steps) and world.leaders(False):
+            break
 
 
 def interpolate(original: dict, tuned: dict, alpha: float) -> dict:

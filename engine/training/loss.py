@@ -1,10 +1,13 @@
-"""Contrastive losses: CLIP's symmetric InfoNCE, in one process or across several.
+"""Contrastive losses: CLIP's symmetric InfoNCE, in one process or shared across several.
 
-Across processes, every process gathers the others' embeddings (without gradient) and puts its
-own, with gradient, in its slot; each computes the loss over the whole global batch. The gradient
-reaching a process's local embeddings is then exactly the single-process gradient for that slice,
-so summing the processes' parameter gradients (as DistributedDataParallel does) gives the
-gradient of one process holding the whole batch.
+Across processes (``sharded_clip_loss``), each process holds a contiguous slice of the global
+batch. It gathers every slice, with gradient (``gather_with_grad``), and scores only its own rows
+against the whole batch: its share of the loss. The shares sum to the one-process loss of the
+whole batch, and gathering sends each share's gradient back to the process whose embeddings it
+came from. Training backpropagates ``world size x share``, because DistributedDataParallel
+averages the processes' parameter gradients: the average is then exactly the one-process gradient,
+for the towers and heads (whose gradient is summed through the gathers) and for the temperature
+(whose gradient is the sum of the shares') alike.
 """
 
 from __future__ import annotations
@@ -42,17 +45,45 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> t
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate x from every process in rank order; only the local part carries gradient."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather of unequal slices whose backward sums the gradients of every process's use of
+    the result and returns this process's slice of the sum."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:
+        width = max(sizes)
+        padded = x.new_zeros((width, *x.shape[1:]))
+        padded[: len(x)] = x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        ctx.sizes, ctx.rank = sizes, rank
+        return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # a sum: every process's share of the loss reaches every slice
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+def gather_with_grad(x: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:
+    """Every process's slice (``sizes[r]`` rows on rank r) concatenated in rank order; the
+    gradient flowing back into the result reaches the process each row came from."""
+    if len(sizes) == 1:
         return x
-    parts = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[dist.get_rank()] = x
-    return torch.cat(parts)
+    return _GatherWithGrad.apply(x, list(sizes), rank)
 
 
-def gathered_clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor
-                       ) -> torch.Tensor:
-    """clip_loss over the global batch of all processes (each holds an equal local batch)."""
-    return clip_loss(gather_with_grad(image), gather_with_grad(text), scale)
+def sharded_clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
+                      sizes: list[int], rank: int) -> torch.Tensor:
+    """This process's share of clip_loss over the global batch; ``image`` and ``text`` are its
+    slice (rows ``sum(sizes[:rank])`` on of the global batch, L2-normalised). The shares of all
+    processes sum to clip_loss of the whole batch."""
+    every_image = gather_with_grad(image, sizes, rank)
+    every_text = gather_with_grad(text, sizes, rank)
+    start = sum(sizes[:rank])
+    target = torch.arange(start, start + len(image), device=image.device)
+    per_image = F.cross_entropy(scale * image @ every_text.T, target, reduction="sum")
+    per_text = F.cross_entropy(scale * text @ every_image.T, target, reduction="sum")
+    return (per_image + per_text) / (2 * sum(sizes))

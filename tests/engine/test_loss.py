@@ -1,4 +1,4 @@
-"""CLIP's symmetric InfoNCE: against a direct computation, and across two processes."""
+"""CLIP's symmetric InfoNCE: against a direct computation, and shared by two processes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from engine.training.loss import MAX_LOGIT_SCALE, LogitScale, clip_loss, gathered_clip_loss
+from engine.training.loss import MAX_LOGIT_SCALE, LogitScale, clip_loss, sharded_clip_loss
 
 
 def _direct(img, txt, scale):
@@ -52,6 +52,9 @@ def _batch():
     return torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
 
 
+SIZES = [5, 3]  # unequal slices: a batch of 8 that two processes share
+
+
 def _worker(rank: int, world: int, port: int, out: dict) -> None:
     import torch.distributed as dist
 
@@ -59,21 +62,24 @@ def _worker(rank: int, world: int, port: int, out: dict) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         raw_img, raw_txt = _batch()
-        part = slice(rank * 4, rank * 4 + 4)
+        part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
         img = raw_img[part].clone().requires_grad_(True)
         txt = raw_txt[part].clone().requires_grad_(True)
-        loss = gathered_clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1),
-                                  torch.tensor(5.0))
-        loss.backward()
-        out[rank] = (float(loss.detach()), img.grad.clone(), txt.grad.clone())
+        t = torch.tensor(1.6, requires_grad=True)
+        share = sharded_clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1), t.exp(),
+                                  SIZES, rank)
+        share.backward()
+        out[rank] = (float(share.detach()), img.grad.clone(), txt.grad.clone(),
+                     float(t.grad))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_processes_match_one_process_with_the_whole_batch():
+def test_two_processes_share_the_loss_and_gradient_of_one_process_with_the_whole_batch():
     raw_img, raw_txt = _batch()
     img, txt = raw_img.clone().requires_grad_(True), raw_txt.clone().requires_grad_(True)
-    whole = clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1), torch.tensor(5.0))
+    t = torch.tensor(1.6, requires_grad=True)
+    whole = clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1), t.exp())
     whole.backward()
 
     with socket.socket() as sock:
@@ -82,11 +88,13 @@ def test_two_processes_match_one_process_with_the_whole_batch():
     manager = mp.Manager()
     out = manager.dict()
     mp.spawn(_worker, args=(2, port, out), nprocs=2, join=True)
+    # The shares (and the temperature's gradients) sum to the whole batch's; each process's
+    # embeddings get exactly their slice of the whole batch's gradient, the part every share
+    # sends back through the gathers.
+    assert out[0][0] + out[1][0] == pytest.approx(float(whole.detach()), rel=1e-6)
+    assert out[0][3] + out[1][3] == pytest.approx(float(t.grad), rel=1e-5)
     for rank in range(2):
-        loss, gi, gt = out[rank]
-        assert loss == pytest.approx(float(whole.detach()), rel=1e-6)
-        part = slice(rank * 4, rank * 4 + 4)
-        # Each process's gradient is its slice of the single-process gradient, so summing
-        # parameter gradients across processes reproduces the whole-batch gradient.
+        _, gi, gt, _ = out[rank]
+        part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
         assert torch.allclose(gi, img.grad[part], atol=1e-6)
         assert torch.allclose(gt, txt.grad[part], atol=1e-6)

@@ -1,11 +1,14 @@
-"""The gathered loss inside one process: each of two ranks, given the other's embeddings the
-way torch.distributed would hand them over, gets the whole batch's loss and exactly its own
-slice of the whole batch's gradient; outside a process group it is the plain loss.
+"""The shared loss inside one process: two threads stand in for two processes, exchanging
+embeddings and gradients the way torch.distributed would. Their shares sum to the whole batch's
+loss, and each gets exactly its slice of the whole batch's gradient; in one process the gather
+hands back what it was given.
 
 tests/engine/test_loss.py checks the same with two real processes; this one runs where the
 mutation tests can see it (tests/bench/mutation.py)."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 import torch
@@ -14,29 +17,32 @@ import torch.nn.functional as F
 import engine.training.loss as loss
 
 
-class TwoRanks:
-    """Stands in for torch.distributed: rank ``rank`` of two; ``local`` maps the other rank to
-    the embeddings it sends."""
+class TwoThreads:
+    """Stands in for torch.distributed between two threads: thread r is rank r."""
 
-    def __init__(self, rank: int, local: dict[int, torch.Tensor]) -> None:
-        self.rank, self.local = rank, local
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2)
+        self.sent: dict[int, torch.Tensor] = {}
+        self.rank = threading.local()
 
-    def is_available(self) -> bool:
-        return True
-
-    def is_initialized(self) -> bool:
-        return True
-
-    def get_world_size(self) -> int:
-        return 2
-
-    def get_rank(self) -> int:
-        return self.rank
+    def _exchange(self, x: torch.Tensor) -> list[torch.Tensor]:
+        self.sent[self.rank.value] = x.clone()
+        self.barrier.wait()
+        got = [self.sent[0], self.sent[1]]
+        self.barrier.wait()  # both have read before either sends again
+        return got
 
     def all_gather(self, parts: list[torch.Tensor], x: torch.Tensor) -> None:
-        assert not x.requires_grad  # what is sent carries no gradient
-        for r, part in enumerate(parts):
-            part.copy_(x if r == self.rank else self.local[r])
+        assert all(p.shape == x.shape for p in parts)  # equal sizes, as gloo and NCCL want
+        for part, got in zip(parts, self._exchange(x), strict=True):
+            part.copy_(got)
+
+    def all_reduce(self, x: torch.Tensor) -> None:
+        a, b = self._exchange(x)
+        x.copy_(a + b)
+
+
+SIZES = [5, 3]
 
 
 def _batch():
@@ -44,38 +50,49 @@ def _batch():
     return torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
 
 
-@pytest.mark.parametrize("rank", [0, 1])
-def test_each_rank_gets_the_whole_loss_and_its_slice_of_the_gradient(monkeypatch, rank):
+def test_two_ranks_share_the_loss_and_get_their_slice_of_the_gradient(monkeypatch):
     raw_img, raw_txt = _batch()
     img, txt = raw_img.clone().requires_grad_(True), raw_txt.clone().requires_grad_(True)
-    whole = loss.clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1), torch.tensor(5.0))
+    t = torch.tensor(1.5, requires_grad=True)
+    whole = loss.clip_loss(F.normalize(img, dim=1), F.normalize(txt, dim=1), t.exp())
     whole.backward()
 
-    part = slice(rank * 4, rank * 4 + 4)
-    peer = 1 - rank
-    other = slice(peer * 4, peer * 4 + 4)
-    mine_img = raw_img[part].clone().requires_grad_(True)
-    mine_txt = raw_txt[part].clone().requires_grad_(True)
-    # the peer's normalised embeddings, in the order the two calls ask for them
-    sent = iter([F.normalize(raw_img[other], dim=1), F.normalize(raw_txt[other], dim=1)])
+    fake = TwoThreads()
+    monkeypatch.setattr(loss, "dist", fake)
+    got, failed = {}, []
 
-    class Peer(TwoRanks):
-        def all_gather(self, parts, x):
-            self.local = {peer: next(sent)}
-            super().all_gather(parts, x)
+    def rank(r: int) -> None:
+        try:
+            fake.rank.value = r
+            part = slice(sum(SIZES[:r]), sum(SIZES[: r + 1]))
+            mine_img = raw_img[part].clone().requires_grad_(True)
+            mine_txt = raw_txt[part].clone().requires_grad_(True)
+            mine_t = torch.tensor(1.5, requires_grad=True)
+            share = loss.sharded_clip_loss(F.normalize(mine_img, dim=1),
+                                           F.normalize(mine_txt, dim=1), mine_t.exp(), SIZES, r)
+            share.backward()
+            got[r] = (float(share.detach()), mine_img.grad, mine_txt.grad, float(mine_t.grad))
+        except BaseException as e:  # reported below, in the test's thread
+            failed.append(e)
+            fake.barrier.abort()
 
-    monkeypatch.setattr(loss, "dist", Peer(rank, {}))
-    got = loss.gathered_clip_loss(F.normalize(mine_img, dim=1), F.normalize(mine_txt, dim=1),
-                                  torch.tensor(5.0))
-    got.backward()
-    assert float(got.detach()) == pytest.approx(float(whole.detach()), rel=1e-6)
-    assert torch.allclose(mine_img.grad, img.grad[part], atol=1e-6)
-    assert torch.allclose(mine_txt.grad, txt.grad[part], atol=1e-6)
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not failed, failed
+    assert got[0][0] + got[1][0] == pytest.approx(float(whole.detach()), rel=1e-6)
+    assert got[0][3] + got[1][3] == pytest.approx(float(t.grad), rel=1e-5)
+    for r in range(2):
+        part = slice(sum(SIZES[:r]), sum(SIZES[: r + 1]))
+        assert torch.allclose(got[r][1], img.grad[part], atol=1e-6)
+        assert torch.allclose(got[r][2], txt.grad[part], atol=1e-6)
 
 
-def test_without_a_process_group_the_gathered_loss_is_the_plain_loss():
+def test_in_one_process_the_shared_loss_is_the_plain_loss():
     raw_img, raw_txt = _batch()
     img, txt = F.normalize(raw_img, dim=1), F.normalize(raw_txt, dim=1)
-    assert float(loss.gathered_clip_loss(img, txt, torch.tensor(5.0))) == pytest.approx(
+    assert float(loss.sharded_clip_loss(img, txt, torch.tensor(5.0), [8], 0)) == pytest.approx(
         float(loss.clip_loss(img, txt, torch.tensor(5.0))), rel=1e-6)
-    assert loss.gather_with_grad(img) is img
+    assert loss.gather_with_grad(img, [8], 0) is img
