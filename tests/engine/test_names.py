@@ -11,6 +11,8 @@ from engine.errors import LibraryError, QueryError
 from engine.query import parse_query
 from tests.conftest import TINY_MODEL
 
+pytestmark = pytest.mark.usefixtures("catalog_url")  # each test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def lib(tiny_lib, photos):
@@ -44,6 +46,9 @@ def test_named_photos_are_found_by_their_name(lib, photos):
     assert by_name == together
     combined = [h.photo_id for h in lib.search('@mia + "a dog in the snow"', k=12)]
     assert combined != by_name
+    assert lib.search("a dog -@mia", k=12)  # a name excludes as any term does
+    with pytest.raises(QueryError, match="cancel each other out"):
+        lib.search("@mia -@mia")
 
 
 def test_an_unknown_name_says_which_names_there_are(lib, photos, capsys):
