@@ -25,12 +25,13 @@ _WEIGHTS = "'{0.1, 0.2, 0.5, 1.0}'"
 SCHEMA = [
     f"CREATE TABLE IF NOT EXISTS {TEXT_TABLE} (photo_id INTEGER PRIMARY KEY, words TSVECTOR)",
     f"CREATE INDEX IF NOT EXISTS {TEXT_TABLE}_words ON {TEXT_TABLE} USING GIN (words)",
+    # PL/pgSQL, not SQL: its statements are planned once a session, not once a call
     f"""CREATE OR REPLACE FUNCTION {TEXT_TABLE}_refresh(pid INTEGER) RETURNS void
-        LANGUAGE sql AS $$
+        LANGUAGE plpgsql AS $$ BEGIN
         DELETE FROM {TEXT_TABLE} WHERE photo_id = pid;
         INSERT INTO {TEXT_TABLE} (photo_id, words) SELECT p.id, {_WORDS} FROM photos p
         LEFT JOIN roots r ON r.id = p.root_id WHERE p.id = pid AND p.status = 'ok';
-        $$""",
+        END $$""",
     f"""CREATE OR REPLACE FUNCTION {TEXT_TABLE}_of_photo() RETURNS trigger
         LANGUAGE plpgsql AS $$ BEGIN
         IF TG_OP = 'DELETE' THEN DELETE FROM {TEXT_TABLE} WHERE photo_id = OLD.id;
@@ -41,9 +42,18 @@ SCHEMA = [
         IF TG_OP <> 'INSERT' THEN PERFORM {TEXT_TABLE}_refresh(OLD.photo_id); END IF;
         IF TG_OP <> 'DELETE' THEN PERFORM {TEXT_TABLE}_refresh(NEW.photo_id); END IF;
         RETURN NULL; END $$""",
+    # New photos: one statement for all the rows an INSERT added (a batch by COPY is thousands)
+    f"""CREATE OR REPLACE FUNCTION {TEXT_TABLE}_of_new_photos() RETURNS trigger
+        LANGUAGE plpgsql AS $$ BEGIN
+        INSERT INTO {TEXT_TABLE} (photo_id, words) SELECT p.id, {_WORDS} FROM added p
+        LEFT JOIN roots r ON r.id = p.root_id WHERE p.status = 'ok';
+        RETURN NULL; END $$""",
     f"DROP TRIGGER IF EXISTS {TEXT_TABLE}_photos ON photos",
-    f"CREATE TRIGGER {TEXT_TABLE}_photos AFTER INSERT OR DELETE OR UPDATE OF path, status, "
-    f"root_id ON photos FOR EACH ROW EXECUTE FUNCTION {TEXT_TABLE}_of_photo()",
+    f"CREATE TRIGGER {TEXT_TABLE}_photos AFTER DELETE OR UPDATE OF path, status, root_id "
+    f"ON photos FOR EACH ROW EXECUTE FUNCTION {TEXT_TABLE}_of_photo()",
+    f"DROP TRIGGER IF EXISTS {TEXT_TABLE}_new_photos ON photos",
+    f"CREATE TRIGGER {TEXT_TABLE}_new_photos AFTER INSERT ON photos REFERENCING NEW TABLE AS "
+    f"added FOR EACH STATEMENT EXECUTE FUNCTION {TEXT_TABLE}_of_new_photos()",
     f"DROP TRIGGER IF EXISTS {TEXT_TABLE}_captions ON captions",
     f"CREATE TRIGGER {TEXT_TABLE}_captions AFTER INSERT OR DELETE OR UPDATE ON captions "
     f"FOR EACH ROW EXECUTE FUNCTION {TEXT_TABLE}_of_caption()",

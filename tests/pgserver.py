@@ -42,7 +42,9 @@ def _runner() -> tuple[list[str], pwd.struct_passwd | None]:
 
 
 class PgServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, fsync: bool = False) -> None:
+        """``fsync``: the server makes each commit durable, as a real one does (benchmarks); the
+        tests kill clients, never the server, so they run without it."""
         self.bindir = bindir
         self.folder = Path(tempfile.mkdtemp(prefix="chikaku-pg-"))
         self.prefix, user = _runner()
@@ -51,10 +53,9 @@ class PgServer:
         self.data = self.folder / "data"
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "chikaku", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
-        # fsync off: the tests kill clients, never the server, so nothing needs the disk
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w",
-                  "-o", f"-k {self.folder} -c listen_addresses='' -F -c max_connections=200",
-                  "start")
+                  "-o", f"-k {self.folder} -c listen_addresses='' -c max_connections=200"
+                  + ("" if fsync else " -F"), "start")
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run([*self.prefix, str(self.bindir / program), *args],

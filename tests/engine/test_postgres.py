@@ -72,6 +72,7 @@ def test_an_older_postgresql_catalog_is_widened_and_gets_its_word_index(postgres
     cat.add_new_captions({pid: ["Mia on her first bike"]}, "user")
     cat.close()
     _sql(url, "DROP TABLE photo_text", "DROP TRIGGER photo_text_photos ON photos",
+         "DROP TRIGGER photo_text_new_photos ON photos",
          "DROP TRIGGER photo_text_captions ON captions",
          "ALTER TABLE photos ALTER COLUMN size TYPE INTEGER, "
          "ALTER COLUMN mtime_ns TYPE INTEGER",
