@@ -165,7 +165,7 @@ class Embedding(Base):
 
 def _v1_to_v2(s: Session) -> None:
     """Schema 2: folders can be paused (not watched, photos kept)."""
-    s.execute(text("ALTER TABLE roots ADD COLUMN paused BOOLEAN NOT NULL DEFAULT 0"))
+    s.execute(text("ALTER TABLE roots ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE"))
 
 
 # The words of a photo: its captions, and its path from the library folder's own name down
