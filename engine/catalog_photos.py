@@ -83,6 +83,10 @@ _PG_TYPES = ["text", "int4", "int8", "int8", "text", "int4", "int4", "timestamp"
              "bytea"]
 
 
+# What an upsert of a vector does to the row it meets (the same in PostgreSQL and SQLite).
+_NEWER_VECTOR = "UPDATE SET vector = excluded.vector, created_at = excluded.created_at"
+
+
 @dataclass(frozen=True)
 class AddedPhotos:
     ids: dict[str, int]  # path -> id of each photo added
@@ -363,6 +367,42 @@ class PhotoCatalog:
                         written.add(pid)
                         copy.write_row((pid, self.version, vector, 1.0, now))
         return ids, len(batch) - len(ids)
+
+    def put_vectors(self, rows: Iterable[tuple[int, bytes]]) -> int:
+        """Vectors of this model version for photos already in the catalog, as (photo id,
+        float32 bytes) rows, in one transaction: a photo's vector of this version is added, or
+        replaced (the last of a photo given twice wins). A photo id the catalog does not have
+        fails the whole call (IntegrityError) and nothing is stored. Returns how many rows came.
+        PostgreSQL receives them by COPY, SQLite by executemany."""
+        batch = [(int(pid), vector) for pid, vector in rows]
+        if not batch:
+            return 0
+        now = utcnow()
+        with self.catalog.session() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(text("CREATE TEMPORARY TABLE incoming_vectors (n int4, photo_id int4, "
+                               "vector bytea) ON COMMIT DROP"))
+                cur = s.connection().connection.driver_connection.cursor()
+                with cur.copy("COPY incoming_vectors (n, photo_id, vector) FROM STDIN "
+                              "(FORMAT BINARY)") as copy:
+                    copy.set_types(["int4", "int4", "bytea"])
+                    for n, (pid, vector) in enumerate(batch):
+                        copy.write_row((n, pid, vector))
+                s.execute(text(
+                    "INSERT INTO embeddings (photo_id, model_version, vector, norm, created_at) "
+                    "SELECT DISTINCT ON (photo_id) photo_id, :v, vector, 1.0, :now "
+                    "FROM incoming_vectors ORDER BY photo_id, n DESC "
+                    f"ON CONFLICT (photo_id, model_version) DO {_NEWER_VECTOR}"),
+                    {"v": self.version, "now": now})
+            else:
+                s.execute(text(
+                    "INSERT INTO embeddings (photo_id, model_version, vector, norm, created_at) "
+                    "VALUES (:pid, :v, :vector, 1.0, :now) "
+                    f"ON CONFLICT (photo_id, model_version) DO {_NEWER_VECTOR}"),
+                    [{"pid": pid, "v": self.version, "vector": vector, "now": now}
+                     for pid, vector in batch])
+            self.catalog.bump_generation(s)
+        return len(batch)
 
     def _restore_kept(self, s: Session, ids: dict[str, int], batch: list[tuple]) -> int:
         """Captions kept for the content of photos just added go back onto them."""

@@ -234,3 +234,26 @@ def test_an_unreachable_server_is_named_in_the_message(postgres, tmp_path):
                                            "database .*no_such_database"), \
             WriterLock(tmp_path / "w.lock", url).hold("indexing"):
         pass
+
+
+def test_vectors_of_a_new_model_version_go_in_as_a_batch(any_catalog):
+    """Another model version's vectors for photos the catalog has (a re-embedding done
+    elsewhere): added or replaced together, or, with one photo unknown, not at all."""
+    cat = any_catalog
+    added = PhotoCatalog(cat, "v1").add_many(_rows(6))
+    ids = sorted(added.ids.values())
+    v2 = PhotoCatalog(cat, "v2")
+    first = {pid: np.full(8, i, np.float32) for i, pid in enumerate(ids)}
+    assert v2.put_vectors([(pid, v.tobytes()) for pid, v in first.items()]) == 6
+    again = np.full(8, 9, np.float32)
+    v2.put_vectors([(ids[0], np.zeros(8, np.float32).tobytes()), (ids[0], again.tobytes())])
+    got_ids, got = cat.vectors("v2", 8)
+    assert got_ids.tolist() == ids
+    assert np.array_equal(got[0], again)  # replaced, by the last of the two
+    assert all(np.array_equal(got[i], first[pid]) for i, pid in enumerate(ids) if i)
+    before = cat.generation()
+    with pytest.raises(IntegrityError):
+        v2.put_vectors([(ids[1], again.tobytes()), (max(ids) + 1000, again.tobytes())])
+    assert np.array_equal(cat.vectors("v2", 8)[1][1], first[ids[1]])  # nothing was stored
+    assert cat.generation() == before
+    assert cat.status_counts("v1").embedded == 6  # the first version's vectors stay
