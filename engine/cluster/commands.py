@@ -81,12 +81,13 @@ def _folders(lib, paths: list[str]) -> list[str]:
 def _run_job(target: str, job_dir: Path, quiet: bool) -> None:
     from .coordinator import finished
     from .jobdir import read_plan
-    from .submit import cluster_address, submit, wait
+    from .submit import cluster_address, running, submit, wait
 
     if read_plan(job_dir).total <= finished(job_dir):
         return
     with cluster_address(target, job_dir) as (address, python):
-        submit(address, job_dir, python)
+        if not running(address, job_dir):  # else follow the job a killed command left going
+            submit(address, job_dir, python)
         show, close = _bar(quiet, "embedding on the cluster")
         try:
             wait(address, job_dir, show)

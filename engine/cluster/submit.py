@@ -26,6 +26,21 @@ from pathlib import Path
 from . import ClusterError, require_ray
 from .jobdir import SUBMISSION, read_plan, shards
 
+
+def _prctl():
+    """libc's prctl, looked up here: nothing may be imported in a child between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+
 # Ray's socket paths must fit in 107 bytes: a deeper job folder gets its Ray files elsewhere.
 MAX_TEMP_PATH = 60
 START_TIMEOUT = 120.0
@@ -93,7 +108,7 @@ class LocalRay:
         # no draining on the way out: nothing outlives the command that started it
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_end_with_parent)
         log.close()
         address = f"http://127.0.0.1:{dashboard}"
         try:
@@ -130,6 +145,14 @@ class LocalRay:
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
             self.temp = None
+
+
+def _end_with_parent() -> None:
+    """In the child, before Ray starts: on Linux, the kernel sends it SIGTERM when the process
+    that started it dies, even killed outright, so a killed ``chikaku`` leaves no Ray running
+    (the head then stops everything it started)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _session_members(sid: int) -> list[int]:
@@ -199,6 +222,18 @@ def _last(job_dir: Path) -> dict:
         return json.loads((Path(job_dir) / SUBMISSION).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def running(address: str, job_dir: Path) -> bool:
+    """Is the job last submitted for this folder's plan still running on the cluster (its
+    coordinator was killed and the job went on)?"""
+    last = _last(job_dir)
+    if last.get("job") != read_plan(job_dir).job or last.get("address") != address:
+        return False
+    try:
+        return not _client(address).get_job_status(last["submission"]).is_terminal()
+    except Exception:  # unknown to this cluster (a local Ray started anew): not running
+        return False
 
 
 def submission(job_dir: Path) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,37 @@ sys.exit(main(["--library", {str(tmp_path / "lib")!r}, "cluster", "submit",
                          text=True, timeout=300)
     assert run.returncode == 1, run.stderr
     assert "install chikaku[cluster]" in run.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death "
+                    "signal ends a killed command's Ray")
+def test_a_killed_command_leaves_no_ray_and_reruns_to_the_whole_library(tmp_path, capsys):
+    pytest.importorskip("ray")
+    folder = make_folder(tmp_path / "photos", 20)
+    lib_dir, job = tmp_path / "lib", tmp_path / "job"
+    Library.open(lib_dir, device="cpu", default_model=TINY_MODEL).close()
+    args = ["--library", str(lib_dir), "index", "--cluster", "local:1", "--job-dir", str(job),
+            "--quiet", str(folder)]
+    cmd = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 240
+        while not (job / "submission.json").exists() and time.monotonic() < end:
+            assert cmd.poll() is None, "the command ended before its job was submitted"
+            time.sleep(0.2)
+    finally:
+        cmd.kill()  # killed outright: no handler of its own runs
+        cmd.wait()
+    end = time.monotonic() + 90
+    while _processes_naming(str(job)) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert _processes_naming(str(job)) == []
+    assert main(args) == 0
+    assert "resuming" in capsys.readouterr().err
+    lib = Library.open(lib_dir, device="cpu")
+    try:
+        st = lib.status()
+        assert (st.photos, st.embedded, len(st.skipped)) == (23 - 3, 20, 3)
+        assert len(lib.index) == 20
+    finally:
+        lib.close()
