@@ -70,6 +70,7 @@ def _placeholder(broken: bool) -> QIcon:
 
 class ResultsModel(QAbstractListModel):
     HitRole = Qt.ItemDataRole.UserRole + 1
+    MarkRole = Qt.ItemDataRole.UserRole + 2  # True: marked right for the query, False: wrong
 
     def __init__(self, loader: ThumbnailLoader, parent=None) -> None:
         super().__init__(parent)
@@ -78,6 +79,7 @@ class ResultsModel(QAbstractListModel):
         self.sort = SORT_RELEVANCE
         self.browsing = False  # the library newest first, with no query: no strength to filter
         self.show_names = False  # file names under the photos (a setting; month names always)
+        self.marks: dict[int, bool] = {}  # photo id -> marked right (True) or wrong (False)
         self._all: list = []
         self._months: set[int] = set()
         self._rows: list = []
@@ -91,6 +93,7 @@ class ResultsModel(QAbstractListModel):
         """A new query's hits (engine.query.Hit), or with ``browsing`` the library's photos
         newest first: older thumbnails still in flight are dropped."""
         self.loader.new_generation()
+        self.marks = {}
         self.browsing = browsing
         self._all = list(hits)
         self._relayout()
@@ -106,6 +109,13 @@ class ResultsModel(QAbstractListModel):
     def set_min_score(self, value: float | None) -> None:
         self.min_score = value
         self._relayout()
+
+    def set_marks(self, marks: dict[int, bool]) -> None:
+        """The person's marks for the query on screen (the cells show them)."""
+        self.marks = dict(marks)
+        if self._rows:
+            self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1),
+                                  [self.MarkRole])
 
     def set_show_names(self, show: bool) -> None:
         self.show_names = show
@@ -216,6 +226,8 @@ class ResultsModel(QAbstractListModel):
             return f"{hit.match} match{words}{when}\n{hit.path}"
         if role == self.HitRole:
             return hit
+        if role == self.MarkRole:
+            return self.marks.get(hit.photo_id)
         return None
 
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
@@ -264,11 +276,14 @@ class CellDelegate(QStyledItemDelegate):
         plain.state &= ~QStyle.StateFlag.State_Selected
         plain.state &= ~QStyle.StateFlag.State_HasFocus
         super().paint(painter, plain, index)
-        if not selected and not option.state & QStyle.StateFlag.State_HasFocus:
-            return
         side = option.decorationSize.width()
         rect = QRect(option.rect.center().x() - side // 2 - 4, option.rect.top() + 4,
                      side + 8, side + 8)
+        mark = index.data(ResultsModel.MarkRole)
+        if mark is not None:
+            self._badge(painter, rect, mark)
+        if not selected and not option.state & QStyle.StateFlag.State_HasFocus:
+            return
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         color = option.palette.highlight().color()
@@ -278,6 +293,26 @@ class CellDelegate(QStyledItemDelegate):
             painter.setPen(QPen(color, 1, Qt.PenStyle.DashLine))
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRoundedRect(rect, 6, 6)
+        painter.restore()
+
+
+    @staticmethod
+    def _badge(painter: QPainter, rect: QRect, right: bool) -> None:
+        """A round mark at the photo's top right: a tick (right for the query) or a cross."""
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        badge = QRect(rect.right() - 26, rect.top() + 6, 20, 20)
+        painter.setPen(QPen(QColor("white"), 2))
+        painter.setBrush(QColor("#2e9d4f") if right else QColor("#c0392b"))
+        painter.drawEllipse(badge)
+        painter.setPen(QPen(QColor("white"), 2.5))
+        c = badge.center()
+        if right:
+            painter.drawPolyline(QPolygon([QPoint(c.x() - 5, c.y()), QPoint(c.x() - 1, c.y() + 4),
+                                           QPoint(c.x() + 5, c.y() - 4)]))
+        else:
+            painter.drawLine(c.x() - 4, c.y() - 4, c.x() + 4, c.y() + 4)
+            painter.drawLine(c.x() + 4, c.y() - 4, c.x() - 4, c.y() + 4)
         painter.restore()
 
 

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from engine.errors import QueryError
 
 from . import imagequery
+from .feedback import FeedbackActions
 from .live import LiveLibrary
 from .names import NameActions
 from .operations import CAPTIONS, Operations
@@ -146,6 +147,8 @@ class MainWindow(QMainWindow):
         self.thumb_slider.valueChanged.connect(lambda i: self.set_thumb_size(ICON_SIDES[i]))
         self.statusbar.addPermanentWidget(self.thumb_slider)
         self.selection = SelectionActions(self.grid, self.ops, open_outside, self)
+        self.feedback = FeedbackActions(self)
+        self._keep_photo: int | None = None  # after a re-rank: the photo the grid stays on
         self.namer = NameActions(self.grid, self.ops, self.search.field, self)  # @names
         self._connect()
 
@@ -194,6 +197,8 @@ class MainWindow(QMainWindow):
         self._action("Open in another program", "Ctrl+Return", self.open_current_outside,
                      self.grid)
         self._action("Copy", QKeySequence.StandardKey.Copy, self.selection.copy, self.grid)
+        self._action("Right for this search", "R", lambda: self.feedback.mark(True), self.grid)
+        self._action("Wrong for this search", "W", lambda: self.feedback.mark(False), self.grid)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -217,6 +222,9 @@ class MainWindow(QMainWindow):
         edit.addAction("Copy their paths", self.selection.copy_paths)
         edit.addAction("Paste an image to search with", self.paste_image)
         edit.addAction("Name the selected photos…", self.namer.name_selected)
+        edit.addSeparator()
+        edit.addAction("Mark right for this search (R)", lambda: self.feedback.mark(True))
+        edit.addAction("Mark wrong for this search (W)", lambda: self.feedback.mark(False))
         edit.addSeparator()
         self.select_all_action = edit.addAction("Select all", QKeySequence.StandardKey.SelectAll,
                                                 self.select_all)
@@ -392,7 +400,8 @@ class MainWindow(QMainWindow):
     def _search_done(self, gen: int, request: SearchRequest, hits: list) -> None:
         if gen != self._search_gen:
             return  # an older query finished after a newer one was asked for
-        self.statusbar.clearMessage()
+        if self.statusbar.currentMessage() == "Searching…":  # (not a message said meanwhile)
+            self.statusbar.clearMessage()
         self.banner.succeeded("search")
         self.show_hits(hits, request)
 
@@ -403,6 +412,11 @@ class MainWindow(QMainWindow):
         self.results.set_hits(hits)
         self._offer_more(len(hits) > 0)
         self._after_results()
+        self.feedback.refresh()
+
+    def keep_place(self, photo_id: int | None) -> None:
+        """The next results of the same search keep this photo selected where it now is."""
+        self._keep_photo = photo_id
 
     def _offer_more(self, maybe: bool) -> None:
         photos = self.status.photos if self.status is not None else 0
@@ -434,10 +448,15 @@ class MainWindow(QMainWindow):
 
     def _after_results(self) -> None:
         shown, total = self.results.rowCount(), self.results.total_hits()
+        keep, self._keep_photo = self._keep_photo, None
         if shown:
             self.results_stack.setCurrentWidget(self.grid)
-            self.grid.setCurrentIndex(self.results.index(0))
-            self.grid.scrollToTop()
+            row = self.results.row_of(keep) if keep is not None else -1
+            self.grid.setCurrentIndex(self.results.index(max(row, 0)))
+            if row >= 0:
+                self.grid.scrollTo(self.results.index(row))
+            else:
+                self.grid.scrollToTop()
         elif total:
             self._show_notice(f"None of the {total:,} photos found reach the minimum strength.")
         else:
@@ -608,6 +627,12 @@ class MainWindow(QMainWindow):
         else:
             menu.addAction(f"Open the {n:,} photos", self.selection.open_all)
             menu.addAction("Show in folders", self.selection.show_in_folders)
+        if self.feedback.query() is not None:
+            query = self.feedback.query()
+            short = query if len(query) <= 30 else f"{query[:29]}…"
+            menu.addSeparator()
+            menu.addAction(f"Right for “{short}”  (R)", lambda: self.feedback.mark(True))
+            menu.addAction(f"Wrong for “{short}”  (W)", lambda: self.feedback.mark(False))
         menu.addSeparator()
         several = f" the {n:,} photos" if n > 1 else ""
         menu.addAction(f"Copy{several}", self.selection.copy)

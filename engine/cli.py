@@ -12,8 +12,11 @@ import threading
 from datetime import datetime
 
 from . import __version__
+from .cluster.commands import add_cluster_command, add_index_options, run_index, run_step
 from .config import LIBRARY_ENV, TrainOptions
 from .errors import EngineError
+from .feedback_cli import add_feedback_command, run_feedback
+from .names_cli import add_names_command, run_names
 from .recall import DIRECTIONS, KS
 
 TOWERS = ("lite0", "lite1")  # the bundled image towers (engine.models.bundled.TOWER_NAMES)
@@ -33,6 +36,7 @@ examples:
   chikaku captions import --csv captions.csv
   chikaku train
   chikaku models
+  chikaku names add mia photos/mia*.jpg     then: chikaku search '@mia + "red slide"'
 """
 
 
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--tower", choices=TOWERS, help="a new library's image tower (lite0: faster; "
                     "lite1, the default: better, about 1.4x slower to embed a photo); an existing "
                     "library keeps its model (chikaku models upgrade --tower changes it)")
+    add_index_options(ix)
 
     se = sub.add_parser("search", parents=[common], help="find photos by text or by image",
                         description="Search by text, by an image file, or both combined: "
@@ -143,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     fo.add_argument("paths", nargs="*", metavar="PATH", help="folders to remove, pause or resume")
     fo.add_argument("--json", action="store_true", help="print JSON (list)")
     _add_training_commands(sub, common)
+    add_cluster_command(sub, common)
+    add_names_command(sub, common)
+    add_feedback_command(sub, common)
     return p
 
 
@@ -173,6 +181,10 @@ def _add_training_commands(sub, common) -> None:
     tr.add_argument("--restart", action="store_true",
                     help="start over instead of resuming an interrupted run")
     tr.add_argument("--json", action="store_true", help="print the result as JSON")
+    tr.add_argument("--distributed", action="store_true",
+                    help="train in the processes torchrun starts, one per GPU (or several on "
+                    "CPUs), e.g. torchrun --nproc-per-node 2 -m engine.cli train --distributed; "
+                    "the first process judges, saves and registers the model")
 
     mo = sub.add_parser("models", parents=[common], help="list, activate or delete models")
     mo.add_argument("action", nargs="?", default="list",
@@ -251,6 +263,8 @@ def _open_library(args):
 
 
 def cmd_index(args) -> int:
+    if args.cluster or args.job_dir:
+        return run_index(args, _open_library, _shown)
     from tqdm import tqdm
 
     lib = _open_library(args)
@@ -429,10 +443,37 @@ def _training_flags() -> dict[str, tuple[str, dict]]:
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
     opts = TrainOptions(**{name: getattr(args, name) for name in _training_flags()},
                         resume=not args.restart)
+    if not args.distributed:
+        return _train_here(args, opts)
+    from .training.distributed import start, stop
+
+    world, args.device = start(args.device)
+    try:
+        if world.leader:
+            return _train_here(args, opts)
+        return _train_alongside(args, opts)
+    finally:
+        stop()
+
+
+def _train_alongside(args, opts: TrainOptions) -> int:
+    """A process other than torchrun's first: train on its share of every batch, quietly."""
+    from .training.finetune import TrainingSite, follow_training
+
+    lib = _open_library(args)
+    try:
+        follow_training(TrainingSite(lib.catalog, lib.registry, lib.config,
+                                     active_model=lambda: lib.model), opts)
+    finally:
+        lib.close()
+    return 0
+
+
+def _train_here(args, opts: TrainOptions) -> int:
+    from tqdm import tqdm
+
     lib = _open_library(args)
     cancel = threading.Event()
     bar = tqdm(total=opts.steps, unit="step", desc="training", file=sys.stderr,
@@ -696,9 +737,22 @@ def cmd_watch(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    return run_step(args, _open_library, _shown)
+
+
+def cmd_names(args) -> int:
+    return run_names(args, _open_library, _shown)
+
+
+def cmd_feedback(args) -> int:
+    return run_feedback(args, _open_library, _shown)
+
+
 COMMANDS = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "eval": cmd_eval,
             "watch": cmd_watch, "folders": cmd_folders,
-            "captions": cmd_captions, "train": cmd_train, "models": cmd_models}
+            "captions": cmd_captions, "train": cmd_train, "models": cmd_models,
+            "names": cmd_names, "cluster": cmd_cluster, "feedback": cmd_feedback}
 
 
 def _standard_streams() -> None:

@@ -18,6 +18,7 @@ from .calibration import Calibration
 from .catalog import Catalog, ModelRecord, Photo
 from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_dir
 from .errors import BadImage, LibraryError, QueryError
+from .feedback import Feedback
 from .fsinfo import system_filesystem
 from .imageio import decode_file
 from .index import VectorIndex
@@ -130,6 +131,7 @@ class Library:
                                      else None)
             self.scales = Scales(self.catalog)  # score calibration, per model version
             self.names = Names(self.catalog)  # @names: their photos, a vector per model version
+            self.feedback = Feedback(self.catalog)  # results marked right or wrong, by query
             self._ensure_active_model()
 
     @classmethod
@@ -344,8 +346,30 @@ class Library:
         ranker = Ranker(self.catalog, idx, self.scales.of(model),
                         self.scales.reference(model.version, model.dim),
                         lambda ts: self.query_vector(ts, model))
-        ranked = ranker.rank(terms, self._filter_ids(folder, date_from, date_to), k, offset)
+        marked, drop = self.feedback.terms(query) if any(
+            t.kind == "text" for t in terms) else ([], set())
+        ranked = ranker.rank(terms + marked, self._filter_ids(folder, date_from, date_to), k,
+                             offset, drop=drop)
         return self._hits(ranked)
+
+    def mark(self, query: str, photo_id: int, right: bool | None) -> None:
+        """Mark a result right or wrong for the query's words (None: unmark): the query's
+        results re-rank at once, and the next fine-tune learns from it (engine.feedback)."""
+        with self.writer.hold("saving feedback"):
+            self.feedback.mark(query, photo_id, right)
+
+    def feedback_for(self, query: str) -> tuple[list[int], list[int]]:
+        """(photos marked right, photos marked wrong) for a query's words."""
+        return self.feedback.marks(query) if query and query.strip() else ([], [])
+
+    def feedback_marks(self) -> list:
+        """Every mark (engine.catalog_feedback.MarkRow), by query."""
+        return self.feedback.all()
+
+    def feedback_clear(self, query: str) -> int:
+        """Take back every mark of a query (and the captions its right marks added)."""
+        with self.writer.hold("saving feedback"):
+            return self.feedback.clear(query)
 
     def calibration(self) -> Calibration:
         """The active model's score calibration (engine.calibration)."""

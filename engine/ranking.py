@@ -90,10 +90,11 @@ class Ranker:
         self.reference, self.encode = reference, encode
 
     def rank(self, terms: list[Term], allowed: IdFilter | np.ndarray | None, k: int | None,
-             offset: int = 0) -> Ranked:
+             offset: int = 0, drop: set[int] | frozenset[int] = frozenset()) -> Ranked:
         """Photos ``offset`` to ``offset + k`` of the ranking; ``k`` None: the likely matches
         from ``offset`` (at most PAGE of them). ``allowed``: the photos a filter (folder,
-        dates) leaves, None: every photo."""
+        dates) leaves, None: every photo; ``drop``: photos left out whatever they match (those
+        the person marked wrong for this query)."""
         if allowed is not None and not isinstance(allowed, IdFilter):
             allowed = IdFilter(allowed)
         positive = [t for t in terms if not t.exclude and t.kind != "words"]
@@ -109,7 +110,7 @@ class Ranker:
             allowed = pool
         if allowed is not None and len(allowed) == 0:
             return Ranked([], [], [], [])
-        excluded = self._excluded_by_words(terms)
+        excluded = self._excluded_by_words(terms) | set(drop)
         vec = self.encode(positive) if positive else None
         firsts = self._word_matches(positive, allowed, excluded)
         if vec is None:  # only has: terms: every photo holding the words, best BM25 first
