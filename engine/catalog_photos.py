@@ -282,7 +282,7 @@ class PhotoCatalog:
         row.date = p.date
         row.status, row.reason = "ok", None
         s.flush()
-        emb = s.get(Embedding, (row.id, self.version))
+        emb = None if fresh else s.get(Embedding, (row.id, self.version))  # new: none yet
         if emb is None:
             s.add(Embedding(photo_id=row.id, model_version=self.version,
                             vector=p.vector.tobytes()))
