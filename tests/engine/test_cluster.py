@@ -182,3 +182,30 @@ def test_shards_of_another_model_version_are_refused(ray_address, photos, tmp_pa
         assert len(lib.index) == 6
     finally:
         lib.close()
+
+
+def test_a_job_where_nothing_finishes_ends_with_a_message(ray_address, tmp_path):
+    """A job that cannot make progress (here: allowed no time at all before its first photo)
+    ends with what it asked for and what the nodes have, instead of waiting forever; its job
+    folder is kept, and a rerun with time to work finishes it."""
+    import dataclasses
+
+    from engine.cluster.jobdir import read_plan, write_plan
+
+    folder = make_folder(tmp_path / "few", 6)
+    job = tmp_path / "job"
+    lib = open_tiny(tmp_path / "lib")
+    try:
+        made = plan(lib, [folder], job)
+        write_plan(job, dataclasses.replace(made, stall_s=0.2))
+        submit(ray_address, job, sys.executable)
+        with pytest.raises(ClusterError, match="no photo finished for 0.2 s") as e:
+            wait(ray_address, job, poll=0.2)
+        assert "embedding actor" in str(e.value) and "CPU" in str(e.value)
+        write_plan(job, made)
+        assert read_plan(job).stall_s == 600
+        submit(ray_address, job, sys.executable)
+        wait(ray_address, job, poll=0.2)
+        assert ingest(lib, job).embedded == 6
+    finally:
+        lib.close()
