@@ -169,3 +169,22 @@ def test_a_name_has_a_vector_for_each_model_version_made_from_its_photos(lib, ph
     lib.activate_model(first)
     lib.delete_model(other)  # its name vectors leave with it
     assert lib.names.stored_versions("mia") == [first]
+
+
+def test_a_catalog_made_before_names_gets_their_tables_on_open(lib, photos):
+    from sqlalchemy import text
+
+    from engine.library import Library
+
+    root, ids = lib.root, _ids(lib, photos, 2)
+    with lib.catalog.session() as s:  # as an older version left it: no names tables
+        for table in ("name_vectors", "name_photos", "names"):
+            s.execute(text(f"DROP TABLE {table}"))
+    lib.close()
+    again = Library.open(root, device="cpu", default_model=TINY_MODEL)
+    try:
+        assert again.named_things() == []
+        assert again.name_photos("mia", ids).photos == 2
+        assert again.search("@mia", k=3)
+    finally:
+        again.close()
