@@ -189,14 +189,21 @@ def _take(photos: PhotoCatalog, idx, made: Plan, path: Path, roots: dict[str, in
                                     _root_of(r["path"], roots), r["size"], r["mtime_ns"],
                                     r["reason"]))
             report.skipped[r["path"]] = r["reason"]
-    stored, dropped = photos.store_taken(good, bad, key)
-    for known_ids in (True, False):
-        part = [(p, s) for p, s in zip(good, stored, strict=True)
-                if (p.known_id is not None) == known_ids]
-        if part:
-            idx.add(np.array([s.id for _, s in part], np.int64),
-                    np.stack([p.vector for p, _ in part]), replace=known_ids)
-    report.added += sum(s.added for s in stored)
+    # New photos go in by the catalog's bulk insert (a path it holds already is left alone, so
+    # a rerun after a kill between the two transactions adds nothing twice); photos the catalog
+    # knows, the skipped files and the shard's key go in together after them.
+    fresh = [p for p in good if p.known_id is None]
+    added = photos.add_many([(p.path, p.root_id, p.size, p.mtime_ns, p.content_hash, p.width,
+                              p.height, p.taken_at, p.date, p.vector.tobytes()) for p in fresh])
+    known = [p for p in good if p.known_id is not None]
+    stored, dropped = photos.store_taken(known, bad, key)
+    if added.ids:
+        by_path = {p.path: p for p in fresh}
+        idx.add(np.array(list(added.ids.values()), np.int64),
+                np.stack([by_path[path].vector for path in added.ids]), replace=False)
+    if known:
+        idx.add(np.array([s.id for s in stored], np.int64), np.stack([p.vector for p in known]))
+    report.added += len(added.ids) + sum(s.added for s in stored)
     report.updated += sum(not s.added for s in stored)
     if dropped:
         idx.remove(dropped)

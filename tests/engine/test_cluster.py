@@ -39,7 +39,8 @@ def make_folder(folder: Path, n: int) -> Path:
 
 
 def catalog_of(lib: Library) -> dict[str, tuple]:
-    """Every photo by path: (status, reason, size, mtime, content hash, width, height, vector)."""
+    """Every photo by path: (status, reason, size, mtime, content hash, width, height, date
+    taken, date, vector)."""
     model = lib.model
     out = {}
     with lib.catalog.session() as s:
@@ -49,7 +50,7 @@ def catalog_of(lib: Library) -> dict[str, tuple]:
         for p in photos:
             vec = lib.catalog.vector_of(p.id, model.version)
             out[p.path] = (p.status, p.reason, p.size, p.mtime_ns, p.content_hash, p.width,
-                           p.height, None if vec is None else np.array(vec))
+                           p.height, p.taken_at, p.date, None if vec is None else np.array(vec))
         assert len(photos) == len({p.path for p in photos}), "a photo is in the catalog twice"
     return out
 
@@ -58,11 +59,11 @@ def assert_same(cluster: dict, local: dict) -> None:
     assert sorted(cluster) == sorted(local)
     for path, row in local.items():
         got = cluster[path]
-        assert got[:7] == row[:7], path
-        if row[7] is None:
-            assert got[7] is None, path
+        assert got[:-1] == row[:-1], path
+        if row[-1] is None:
+            assert got[-1] is None, path
         else:
-            np.testing.assert_allclose(got[7], row[7], atol=1e-5, err_msg=path)
+            np.testing.assert_allclose(got[-1], row[-1], atol=1e-5, err_msg=path)
 
 
 @pytest.fixture(scope="module")
