@@ -1,6 +1,7 @@
 """Fine-tuning in two processes (gloo, on the CPU) gives the model one process gives on the whole
-batch, with plain SGD (where a wrongly scaled gradient shows at once) and with AdamW; and a cancel
-or an early stop on the leader ends both processes instead of leaving one waiting."""
+batch, with plain SGD (where a wrongly scaled gradient shows at once) and with AdamW; a cancel
+or an early stop on the leader ends both processes instead of leaving one waiting; and a
+cancelled run resumes, in both processes, where it stopped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,7 +63,8 @@ def _train(job: dict, world: World, cancel_at: int | None = None) -> dict:
     """One fine-tune of the tiny model; the leader's weights and recall, or a follower's steps."""
     opt = TrainOptions(**job["options"])
     train, held = _photos(job["folder"], 21, 0), _photos(job["folder"], 8, 1)
-    trainer = Trainer(_model(job["kind"]), train, held, opt, FeatureCache(None), None,
+    run_dir = Path(job["run_dir"]) if job.get("run_dir") and world.leader else None
+    trainer = Trainer(_model(job["kind"]), train, held, opt, FeatureCache(None), run_dir,
                       world=world)
     if job["optimizer"] == "sgd":
         trainer.optimizer = torch.optim.SGD(
@@ -159,3 +162,16 @@ def test_an_early_stop_on_the_leader_ends_both_processes(tmp_path):
     assert got[(0, 0)]["steps"] == got[(0, 1)]["steps"] == 4
     assert any("stopped early at step 4" in m for m in got[(0, 0)]["messages"])
 
+
+
+def test_a_cancelled_shared_run_resumes_to_the_model_of_an_uninterrupted_run(tmp_path):
+    job = {"folder": str(tmp_path), "kind": "heads", "optimizer": "adamw",
+           "run_dir": str(tmp_path / "run"), "options": {**OPTIONS, "steps": 8, "lr": 3e-2}}
+    first = _two_processes([job], cancel_at=3)
+    assert first[(0, 0)]["cancelled"] and first[(0, 1)]["cancelled"]
+    resumed = _two_processes([job])  # the leader reads the saved state and hands it on
+    assert resumed[(0, 0)]["steps"] == resumed[(0, 1)]["steps"] == 5
+    assert any("resuming at step 3" in m for m in resumed[(0, 0)]["messages"])
+    alone = _train({**job, "run_dir": None}, World())
+    for k, v in alone["weights"].items():
+        assert torch.allclose(resumed[(0, 0)]["weights"][k], v, atol=1e-5, rtol=0), k
