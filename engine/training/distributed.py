@@ -21,8 +21,10 @@ import torch.distributed as dist
 from ..errors import EngineError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-# How long a collective waits for a process that has stopped answering before failing the run.
-TIMEOUT = timedelta(minutes=30)
+# How long a collective waits for the others before failing the run. The others wait at the first
+# one while the leader reads every photo once (hours for a large library on CPUs); a process that
+# fails is not waited for, torchrun ends the rest.
+TIMEOUT = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
