@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from sqlalchemy.exc import ArgumentError
+
 from .errors import LibraryError
 
 try:
@@ -109,16 +111,33 @@ class _PgLock:
     """A session-level advisory lock of the PostgreSQL database that holds the catalog."""
 
     def __init__(self, url: str, purpose: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        self.url = make_url(url)
+        self.url = url
         self.purpose = purpose
         self._conn = None
 
-    def _connect(self):
-        import psycopg  # the cluster extra: only a PostgreSQL catalog needs it
+    def shown(self) -> str:
+        """The catalog database's URL without its password."""
+        from sqlalchemy.engine import make_url
 
-        libpq = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            return "given in $CHIKAKU_DATABASE_URL"
+
+    def _connect(self):
+        """A connection of its own; OSError where there can be none (no driver, a URL that
+        cannot be used, no server): opening the catalog then says what is wrong."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            import psycopg  # the cluster extra: only a PostgreSQL catalog needs it
+
+            libpq = (make_url(self.url).set(drivername="postgresql")
+                     .render_as_string(hide_password=False))
+        except ImportError as e:
+            raise OSError(f"no module {e.name!r} (install chikaku[cluster])") from e
+        except (ArgumentError, ValueError) as e:
+            raise OSError(f"the URL cannot be used ({e})") from e
         try:
             return psycopg.connect(libpq, autocommit=True, connect_timeout=30)
         except psycopg.Error as e:
@@ -127,9 +146,9 @@ class _PgLock:
     def acquire(self, wait: bool) -> None:
         """``wait=False`` still waits a moment: the server ends the session of a holder that was
         just killed a little after it died, and its lock with it."""
+        conn = self._connect()
         import psycopg
 
-        conn = self._connect()
         try:
             if wait:
                 conn.execute(f"SELECT pg_advisory_lock({_PG_KEY})", {"purpose": self.purpose})
@@ -264,8 +283,8 @@ class WriterLock:
                 + (f" ({holder})" if holder else "")
                 + "; try again when it has finished") from None
         except OSError as e:
-            where = (f"in the catalog database {lock.url.render_as_string(hide_password=True)}"
-                     if isinstance(lock, _PgLock) else str(self.path))
+            where = (f"in the catalog database {lock.shown()}" if isinstance(lock, _PgLock)
+                     else str(self.path))
             raise LibraryError(f"cannot open the library lock {where}: "
                                f"{e.strerror or e}") from e
         self._held = lock
