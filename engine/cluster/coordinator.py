@@ -2,8 +2,9 @@
 
 The machine running Chikaku stays the only writer of the catalog. ``plan`` is the first half of a
 local pass (scan, compare with the catalog, record moved photos) and writes the photos still to
-embed into the job folder; ``ingest`` stores the job's shards, one transaction per shard that
-also records the shard as taken (a killed ingest reruns to the same catalog), then finishes the
+embed into the job folder; ``ingest`` stores the job's shards, each in two transactions (its
+new photos by the catalog's bulk insert, which leaves a path it holds alone; then the rest with
+the shard's mark as taken), so a killed ingest reruns to the same catalog; then it finishes the
 pass with the local indexer, which finds the embedded photos unchanged and settles the photos
 that are gone, exactly as a local ``chikaku index`` would.
 """

@@ -115,9 +115,11 @@ def main() -> int:
           "whole photos/s")
     for w, r in rows:
         whole = r["start"] + r["plan"] + r["job"] + r["ingest"] + r["stop"]
-        marginal = (n - 1) / max(1e-9, r["job"] - r["fixed"])
+        # too close to the fixed cost to tell (the noise of a shared machine): not printed
+        extra = r["job"] - r["fixed"]
+        marginal = f"{(n - 1) / extra:17.1f}" if extra >= 1.0 else f"{'-':>17}"
         print(f"{w:7d}  {r['start']:5.1f}  {r['fixed']:5.1f}  {r['plan']:5.1f}  {r['job']:5.1f}"
-              f"  {r['ingest']:6.1f}  {r['stop']:4.1f}  {n / r['job']:12.1f}  {marginal:17.1f}"
+              f"  {r['ingest']:6.1f}  {r['stop']:4.1f}  {n / r['job']:12.1f}  {marginal}"
               f"  {n / whole:14.1f}")
     return 0
 
