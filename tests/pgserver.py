@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -51,11 +52,26 @@ class PgServer:
         if user is not None:
             os.chown(self.folder, user.pw_uid, user.pw_gid)
         self.data = self.folder / "data"
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "chikaku", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w",
-                  "-o", f"-k {self.folder} -c listen_addresses='' -c max_connections=200"
-                  + ("" if fsync else " -F"), "start")
+        try:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "chikaku", "-E",
+                      "UTF8", "--no-sync", "--no-instructions")
+            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"),
+                      "-w", "-o", f"-k {self.folder} -c listen_addresses='' "
+                      "-c max_connections=200" + ("" if fsync else " -F"), "start")
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        self._watch = self._watchdog()
+
+    def _watchdog(self) -> subprocess.Popen:
+        """A process that stops the server and removes its folder once this process is gone,
+        however it ends (a test run killed by a timeout leaves no server behind)."""
+        stop = " ".join(shlex.quote(a) for a in [*self.prefix, str(self.bindir / "pg_ctl"), "-D",
+                                                 str(self.data), "-m", "immediate", "stop"])
+        script = (f'while kill -0 "$0" 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; '
+                  f"rm -rf {shlex.quote(str(self.folder))}")
+        return subprocess.Popen(["sh", "-c", script, str(os.getpid())], start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run([*self.prefix, str(self.bindir / program), *args],
@@ -77,6 +93,8 @@ class PgServer:
         return self.url(name)
 
     def stop(self) -> None:
+        self._watch.kill()
+        self._watch.wait()
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         finally:
