@@ -41,8 +41,10 @@ def _prctl():
 
 _PRCTL = _prctl()
 
-# Ray's socket paths must fit in 107 bytes: a deeper job folder gets its Ray files elsewhere.
-MAX_TEMP_PATH = 60
+# Ray's socket paths (its folder, a session folder, sockets/plasma_store) must fit in 107 bytes:
+# a deeper job folder gets its Ray files in a new temporary folder, removed afterwards.
+MAX_TEMP_PATH = 40
+LOCAL_RAY = "local-ray.json"  # the private Ray's process (its session) and folder, for checks
 START_TIMEOUT = 120.0
 
 
@@ -88,6 +90,7 @@ class LocalRay:
 
     def __enter__(self) -> str:
         require_ray()
+        self._clear_earlier()
         temp = self.job_dir / "ray"
         if len(str(temp)) > MAX_TEMP_PATH:
             temp, self.own_temp = Path(tempfile.mkdtemp(prefix="chikaku-ray-")), True
@@ -110,6 +113,8 @@ class LocalRay:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, preexec_fn=_end_with_parent)
         log.close()
+        (self.job_dir / LOCAL_RAY).write_text(json.dumps({"pid": self.proc.pid,
+                                                          "temp": str(temp)}))
         address = f"http://127.0.0.1:{dashboard}"
         try:
             _wait_for_api(address, self.proc)
@@ -117,6 +122,22 @@ class LocalRay:
             self.stop()
             raise
         return address
+
+    def _clear_earlier(self) -> None:
+        """What an earlier command on this job folder left, if it was killed before stopping
+        its Ray: processes of that Ray's session (normally gone with it), and its folder."""
+        try:
+            earlier = json.loads((self.job_dir / LOCAL_RAY).read_text())
+            pid, temp = int(earlier["pid"]), Path(earlier["temp"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        for member in session_members(pid):
+            if _is_ray(member):  # the id may have been reused since by another process
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(member, signal.SIGKILL)
+        if temp.name == "ray" and temp.parent == self.job_dir or temp.name.startswith(
+                "chikaku-ray-"):
+            shutil.rmtree(temp, ignore_errors=True)
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -134,7 +155,7 @@ class LocalRay:
                     proc.kill()
                     proc.wait()
             for _ in range(50):
-                left = _session_members(proc.pid)
+                left = session_members(proc.pid)
                 if not left:
                     break
                 for pid in left:
@@ -155,7 +176,16 @@ def _end_with_parent() -> None:
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _session_members(sid: int) -> list[int]:
+def _is_ray(pid: int) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(mark in cmd for mark in (b"ray::", b"raylet", b"gcs_server", b"/ray/",
+                                        b"ray.scripts", b"engine.cluster.job"))
+
+
+def session_members(sid: int) -> list[int]:
     """Processes of the session ``sid`` (the local Ray's own), from /proc."""
     out = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:

@@ -4,6 +4,7 @@ sized from the nodes, and the command line without Ray installed."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,16 @@ from tests.conftest import TINY_MODEL
 from tests.engine.test_cluster import HOSTILE, make_folder
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ray_left(job: Path) -> list[str]:
+    """Processes of the private Ray a command started for this job folder (its session), or
+    naming its folders."""
+    from engine.cluster.submit import LOCAL_RAY, session_members
+
+    ray = json.loads((job / LOCAL_RAY).read_text())
+    left = [str(pid) for pid in session_members(ray["pid"])]
+    return left + _processes_naming(ray["temp"]) + _processes_naming(str(job))
 
 
 def _processes_naming(text: str) -> list[str]:
@@ -48,8 +59,8 @@ def test_index_on_a_local_ray_through_the_command_line(tmp_path, capsys):
         line = next(x for x in out.splitlines() if name in x)
         assert words in line
     # the private Ray is gone, with every process it started, and its files
-    assert _processes_naming(str(job)) == []
-    assert not (job / "ray").exists()
+    assert _ray_left(job) == []
+    assert not Path(json.loads((job / "local-ray.json").read_text())["temp"]).exists()
     lib = Library.open(lib_dir, device="cpu")
     try:
         st = lib.status()
@@ -128,11 +139,13 @@ def test_a_killed_command_leaves_no_ray_and_reruns_to_the_whole_library(tmp_path
         cmd.kill()  # killed outright: no handler of its own runs
         cmd.wait()
     end = time.monotonic() + 90
-    while _processes_naming(str(job)) and time.monotonic() < end:
+    while _ray_left(job) and time.monotonic() < end:
         time.sleep(0.5)
-    assert _processes_naming(str(job)) == []
+    assert _ray_left(job) == []
+    killed_temp = Path(json.loads((job / "local-ray.json").read_text())["temp"])
     assert main(args) == 0
     assert "resuming" in capsys.readouterr().err
+    assert _ray_left(job) == [] and not killed_temp.exists()
     lib = Library.open(lib_dir, device="cpu")
     try:
         st = lib.status()
