@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--tower", choices=TOWERS, help="a new library's image tower (lite0: faster; "
                     "lite1, the default: better, about 1.4x slower to embed a photo); an existing "
                     "library keeps its model (chikaku models upgrade --tower changes it)")
+    ix.add_argument("--memory", metavar="SIZE", help="the index's memory budget, kept by the "
+                    "library (8G, 512M; none: no budget): exact while small, IVF-Flat while the "
+                    "vectors fit, else IVF-PQ with the largest code that fits")
     add_index_options(ix)
 
     se = sub.add_parser("search", parents=[common], help="find photos by text or by image",
@@ -268,6 +271,10 @@ def cmd_index(args) -> int:
     from tqdm import tqdm
 
     lib = _open_library(args)
+    if args.memory is not None:
+        budget = None if args.memory.strip().lower() == "none" else args.memory
+        kind = lib.set_index_memory(budget)
+        print(f"index memory budget: {budget or 'none'} (the index is {kind})")
     bar = None
 
     def progress(p) -> None:

@@ -235,6 +235,15 @@ class VectorIndex:
         return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
     @property
+    def plan(self) -> IndexPlan:
+        """The kind, lists and code size of this index (as plan_for describes one)."""
+        index = self._index
+        if not isinstance(index, faiss.IndexIVF):
+            return IndexPlan("flat")
+        return IndexPlan(self.kind, index.nlist,
+                         index.pq.M if isinstance(index, faiss.IndexIVFPQ) else 0)
+
+    @property
     def nprobe(self) -> int:
         """The lists a search opens (0 for an exact index)."""
         return self._index.nprobe if isinstance(self._index, faiss.IndexIVF) else 0

@@ -21,7 +21,7 @@ from .errors import BadImage, LibraryError, QueryError
 from .feedback import Feedback
 from .fsinfo import system_filesystem
 from .imageio import decode_file
-from .index import VectorIndex
+from .index import IdFilter, VectorIndex, parse_memory, plan_for
 from .indexer import Indexer, IndexReport
 from .lock import WriterLock, setup_lock
 from .models import create_model, default_config
@@ -385,13 +385,29 @@ class Library:
         return [Hit(pid, path, 0.0, date, width, height)
                 for pid, path, date, width, height in self.catalog.newest_photos(offset, limit)]
 
-    def _filter_ids(self, folder, date_from, date_to) -> np.ndarray | None:
+    def _filter_ids(self, folder, date_from, date_to) -> IdFilter | None:
         if folder is None and date_from is None and date_to is None:
             return None
         under = (None if folder is None
                  else str(Path(folder).expanduser().resolve()).rstrip("/") + "/")
-        return np.array(self.catalog.searchable_photo_ids(under, date_from, date_to),
-                        dtype=np.int64)
+        return self.store.filter(under, date_from, date_to)
+
+    def set_index_memory(self, budget: str | None) -> str:
+        """Keep a memory budget for the index ("8G", "512M"; None: none), which picks its kind
+        (engine.index.plan_for: exact while small, IVF-Flat while the vectors fit, else IVF-PQ
+        with the largest code that fits); the index is rebuilt now when its kind changes.
+        Returns the kind."""
+        size = None if budget is None else parse_memory(budget)
+        model = self.model
+        with self.writer.hold("setting the index's memory budget"), self._lock:
+            idx = self.store.current(model)
+            plan = plan_for(len(idx), model.dim, size)  # a budget too small says so here
+            self.store.set_memory(size)
+            if "flat" not in (plan.kind, idx.kind) and (plan.kind, plan.m) != (
+                    idx.plan.kind, idx.plan.m):  # an exact index changes as it grows
+                idx = self.store.build(model)
+                self.store.adopt(idx)
+            return idx.kind
 
     def _hits(self, ranked: Ranked) -> list[Hit]:
         if not ranked.ids:

@@ -22,7 +22,15 @@ import numpy as np
 from .bigindex import build_sharded
 from .catalog import Catalog
 from .errors import LibraryError
-from .index import IndexPlan, VectorIndex, ids_digest, parse_memory, plan_for, training_size
+from .index import (
+    IdFilter,
+    IndexPlan,
+    VectorIndex,
+    ids_digest,
+    parse_memory,
+    plan_for,
+    training_size,
+)
 from .models.base import DualEncoder
 from .query import sample_queries
 
@@ -30,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MEMORY_KEY = "index_memory"  # the library's memory budget for its index (catalog meta), bytes
 SHARD_BYTES = 256 << 20  # float vectors read from the catalog at a time for a sharded build
+FILTERS_KEPT = 4  # filters (folder, dates) remembered, each a bitmap of one bit a photo id
 
 
 def tuning_queries(model: DualEncoder) -> np.ndarray:
@@ -57,6 +66,7 @@ class VectorStore:
         self._generation = -1
         self._hold: int | None = None  # the writer hold under which it was last checked
         self._lock = threading.RLock()
+        self._filters: dict[tuple, IdFilter] = {}  # by (generation, folder, from, to)
 
     @property
     def loaded(self) -> VectorIndex | None:
@@ -119,6 +129,22 @@ class VectorStore:
             index = build_sharded(plan, sample, shards, Path(work),
                                   queries=tuning_queries(model))
         return VectorIndex.wrap(index, version, self.use_gpu)
+
+    def filter(self, under: str | None, date_from, date_to) -> IdFilter:
+        """The searchable photos under a folder (with its trailing slash) and between two
+        dates, as an IdFilter: made once for each filter and catalog generation, so that the
+        searches typed with a folder or dates set do not ask the catalog or allocate again."""
+        key = (self.catalog.generation(), under, date_from, date_to)
+        with self._lock:
+            found = self._filters.get(key)
+        if found is None:
+            found = IdFilter(self.catalog.searchable_photo_ids(under, date_from, date_to))
+            with self._lock:
+                self._filters = {k: v for k, v in self._filters.items() if k[0] == key[0]}
+                while len(self._filters) >= FILTERS_KEPT:
+                    self._filters.pop(next(iter(self._filters)))
+                self._filters[key] = found
+        return found
 
     def memory(self) -> int | None:
         """The library's memory budget for its index in bytes; None: no budget (IVF-Flat at

@@ -108,20 +108,53 @@ def test_a_pq_index_stops_opening_lists_when_it_gains_nothing(tmp_path):
 
 
 # -- the library with a budget ----------------------------------------------------------------
-def test_a_library_over_its_budget_builds_pq_shard_by_shard_and_keeps_it(tiny_lib, monkeypatch):
-    n = 12_000
+def _large(lib, monkeypatch, n: int = 12_000) -> np.ndarray:
+    """A library of n photos in three folders (/photos/0, 1, 2), the IVF threshold lowered."""
     photos = _clustered(n)
-    version = tiny_lib.model.version
+    version = lib.model.version
     monkeypatch.setattr(index_mod, "IVF_THRESHOLD", 5000)
     monkeypatch.setattr(index_mod, "MIN_MEMORY", 0)
     monkeypatch.setattr("engine.vectors.SHARD_BYTES", 5000 * 4 * DIM)  # three shards
-    with tiny_lib.catalog.session() as s:
+    with lib.catalog.session() as s:
         s.execute(insert(Photo), [{"id": i + 1, "path": f"/photos/{i % 3}/{i:05d}.jpg",
                                    "size": 1000 + i, "mtime_ns": 0, "status": "ok"}
                                   for i in range(n)])
         s.execute(insert(Embedding), [{"photo_id": i + 1, "model_version": version,
                                        "vector": photos[i].tobytes()} for i in range(n)])
+        lib.catalog.bump_generation(s)
+    return photos
+
+
+def test_a_budget_set_on_the_library_rebuilds_its_index_as_it_says(tiny_lib, monkeypatch):
+    _large(tiny_lib, monkeypatch)
+    assert tiny_lib.index.kind == "ivf"
+    # IVF-Flat needs 12,000 * (4 * 32 + 8) bytes; PQ with 16 bytes a vector fits in 480K
+    assert tiny_lib.set_index_memory("480K") == "ivfpq"
+    assert tiny_lib.index.kind == "ivfpq" and tiny_lib.index.plan.m == 16
+    with pytest.raises(LibraryError, match="does not fit"):
+        tiny_lib.set_index_memory("100K")
+    assert tiny_lib.index.kind == "ivfpq" and tiny_lib.store.memory() == 480 << 10  # kept
+    assert tiny_lib.set_index_memory(None) == "ivf" and tiny_lib.index.kind == "ivf"
+
+
+def test_a_filter_is_made_once_and_follows_the_catalog(tiny_lib, monkeypatch):
+    _large(tiny_lib, monkeypatch)
+    store = tiny_lib.store
+    first = store.filter("/photos/1/", None, None)
+    assert len(first) == 4000 and first is store.filter("/photos/1/", None, None)
+    hits = tiny_lib.search(query="a dog", k=10, folder="/photos/1")
+    assert len(hits) == 10 and all(h.path.startswith("/photos/1/") for h in hits)
+    tiny_lib.store.remove([2])  # photo 2 is in /photos/1; removed from the catalog first
+    with tiny_lib.catalog.session() as s:
+        s.query(Photo).filter(Photo.id == 2).delete()
         tiny_lib.catalog.bump_generation(s)
+    after = store.filter("/photos/1/", None, None)
+    assert after is not first and len(after) == 3999 and not after.contains([2])[0]
+
+
+def test_a_library_over_its_budget_builds_pq_shard_by_shard_and_keeps_it(tiny_lib, monkeypatch):
+    n = 12_000
+    photos = _large(tiny_lib, monkeypatch, n)
     store = tiny_lib.store
     store.set_memory(n * 40)  # IVF-Flat needs n * (4 * 32 + 8) bytes: PQ it is
     assert store.memory() == n * 40

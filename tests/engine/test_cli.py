@@ -41,6 +41,23 @@ def test_index_search_status(tmp_path, photos, capsys):
                                   "reason": "empty file (0 bytes)"}]
 
 
+def test_index_memory_budget_is_kept_and_a_bad_one_says_so(tmp_path, photos, capsys):
+    lib = _lib(tmp_path)
+    assert cli(["index", str(photos), "--quiet", "--memory", "2G", *lib]) == 0
+    assert "index memory budget: 2G (the index is flat)" in capsys.readouterr().out
+    assert cli(["index", "--quiet", "--memory", "lots", *lib]) != 0
+    assert "not a memory size: 'lots'" in capsys.readouterr().err
+    from engine.library import Library
+
+    opened = Library.open(tmp_path / "lib", device="cpu")
+    try:
+        assert opened.store.memory() == 2 << 30  # the bad one changed nothing
+    finally:
+        opened.close()
+    assert cli(["index", "--quiet", "--memory", "none", *lib]) == 0
+    assert "index memory budget: none" in capsys.readouterr().out
+
+
 def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     lib = _lib(tmp_path)
     assert cli(["search", "a dog", *lib]) == 1
