@@ -335,7 +335,10 @@ class Catalog:
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgres")
         self._damaged: dict[str, set[int]] = {}  # vectors() found these rows not finite
-        kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.is_sqlite else {}
+        # a database server may have closed a pooled connection (restarted, idle timeout): such
+        # a connection is replaced before use instead of failing the next read
+        kwargs = ({"connect_args": {"timeout": 30, "check_same_thread": False}} if self.is_sqlite
+                  else {"pool_pre_ping": True})
         self.engine: Engine = _engine(url, kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -174,14 +174,20 @@ class _PgLock:
     def holder(self) -> str:
         """The name of the connection that holds the lock (another machine's included)."""
         try:
-            with self._connect() as conn:
+            conn = self._connect()
+        except OSError:
+            return ""
+        import psycopg
+
+        try:
+            with conn:
                 row = conn.execute(
                     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
                     "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
                     "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE "
                     "datname = current_database()) AND (l.classid::int8 << 32 | l.objid::int8)"
                     f" = {_PG_KEY}", {"purpose": self.purpose}).fetchone()
-        except OSError:
+        except psycopg.Error:  # not allowed to see it: the message goes without its name
             return ""
         return (row[0] or "") if row else ""
 
