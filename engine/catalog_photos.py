@@ -344,28 +344,29 @@ class PhotoCatalog:
         (COPY itself stops at the first path already there), then COPY of the vectors."""
         cols, photo_cols = ", ".join(INGEST_COLUMNS), ", ".join(INGEST_COLUMNS[:-1])
         typed = ", ".join(f"{c} {t}" for c, t in zip(INGEST_COLUMNS, _PG_TYPES, strict=True))
-        s.execute(text(f"CREATE TEMPORARY TABLE incoming ({typed}) ON COMMIT DROP"))
+        s.execute(text(f"CREATE TEMPORARY TABLE incoming (n int4, {typed}) ON COMMIT DROP"))
         cur = s.connection().connection.driver_connection.cursor()
-        with cur.copy(f"COPY incoming ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_PG_TYPES)
-            for r in batch:
-                copy.write_row(r)
+        with cur.copy(f"COPY incoming (n, {cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", *_PG_TYPES])
+            for n, r in enumerate(batch):
+                copy.write_row((n, *r))
         now = utcnow()
-        got = s.execute(text(
+        got = s.execute(text(  # a path given twice: its first row
             f"INSERT INTO photos ({photo_cols}, status, added_at, updated_at) "
-            f"SELECT {photo_cols}, 'ok', :now, :now FROM incoming "
-            "ON CONFLICT (path) DO NOTHING RETURNING path, id"), {"now": now}).all()
+            f"SELECT DISTINCT ON (path) {photo_cols}, 'ok', :now, :now FROM incoming "
+            "ORDER BY path, n ON CONFLICT (path) DO NOTHING RETURNING path, id"),
+            {"now": now}).all()
         ids = dict(got)
-        vectors = [(ids[r[0]], r[-1]) for r in batch if r[-1] is not None and r[0] in ids]
+        first: dict[str, tuple] = {}
+        for r in batch:
+            first.setdefault(r[0], r)
+        vectors = [(ids[p], r[-1]) for p, r in first.items() if p in ids and r[-1] is not None]
         if vectors:
             with cur.copy("COPY embeddings (photo_id, model_version, vector, norm, created_at) "
                           "FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["int4", "text", "bytea", "float8", "timestamp"])
-                written: set[int] = set()
                 for pid, vector in vectors:
-                    if pid not in written:  # a path given twice: its first row was added
-                        written.add(pid)
-                        copy.write_row((pid, self.version, vector, 1.0, now))
+                    copy.write_row((pid, self.version, vector, 1.0, now))
         return ids, len(batch) - len(ids)
 
     def put_vectors(self, rows: Iterable[tuple[int, bytes]]) -> int:

@@ -257,3 +257,14 @@ def test_vectors_of_a_new_model_version_go_in_as_a_batch(any_catalog):
     assert np.array_equal(cat.vectors("v2", 8)[1][1], first[ids[1]])  # nothing was stored
     assert cat.generation() == before
     assert cat.status_counts("v1").embedded == 6  # the first version's vectors stay
+
+
+def test_a_path_given_twice_in_a_batch_is_added_once_as_first_given(any_catalog):
+    cat = any_catalog
+    one, two = _rows(1, start=0)[0], _rows(1, start=1)[0]
+    twice = (one[0],) + two[1:]  # the same path, another size and vector
+    added = PhotoCatalog(cat, "v1").add_many([one, twice])
+    assert list(added.ids) == [one[0]] and added.present == 1
+    pid = added.ids[one[0]]
+    assert cat.photo(pid).size == one[2]
+    assert cat.vector_of(pid, "v1").tobytes() == one[-1]
