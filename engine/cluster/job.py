@@ -189,12 +189,16 @@ def run(job_dir: Path) -> int:
         return 2
     print(f"chikaku: {sizing.describe()}", flush=True)
     ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo) // 16, 1000)))
+    # Decoding spreads over every node as tasks of its own: with the same resources and
+    # scheduling as the actors, Ray Data would fuse it into them, and they would then decode
+    # and embed in turn instead of at once.
     ds = ds.map_batches(decode_batch, fn_kwargs={"size": plan.input_size,
                                                  "max_pixels": plan.max_pixels},
-                        batch_size=16, num_cpus=sizing.decode_cpus)
+                        batch_size=16, num_cpus=sizing.decode_cpus, scheduling_strategy="SPREAD")
     ds = ds.map_batches(Embed, fn_constructor_args=(str(job_dir), sizing.threads),
                         batch_size=plan.batch_size, num_cpus=sizing.actor_cpus,
-                        num_gpus=sizing.actor_gpus or None, concurrency=sizing.actors)
+                        num_gpus=sizing.actor_gpus or None, scheduling_strategy="DEFAULT",
+                        compute=ray.data.ActorPoolStrategy(size=sizing.actors))
     watch = Watchdog(plan.stall_s, sizing)
     watch.start()
     finished = len(done)

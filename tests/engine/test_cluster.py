@@ -104,6 +104,13 @@ def test_cluster_catalog_is_the_local_one(ray_address, photos, local, tmp_path):
         wait(ray_address, tmp_path / "job", lambda done, total: seen.append((done, total)),
              poll=0.2)
         assert seen[-1] == (203, 203)
+        # decoding ran in tasks of its own, not inside the embedding actors (which would then
+        # decode and embed in turn)
+        from engine.cluster.submit import _client, submission
+
+        logs = _client(ray_address).get_job_logs(submission(tmp_path / "job"))
+        assert ("TaskPoolMapOperator[MapBatches(decode_batch)] -> "
+                "ActorPoolMapOperator[MapBatches(Embed)]") in logs
         report = ingest(lib, tmp_path / "job")
         assert (report.embedded, report.added, report.refused) == (200, 200, {})
         assert report.finish.embedded == 0 and report.finish.removed == 0
