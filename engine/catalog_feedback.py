@@ -135,6 +135,20 @@ class FeedbackCatalog:
                 out.setdefault(row.query, []).append(row.photo_id)
         return out
 
+    def wrong_photos(self) -> list[tuple[str, int, str, str | None]]:
+        """(query as typed, photo id, path, content hash) of every photo marked wrong."""
+        try:
+            with self.catalog.session() as s:
+                rows = s.execute(select(Mark.query, Mark.photo_id, Photo.path,
+                                        Photo.content_hash)
+                                 .join(Photo, Photo.id == Mark.photo_id)
+                                 .where(Mark.right.is_(False)).order_by(Mark.id)).all()
+        except LibraryError:
+            if self._tables_missing():
+                return []
+            raise
+        return [tuple(r) for r in rows]
+
     def clear(self, key: str) -> int:
         """Every mark of a query, with the captions its right marks added; how many marks."""
         with self.catalog.session() as s:

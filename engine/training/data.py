@@ -7,7 +7,7 @@ better than the model it would replace (``decide``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,20 +18,43 @@ from .decide import MIN_JUDGING_PHOTOS
 MIN_PHOTOS = config.MIN_PHOTOS
 
 
+def fold(text: str) -> str:
+    """A caption or query as marks compare them: case and spacing folded."""
+    return " ".join(text.split()).casefold()
+
+
 @dataclass
 class CaptionedPhotos:
     ids: list[int]
     paths: list[str]
     hashes: list[str]
     captions: list[list[str]]
+    # hard negatives: photos marked wrong for a query, by the folded query; a caption with the
+    # same words pushes them away in training (the photos need no captions of their own)
+    hard: HardNegatives | None = field(default=None, repr=False)
 
     def subset(self, idx) -> CaptionedPhotos:
         return CaptionedPhotos([self.ids[i] for i in idx], [self.paths[i] for i in idx],
-                               [self.hashes[i] for i in idx], [self.captions[i] for i in idx])
+                               [self.hashes[i] for i in idx], [self.captions[i] for i in idx],
+                               self.hard)
+
+    def hard_for(self, i: int, c: int) -> list[int]:
+        """Indices (into ``hard.photos``) of the hard negatives of photo i's caption c."""
+        if self.hard is None:
+            return []
+        return [j for j in self.hard.by_caption.get(fold(self.captions[i][c]), ())
+                if self.hard.photos.ids[j] != self.ids[i]]
+
 
     @property
     def caption_count(self) -> int:
         return sum(len(c) for c in self.captions)
+
+
+@dataclass
+class HardNegatives:
+    photos: CaptionedPhotos  # the photos marked wrong (no captions)
+    by_caption: dict[str, list[int]]  # folded query -> indices into photos
 
 
 @dataclass

@@ -148,11 +148,18 @@ class Prepared:
     images: torch.Tensor  # stems (views, N, ...) or pixels (N, H, W, 3) uint8
     texts: list[list[str]]
     text_stems: list[list[torch.Tensor]] = field(default_factory=list)  # per photo, per caption
+    # hard negatives (photos marked wrong for a caption's words): their stems (1, M, ...) or
+    # pixels (M, H, W, 3), and per photo, per caption, the indices of its own
+    hard_images: torch.Tensor | None = None
+    hard_of: list[list[list[int]]] = field(default_factory=list)
 
 
 def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip: bool,
             crops: int = 0, read: Callable[[int], None] | None = None) -> Prepared:
     """Training inputs for these photos; ``read(n)`` as photos are read (see image_stems)."""
+    hard_of = [[data.hard_for(i, c) for c in range(len(caps))]
+               for i, caps in enumerate(data.captions)]
+    used = data.hard is not None and any(js for per in hard_of for js in per)
     if model.cacheable():
         stems = image_stems(model, data, cache, views(flip, crops), read=read)
         flat = text_stems(model, [c for caps in data.captions for c in caps], cache)
@@ -160,8 +167,12 @@ def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip
         for caps in data.captions:
             per.append(flat[at : at + len(caps)])
             at += len(caps)
-        return Prepared(True, stems, data.captions, per)
+        hard = image_stems(model, data.hard.photos, cache, [""]) if used else None
+        return Prepared(True, stems, data.captions, per, hard, hard_of if used else [])
     pixels = torch.as_tensor(decode_all([Path(p) for p in data.paths], model.input_size))
     if read is not None:
         read(len(data.paths))
-    return Prepared(False, pixels, data.captions)
+    hard = (torch.as_tensor(decode_all([Path(p) for p in data.hard.photos.paths],
+                                       model.input_size)) if used else None)
+    return Prepared(False, pixels, data.captions, hard_images=hard,
+                    hard_of=hard_of if used else [])

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import Catalog
+from ..catalog_feedback import FeedbackCatalog
 from ..config import LibraryConfig, TrainOptions
 from ..errors import LibraryError
 from ..evaluate import recalls
@@ -27,7 +28,7 @@ from ..models import create_model, default_config
 from ..models.base import DualEncoder
 from ..progress import Emit, silent
 from ..registry import ModelRegistry
-from .data import CaptionedPhotos, Split, split_photos
+from .data import CaptionedPhotos, HardNegatives, Split, fold, split_photos
 from .decide import judge, photo_scores
 from .distributed import current
 from .features import FeatureCache
@@ -53,7 +54,27 @@ def captioned_photos(catalog: Catalog) -> CaptionedPhotos:
             data.hashes.append(digest or str(pid))
             data.captions.append([])
         data.captions[-1].append(text)
+    data.hard = hard_negatives(catalog)
     return data
+
+
+def hard_negatives(catalog: Catalog) -> HardNegatives | None:
+    """The photos marked wrong for queries (engine.feedback), or None when there are none."""
+    rows = FeedbackCatalog(catalog).wrong_photos()
+    if not rows:
+        return None
+    photos = CaptionedPhotos([], [], [], [])
+    at: dict[int, int] = {}
+    by_caption: dict[str, list[int]] = {}
+    for query, pid, path, digest in rows:
+        if pid not in at:
+            at[pid] = len(photos.ids)
+            photos.ids.append(pid)
+            photos.paths.append(path)
+            photos.hashes.append(digest or str(pid))
+            photos.captions.append([])
+        by_caption.setdefault(fold(query), []).append(at[pid])
+    return HardNegatives(photos, by_caption)
 
 
 def _judged_by(model: DualEncoder, photos: CaptionedPhotos) -> tuple[dict, np.ndarray]:

@@ -103,8 +103,8 @@ class _Slices(nn.Module):
         self.draw = trainer._batch
 
     def forward(self, prep: Prepared, step: int):
-        img, txt = self.draw(prep, step)
-        return img, txt, self.scale()
+        img, txt, hard, mask = self.draw(prep, step)
+        return img, txt, self.scale(), hard, mask
 
 
 class Trainer:
@@ -141,9 +141,9 @@ class Trainer:
             raise EngineError(f"a batch of {batch} photos cannot be shared by "
                               f"{self.world.size} processes: use fewer processes or more photos")
         # Every trainable weight is in DistributedDataParallel (which makes every process start
-        # from the leader's weights); the frozen towers' buffers stay as each process has them.
-        return DistributedDataParallel(_Slices(self), broadcast_buffers=False,
-                                       find_unused_parameters=True)
+        # from the leader's weights), and every step uses all of them; buffers (batch-norm
+        # statistics) are shared at the start only, not before every step.
+        return DistributedDataParallel(_Slices(self), forward_sync_buffers=False)
 
     @contextlib.contextmanager
     def averaged(self):
@@ -169,8 +169,12 @@ class Trainer:
         progress = (step - warm) / max(1, self.opt.steps - warm)
         return self.opt.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def _batch(self, prep: Prepared, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's slice (all of it in one process) of the batch drawn for ``step``."""
+    def _batch(self, prep: Prepared, step: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                          torch.Tensor | None,
+                                                          torch.Tensor | None]:
+        """This process's slice (all of it in one process) of the batch drawn for ``step``:
+        image and text embeddings, and the hard negatives of its captions (embedded) with a
+        (captions, negatives) mask of which caption each belongs to, or None, None."""
         rng = np.random.default_rng([self.opt.seed, step])
         n = len(prep.texts)
         idx = rng.permutation(n)[: min(self.opt.batch_size, n)]
@@ -180,19 +184,42 @@ class Trainer:
         if prep.cached:
             view = rng.integers(len(prep.images), size=len(idx))  # a random view of each photo
             idx, cap, view = idx[part], cap[part], view[part]
-            img = m.image_head(m.image_rest(prep.images[torch.as_tensor(view), torch.as_tensor(idx)]))
+            x = prep.images[torch.as_tensor(view), torch.as_tensor(idx)]
+            chosen, mask = self._hard(prep, idx, cap)
+            if chosen is not None:  # one pass with the batch: normalisation sees one batch
+                x = torch.cat([x, prep.hard_images[0, chosen]])
+            out = m.image_head(m.image_rest(x))
             txt = m.text_head(m.text_rest([prep.text_stems[i][c]
                                            for i, c in zip(idx, cap, strict=True)]))
-            return img, txt
+            return out[: len(idx)], txt, (None if chosen is None else out[len(idx):]), mask
         flips = rng.random(len(idx)) < 0.5
         idx, cap, flips = idx[part], cap[part], flips[part]
         pixels = prep.images[idx].clone()
         if self.opt.flip and flips.any():
             pixels[torch.as_tensor(flips)] = pixels[torch.as_tensor(flips)].flip(2)
-        img = m.image_head(m.image_features(pixels))
+        chosen, mask = self._hard(prep, idx, cap)
+        if chosen is not None:
+            pixels = torch.cat([pixels, prep.hard_images[chosen]])
+        out = m.image_head(m.image_features(pixels))
         txt = m.text_head(m.text_features([prep.texts[i][c] for i, c in zip(idx, cap,
                                                                              strict=True)]))
-        return img, txt
+        return out[: len(idx)], txt, (None if chosen is None else out[len(idx):]), mask
+
+    def _hard(self, prep: Prepared, idx, cap) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Which hard negatives these captions have (indices into ``prep.hard_images``), and a
+        (captions, negatives) mask of which caption each is for; None, None when none."""
+        if prep.hard_images is None:
+            return None, None
+        wanted = [prep.hard_of[i][c] for i, c in zip(idx, cap, strict=True)]
+        used = sorted({j for js in wanted for j in js})
+        if not used:
+            return None, None
+        col = {j: n for n, j in enumerate(used)}
+        mask = torch.zeros(len(wanted), len(used), dtype=torch.bool, device=self.device)
+        for r, js in enumerate(wanted):
+            for j in js:
+                mask[r, col[j]] = True
+        return torch.as_tensor(used), mask
 
     def step(self, prep: Prepared, step: int) -> float:
         self.model.train()
@@ -200,13 +227,15 @@ class Trainer:
             g["lr"] = self.lr_at(step) * g.get("share", 1.0)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             if self.shared is None:
-                img, txt = self._batch(prep, step)
-                loss = share = clip_loss(img.float(), txt.float(), self.scale())
+                img, txt, hard, mask = self._batch(prep, step)
+                loss = share = clip_loss(img.float(), txt.float(), self.scale(),
+                                         None if hard is None else hard.float(), mask)
             else:
-                img, txt, scale = self.shared(prep, step)
+                img, txt, scale, hard, mask = self.shared(prep, step)
                 sizes = self.world.sizes(min(self.opt.batch_size, len(prep.texts)))
                 share = sharded_clip_loss(img.float(), txt.float(), scale, sizes,
-                                          self.world.rank)
+                                          self.world.rank,
+                                          None if hard is None else hard.float(), mask)
                 # DistributedDataParallel averages the gradients: scaled so the average is the
                 # gradient of the whole batch's loss (see loss.py)
                 loss = share * self.world.size
@@ -412,5 +441,6 @@ def run_key(options: TrainOptions, parent: str, data: CaptionedPhotos) -> str:
     d = asdict(options)
     d.pop("resume", None)
     d.pop("activate", None)
-    h.update(json.dumps([d, parent, data.ids, data.captions], sort_keys=True).encode())
+    hard = None if data.hard is None else [data.hard.photos.ids, data.hard.by_caption]
+    h.update(json.dumps([d, parent, data.ids, data.captions, hard], sort_keys=True).encode())
     return h.hexdigest()

@@ -38,11 +38,27 @@ class LogitScale(nn.Module):
         self.t.clamp_(max=MAX_LOGIT_SCALE)
 
 
-def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE for L2-normalised (B, D) image and text embeddings; pair i is (i, i)."""
+def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
+              hard: torch.Tensor | None = None, mask: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """Symmetric InfoNCE for L2-normalised (B, D) image and text embeddings; pair i is (i, i).
+    ``hard``: (H, D) embeddings of hard negatives (photos marked wrong for a caption's words),
+    ``mask`` (B, H): which caption each one is a negative of. A caption's hard negatives join
+    the other photos of the batch in its denominator, so training pushes it away from them."""
     logits = scale * image @ text.T
     target = torch.arange(len(image), device=image.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    per_text = with_hard(logits.T, scale, text, hard, mask)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(per_text, target)) / 2
+
+
+def with_hard(per_text: torch.Tensor, scale: torch.Tensor, text: torch.Tensor,
+              hard: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+    """A caption's logits over the batch's photos, then over its own hard negatives (the
+    others' set to -inf, so they count for nothing)."""
+    if hard is None or mask is None or not bool(mask.any()):
+        return per_text
+    extra = (scale * text @ hard.T).masked_fill(~mask, float("-inf"))
+    return torch.cat([per_text, extra], dim=1)
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -76,14 +92,17 @@ def gather_with_grad(x: torch.Tensor, sizes: list[int], rank: int) -> torch.Tens
 
 
 def sharded_clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
-                      sizes: list[int], rank: int) -> torch.Tensor:
+                      sizes: list[int], rank: int, hard: torch.Tensor | None = None,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
     """This process's share of clip_loss over the global batch; ``image`` and ``text`` are its
     slice (rows ``sum(sizes[:rank])`` on of the global batch, L2-normalised). The shares of all
-    processes sum to clip_loss of the whole batch."""
+    processes sum to clip_loss of the whole batch. ``hard``/``mask``: the hard negatives of this
+    slice's captions (clip_loss), embedded here: their gradient stays in this process's share."""
     every_image = gather_with_grad(image, sizes, rank)
     every_text = gather_with_grad(text, sizes, rank)
     start = sum(sizes[:rank])
     target = torch.arange(start, start + len(image), device=image.device)
     per_image = F.cross_entropy(scale * image @ every_text.T, target, reduction="sum")
-    per_text = F.cross_entropy(scale * text @ every_image.T, target, reduction="sum")
+    per_text = F.cross_entropy(with_hard(scale * text @ every_image.T, scale, text, hard, mask),
+                               target, reduction="sum")
     return (per_image + per_text) / (2 * sum(sizes))

@@ -22,9 +22,12 @@ def test_engine_imports_neither_qt_nor_app():
 
 
 # The catalog owns SQL: its tables and queries (catalog.py), the queries indexing runs over
-# them (catalog_photos.py), and the named things' tables and queries (catalog_names.py).
+# them (catalog_photos.py), the named things' tables and queries (catalog_names.py), the
+# feedback marks' (catalog_feedback.py) and PostgreSQL's word index (catalog_pg.py); the writer
+# lock reads the catalog's URL with SQLAlchemy's parser for PostgreSQL's advisory lock (lock.py).
 # Everything else asks them by intent.
-SQL_OWNERS = {"catalog.py", "catalog_photos.py", "catalog_names.py"}
+SQL_OWNERS = {"catalog.py", "catalog_photos.py", "catalog_names.py", "catalog_feedback.py",
+              "catalog_pg.py", "lock.py"}
 # ORM classes the facade and the model registry still pass around; none may be added.
 ORM_NOT_PRIVATE_YET = {("engine/library.py", "ModelRecord"), ("engine/library.py", "Photo"),
                        ("engine/registry.py", "ModelRecord")}

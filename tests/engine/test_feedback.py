@@ -17,7 +17,8 @@ QUERY = "a dog runs across the grass"
 
 
 @pytest.fixture
-def lib(tiny_lib, photos):
+def lib(catalog_url, tiny_lib, photos):
+    """The 12 photos indexed, the catalog in SQLite, then in PostgreSQL."""
     tiny_lib.add_folders([photos])
     return tiny_lib
 

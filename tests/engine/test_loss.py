@@ -98,3 +98,39 @@ def test_two_processes_share_the_loss_and_gradient_of_one_process_with_the_whole
         part = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
         assert torch.allclose(gi, img.grad[part], atol=1e-6)
         assert torch.allclose(gt, txt.grad[part], atol=1e-6)
+
+
+def test_hard_negatives_join_only_their_own_captions_denominator():
+    g = torch.Generator().manual_seed(1)
+    img = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    txt = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    hard = F.normalize(torch.randn(3, 8, generator=g), dim=1)
+    scale = torch.tensor(10.0)
+    plain = clip_loss(img, txt, scale)
+    none = torch.zeros(6, 3, dtype=torch.bool)
+    assert torch.allclose(clip_loss(img, txt, scale, hard, none), plain)  # no caption has one
+    mask = none.clone()
+    mask[2, 1] = True  # the third caption's hard negative
+    with_one = clip_loss(img, txt, scale, hard, mask)
+    # written out: caption 2's text->image term gains exp(s * t2 . h1) in its denominator
+    row = scale * txt[2] @ img.T
+    before = -row[2] + torch.logsumexp(row, 0)
+    after = -row[2] + torch.logsumexp(torch.cat([row, (scale * txt[2] @ hard[1])[None]]), 0)
+    assert float(with_one - plain) == pytest.approx(float(after - before) / (2 * 6), abs=1e-6)
+
+
+def test_training_with_a_hard_negative_pushes_the_caption_away_from_it():
+    g = torch.Generator().manual_seed(2)
+    img = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    txt = torch.nn.Parameter(F.normalize(torch.randn(4, 8, generator=g), dim=1))
+    hard = F.normalize(txt.detach()[0] + 0.1 * torch.randn(8, generator=g), dim=0)[None]
+    mask = torch.zeros(4, 1, dtype=torch.bool)
+    mask[0, 0] = True
+    opt = torch.optim.SGD([txt], lr=0.5)
+    start = float(txt[0] @ hard[0])
+    for _ in range(20):
+        opt.zero_grad()
+        clip_loss(img, F.normalize(txt, dim=1), torch.tensor(10.0), hard, mask).backward()
+        opt.step()
+    end = float(F.normalize(txt, dim=1)[0] @ hard[0])
+    assert end < start - 0.2

@@ -4,12 +4,14 @@ cancelled and resumed, and a run that is no better is not activated."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.config import TrainOptions
 from engine.errors import Cancelled, EngineError
+from engine.imageio import decode_file
 from engine.library import Library
 from engine.models import create_model, load_checkpoint, save_checkpoint
 from tests.conftest import TINY_MODEL
@@ -244,3 +246,32 @@ def test_model_versions_are_named_by_what_they_are(shapes_lib):
     assert titles[result.parent] == "Untrained scratch model"
     assert lib.status().model_title == titles[result.version]
     assert all(result.version[-6:] not in t for t in titles.values())  # never a hash
+
+
+def test_photos_marked_wrong_for_a_caption_are_pushed_away_from_it(shapes_lib):
+    """The same fine-tune, with and without the person's wrong marks: with them, the caption
+    scores its own photos further above the photos marked wrong for it."""
+    lib, folder, truth = shapes_lib
+    query = "a red circle"
+    right = [lib.photo_by_path(folder / n).id for n, t in truth.items() if t == ("red", "circle")]
+    wrong = [lib.photo_by_path(folder / n).id for n, t in truth.items() if t == ("red", "square")]
+
+    def margin(version: str) -> float:
+        model = lib.registry.load(lib.registry.get(version), "cpu")
+        t = model.encode_texts([query])[0]
+
+        def mean_cos(ids):
+            px = np.stack([decode_file(Path(lib.photo(i).path), size=model.input_size).pixels
+                           for i in ids])
+            v = model.encode_images(px)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            return float((v @ (t / np.linalg.norm(t))).mean())
+        return mean_cos(right) - mean_cos(wrong)
+
+    opts = dict(activate="never", eval_every=60)
+    _events, plain = _run(lib, **opts)
+    for pid in wrong:
+        lib.mark(query, pid, False)
+    _events, marked = _run(lib, **opts)
+    assert marked.version != plain.version
+    assert margin(marked.version) > margin(plain.version) + 0.01
