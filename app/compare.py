@@ -8,7 +8,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from .thumbs import load_thumbnail, square_icon_image
+from .thumbs import load_thumbnail
 
 SIDE = 64  # thumbnails, logical pixels
 TOP = 4  # photos per model and caption
@@ -26,7 +26,9 @@ def compare_job(library, before: str, after: str) -> tuple[list, dict[str, QImag
         for _pid, path in [*ex.before, *ex.after]:
             if path not in images:
                 try:
-                    images[path] = square_icon_image(load_thumbnail(path, cache), SIDE * 2)
+                    images[path] = load_thumbnail(path, cache).scaled(
+                        SIDE * 2, SIDE * 2, Qt.AspectRatioMode.KeepAspectRatioByExpanding,
+                        Qt.TransformationMode.SmoothTransformation)
                 except Exception:  # noqa: BLE001 (a photo gone or unreadable: a blank tile)
                     images[path] = QImage()
     return examples, images
@@ -38,8 +40,10 @@ def _tile(image: QImage, right: bool, ratio: float) -> QPixmap:
     pixmap.fill(QColor("#d9dce1"))
     painter = QPainter(pixmap)
     painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-    if not image.isNull():
-        painter.drawImage(QRectF(0, 0, SIDE, SIDE), image)  # logical pixels
+    if not image.isNull():  # the middle of the photo, filling the square
+        side = min(image.width(), image.height())
+        source = QRectF((image.width() - side) / 2, (image.height() - side) / 2, side, side)
+        painter.drawImage(QRectF(0, 0, SIDE, SIDE), image, source)  # logical pixels
     if right:
         painter.setPen(QPen(RIGHT, 4))
         painter.drawRect(2, 2, SIDE - 4, SIDE - 4)
@@ -53,10 +57,12 @@ class CompareView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.examples: list = []
+        self.visibility_changed = lambda _shown: None  # (the panel's scroll area follows)
         self.title = QLabel(self)
         self.title.setWordWrap(True)
         self.grid = QGridLayout()
-        self.grid.setHorizontalSpacing(4)
+        self.grid.setHorizontalSpacing(6)
+        self.grid.setColumnStretch(TOP + 1, 1)  # the tiles side by side, at the left
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
@@ -71,6 +77,7 @@ class CompareView(QWidget):
             widget.deleteLater()
         self.title.setText(text)
         self.setVisible(bool(text))
+        self.visibility_changed(bool(text))
 
     def tiles(self, row: int, model: str) -> list[QLabel]:
         """The thumbnails of one caption's results by "before" or "after" (tests read them)."""
@@ -98,6 +105,7 @@ class CompareView(QWidget):
                 self.grid.addWidget(label, row, 0)
                 for col, (pid, path) in enumerate(hits, 1):
                     tile = QLabel(self)
+                    tile.setFixedSize(SIDE, SIDE)  # never squeezed by a short window
                     tile.setPixmap(_tile(images.get(path, QImage()), pid == ex.photo_id, ratio))
                     tile.setToolTip(path)
                     tile.setProperty("example", n)
@@ -106,3 +114,5 @@ class CompareView(QWidget):
                     tile.setAlignment(Qt.AlignmentFlag.AlignCenter)
                     self.grid.addWidget(tile, row, col)
                 row += 1
+        self.layout().activate()  # its new minimum height, for the scroll area around it
+        self.updateGeometry()

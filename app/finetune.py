@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -124,6 +125,7 @@ class FineTunePanel(QWidget):
         self.advanced = QGroupBox("Advanced", self)
         self.advanced.setCheckable(True)
         self.advanced.setChecked(False)  # folded: the effort is all most people choose
+        self.advanced.setFlat(True)
         self.advanced.toggled.connect(self._advanced_toggled)
         self.start_button = QPushButton("Start fine-tuning", self)
         self.start_button.clicked.connect(self.start)
@@ -188,7 +190,14 @@ class FineTunePanel(QWidget):
         layout.addWidget(QLabel("Search quality on held-out captioned photos (recall, %)", self))
         layout.addWidget(self.table)
         layout.addWidget(self.result_label)
-        layout.addWidget(self.compare)
+        scroll = QScrollArea(self)  # the examples scroll when the window is short
+        scroll.setWidget(self.compare)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setMinimumHeight(200)
+        self.compare.visibility_changed = scroll.setVisible
+        scroll.setVisible(False)  # until there are examples to show
+        layout.addWidget(scroll, 20)  # the room the stretch below would take
         layout.addLayout(decide)
         layout.addStretch(1)
 

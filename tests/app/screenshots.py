@@ -27,6 +27,21 @@ SAMPLES = ROOT / "resources" / "sample-photos"
 QUERY = "a cat"
 CAPTIONS = {"chelsea-the-cat.jpg": ["Chelsea asleep on the landing", "our cat Chelsea"],
             "coffee-cup.jpg": ["a flat white at Pikolo Espresso Bar"]}
+# for the Fine-tuning tab's screenshot: every sample photo with two captions
+TEACH = {
+    "astronaut-eileen-collins.jpg": ["an astronaut in an orange suit", "a smiling woman astronaut"],
+    "photographer-with-camera.jpg": ["a man with a camera on a tripod", "a photographer outside"],
+    "chelsea-the-cat.jpg": ["Chelsea asleep on the landing", "our cat Chelsea"],
+    "wall-clock-motion-blur.jpg": ["a blurred clock on the wall", "the kitchen clock"],
+    "coffee-cup.jpg": ["a flat white at Pikolo Espresso Bar", "coffee in a red cup"],
+    "greek-coins.jpg": ["old Greek coins", "coins from Pompeii in the museum"],
+    "hubble-deep-field.jpg": ["galaxies in the deep field", "a sky full of galaxies"],
+    "retina-fundus.jpg": ["a photo of the back of an eye", "the retina at the eye clinic"],
+    "falcon-9-launch.jpg": ["a rocket on the launch pad at night", "the Falcon 9 launch"],
+    "brick-wall.jpg": ["a grey brick wall", "bricks"],
+    "grass.jpg": ["grass in the garden", "a lawn up close"],
+    "gravel.jpg": ["gravel on the drive", "small stones"],
+}
 MAX_BYTES = 300_000
 
 
@@ -123,6 +138,35 @@ def shoot_chip(app, window) -> None:
     save_small(window, OUT / "image-chip.png")
 
 
+def shoot_finetune(app, window) -> None:
+    """The Fine-tuning tab after a quick fine-tune on the captioned sample photos, with the
+    earlier and the new model side by side."""
+    lib = window.library
+    folder = Path(window.status.folders[0]) if window.status.folders else None
+    for name, lines in TEACH.items():
+        photo = lib.photo_by_path(folder / name) if folder else None
+        if photo is not None:
+            lib.set_captions(photo.id, lines)
+    window.refresh_status()
+    window.open_settings()
+    dialog = window._settings_dialog
+    dialog.resize(760, 900)
+    panel = dialog.finetune
+    dialog.tabs.setCurrentWidget(panel)
+    panel.refresh_count()
+    wait(app, lambda: panel.start_button.isEnabled())
+    panel.quick.click()
+    panel.start()
+    wait(app, lambda: panel.result is not None and not panel.is_running())
+    wait(app, lambda: len(panel.compare.examples) > 0)
+    time.sleep(0.5)
+    app.processEvents()
+    save_small(dialog, OUT / "finetune-compare.png")
+    panel.go_back()  # the screenshots before it show the base model
+    wait(app, lambda: "previous model" in panel.result_label.text().lower())
+    dialog.close()
+
+
 def shoot_folders(app, window) -> None:
     window.open_settings()
     dialog = window._settings_dialog
@@ -159,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         shoot_by_date(app, window)
         shoot_chip(app, window)
         shoot_folders(app, window)
+        shoot_finetune(app, window)
         window.close()
         lib.close()
     finally:
