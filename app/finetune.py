@@ -44,9 +44,9 @@ RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → 
                                                                      "Photo → text")
                                       for k in KS], strict=True))
 BEFORE, AFTER = 0, 1
-# Effort: training steps. Quick is the default chosen on folds of the data set's training photos;
-# thorough allows three times as many, and early stopping ends it once the held-out photos stop
-# getting better, so it only costs time where time helps.
+# Effort: training steps. Quick is the command line's default; thorough allows three times as
+# many, and early stopping ends it once the held-out photos stop getting better, so it only
+# costs time where time helps.
 QUICK_STEPS = 200
 THOROUGH_STEPS = 600
 

@@ -93,6 +93,9 @@ def score(recall: Mapping[str, float]) -> float:
 
 
 # -- the loop ------------------------------------------------------------------------------------
+MARKED_SHARE = 0.5  # how often a photo's marked caption is drawn in place of a random one
+
+
 class _Slices(nn.Module):
     """What DistributedDataParallel wraps: the trainable model and temperature; a call embeds
     this process's slice of a step's batch."""
@@ -179,6 +182,8 @@ class Trainer:
         n = len(prep.texts)
         idx = rng.permutation(n)[: min(self.opt.batch_size, n)]
         cap = [int(rng.integers(len(prep.texts[i]))) for i in idx]
+        if prep.hard_of:  # the person's marks are few: their captions are drawn more often
+            cap = self._prefer_marked(prep, idx, cap, rng)
         part = self.world.part(len(idx))  # drawn whole, so every process draws the same batch
         m = self.model
         if prep.cached:
@@ -204,6 +209,18 @@ class Trainer:
         txt = m.text_head(m.text_features([prep.texts[i][c] for i, c in zip(idx, cap,
                                                                              strict=True)]))
         return out[: len(idx)], txt, (None if chosen is None else out[len(idx):]), mask
+
+    @staticmethod
+    def _prefer_marked(prep: Prepared, idx, cap: list[int], rng) -> list[int]:
+        """Half the time, a photo with a caption that has hard negatives (a query the person
+        marked results wrong for) is shown with that caption: a handful of marks among
+        thousands of captions would otherwise hardly ever be drawn."""
+        switch = rng.random(len(idx)) < MARKED_SHARE
+        out = []
+        for i, c, sw in zip(idx, cap, switch, strict=True):
+            marked = [k for k, js in enumerate(prep.hard_of[i]) if js]
+            out.append(marked[int(rng.integers(len(marked)))] if sw and marked else c)
+        return out
 
     def _hard(self, prep: Prepared, idx, cap) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Which hard negatives these captions have (indices into ``prep.hard_images``), and a

@@ -13,18 +13,17 @@ never sees. Prints a table last: mean ± standard deviation over the seeds.
 from __future__ import annotations
 
 import argparse
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from engine.captions import import_csv
 from engine.config import TrainOptions
-from engine.evaluate import decode_all, load_dataset, recalls
-from engine.library import Library
 from engine.models import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flickr import DATASET, captioned_library, scorer  # noqa: E402
 
 VARIANTS = {
     "default": ("default (locked, flips, weight average)", dict()),
@@ -42,31 +41,15 @@ VARIANTS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default=str(Path(__file__).resolve().parents[3] / "shared" /
-                                             "datasets" / "flickr8k-1k"))
+    ap.add_argument("--dataset", default=str(DATASET))
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--seeds", default="0,1,2", help="train each variant once per seed")
     ap.add_argument("--only", default=",".join(VARIANTS),
                     help=f"variants to run, from: {','.join(VARIANTS)}")
     args = ap.parse_args()
     data = Path(args.dataset)
-    work = Path(tempfile.mkdtemp(prefix="chikaku-bench-train-"))
-    lib = Library.open(work / "library", device=args.device)
-    t = time.perf_counter()
-    lib.add_folders([data / "images"])
-    print(f"indexed 1000 photos in {time.perf_counter() - t:.1f} s")
-    print(import_csv(lib, data / "captions.csv", split="train").summary())
-    test = load_dataset(data, "test")
-    test_pixels = torch.as_tensor(decode_all(test.images, lib.model.input_size))
-
-    def test_recall(model) -> dict:
-        """Each model's own towers and heads (unlocked blocks change the towers too)."""
-        with torch.inference_mode():
-            iv = np.concatenate([model.encode_images(test_pixels[i : i + 50])
-                                 for i in range(0, len(test_pixels), 50)])
-            tv = np.concatenate([model.encode_texts(test.captions[i : i + 250])
-                                 for i in range(0, len(test.captions), 250)])
-        return recalls(iv, tv, test.caption_image)
+    lib = captioned_library(data, args.device, "chikaku-bench-train-")
+    test_recall = scorer(lib, data)
 
     seeds = [int(x) for x in args.seeds.split(",")]
     rows = [("zero-shot (no training)", [test_recall(lib.model)], None, None, None)]
