@@ -16,6 +16,7 @@ from .catalog import Catalog
 from .catalog_feedback import FeedbackCatalog, MarkRow
 from .errors import QueryError
 from .query import Term
+from .scan import is_utf8
 
 RIGHT_WEIGHT = 0.75
 WRONG_WEIGHT = 0.25
@@ -34,6 +35,9 @@ def marked_text(query: str | None) -> str:
                          "then mark its results")
     if len(text) > MAX_QUERY:
         raise QueryError(f"the query is too long to learn from (over {MAX_QUERY} characters)")
+    if not is_utf8(text):
+        raise QueryError("the query holds bytes that are not text: retype it to mark its "
+                         "results")
     return text
 
 
@@ -47,7 +51,10 @@ class Feedback:
         self.store.set(text, query_key(text), int(photo_id), right)
 
     def marks(self, query: str) -> tuple[list[int], list[int]]:
-        """(right, wrong) photo ids for a query."""
+        """(right, wrong) photo ids for a query (none for words that are not text: no mark
+        can have been kept for them)."""
+        if not is_utf8(query):
+            return [], []
         return self.store.of_query(query_key(query))
 
     def terms(self, query: str | None) -> tuple[list[Term], set[int]]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NEEDS_DATA = "tests/engine/test_library.py::test_second_run_reembeds_nothing"
+NEEDS_DATA = "tests/engine/test_library.py::test_second_run_reembeds_nothing[sqlite]"
 NEEDS_NOTHING = "tests/engine/test_query_words.py::test_a_plus_inside_a_word_is_kept_too"
 
 

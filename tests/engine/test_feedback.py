@@ -129,3 +129,13 @@ def lib_path(root: str, photo_id: int) -> str:
         return again.photo(photo_id).path
     finally:
         again.close()
+
+
+def test_a_query_of_bytes_that_are_not_text_searches_and_takes_no_mark(lib):
+    import os
+
+    query = os.fsdecode(b"a dog \xff\xfe runs")  # as a non-UTF-8 locale's argument gives it
+    photo = _ranking(lib)[0]
+    assert lib.feedback_for(query) == ([], [])
+    with pytest.raises(QueryError, match="not text"):
+        lib.mark(query, photo, True)
