@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,9 +138,26 @@ def pytest_runtest_logreport(report):
         _missing_skips.append(report.nodeid)
 
 
+_session: list = []  # the test session, for the run's last hook
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _missing_skips and os.environ.get(ALLOW_MISSING) != "1" and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _session.append(session)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """The run ends here, with its own status, once everything is reported. The native threads
+    that Ray, PyTorch's process groups and Qt leave behind are still alive when the interpreter
+    is torn down, and that teardown crashed the interpreter (a segmentation fault after every test
+    had passed, which turned a green run red)."""
+    if not _session:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(_session[-1].exitstatus))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
