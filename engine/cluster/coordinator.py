@@ -27,7 +27,17 @@ from ..indexer import Indexer, IndexReport, file_date
 from ..library import Library, photo_folder
 from ..progress import Emit, Progress, silent
 from . import ClusterError
-from .jobdir import MODEL, SHARDS, Plan, pyarrow, read_plan, shards, write_manifest, write_plan
+from .jobdir import (
+    MODEL,
+    SHARDS,
+    Plan,
+    finished_rows,
+    pyarrow,
+    read_plan,
+    shards,
+    write_manifest,
+    write_plan,
+)
 
 INGESTED = "ingested.json"
 
@@ -113,18 +123,10 @@ def _check(library: Library, made: Plan, job_dir: Path, partial: bool) -> None:
         raise ClusterError(f"the job in {job_dir} embedded with model {made.version}, but the "
                            f"library's active model is now {library.model.version}: plan the "
                            "job again")
-    missing = made.total - len(_rows_in_shards(job_dir))
+    missing = made.total - len(finished_rows(job_dir))
     if missing > 0 and not partial:
         raise ClusterError(f"the job in {job_dir} is not finished: {missing} of {made.total} "
                            "photos have no shard yet (submit it again to finish it)")
-
-
-def _rows_in_shards(job_dir: Path) -> set[int]:
-    _pa, pq = pyarrow()
-    rows: set[int] = set()
-    for s in shards(job_dir):
-        rows.update(pq.read_table(s.path, columns=["row"]).column("row").to_pylist())
-    return rows
 
 
 def ingest(library: Library, job_dir: Path, progress: Emit | None = None,
