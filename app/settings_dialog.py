@@ -199,6 +199,7 @@ class SettingsDialog(QDialog):
         self.tower_button = QPushButton("Switch", tab)
         self.tower_button.setToolTip("Re-embeds your photos with the other image model while "
                                      "search keeps working; the current model stays in the list.")
+        self.tower_button.setEnabled(False)  # nothing to switch to until the tower is known
         self.tower_button.clicked.connect(self._tower_clicked)
         self.tower.currentIndexChanged.connect(self._tower_selected)
         self._active_tower: str | None = None
@@ -266,6 +267,9 @@ class SettingsDialog(QDialog):
         """The active bundled model's image tower; None: not one whose tower can change."""
         self._active_tower = tower
         self.tower.setEnabled(tower is not None)
+        self.tower.setToolTip("" if tower is not None else
+                              "Only the bundled model's image model can be switched; "
+                              "this model brings its own.")
         if tower is not None:
             self.tower.setCurrentIndex(max(0, self.tower.findData(tower)))
         self._tower_selected()

@@ -123,6 +123,8 @@ def test_the_image_model_can_be_switched_for_a_bundled_library_only(qtbot, tiny_
     tiny_window.open_settings()
     dialog = tiny_window._settings_dialog
     qtbot.waitUntil(lambda: dialog.models.topLevelItemCount() == 1, timeout=30_000)
+    assert not dialog.tower_button.isEnabled()  # never offered before the answer comes
+    qtbot.waitUntil(lambda: "brings its own" in dialog.tower.toolTip(), timeout=30_000)
     assert not dialog.tower.isEnabled() and not dialog.tower_button.isEnabled()  # scratch
     dialog.close()
     calls = []
