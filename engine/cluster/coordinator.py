@@ -28,6 +28,7 @@ from ..library import Library, photo_folder
 from ..progress import Emit, Progress, silent
 from . import ClusterError
 from .jobdir import (
+    INGESTED,
     MODEL,
     SHARDS,
     Plan,
@@ -38,8 +39,7 @@ from .jobdir import (
     write_manifest,
     write_plan,
 )
-
-INGESTED = "ingested.json"
+from .status import remember
 
 
 @dataclass
@@ -90,6 +90,7 @@ def plan(library: Library, paths: list[Path | str], job_dir: Path,
                     input_size=int(model.input_size), batch_size=library.config.indexing.batch_size,
                     max_pixels=library.config.indexing.max_pixels, stall_s=stall_s)
         write_plan(job_dir, made)
+        remember(library.catalog, job_dir)  # the app shows how the library's jobs stand
     return made
 
 

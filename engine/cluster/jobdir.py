@@ -10,6 +10,7 @@
                          a hidden temporary name, flushed and renamed, so a shard is whole or
                          absent; a rerun embeds only the rows no shard holds
     submission.json      the Ray job submission last made for it
+    ingested.json        the plan's id, once ``ingest`` has taken the whole job
 
 Every shard row names the model version that made it. pyarrow comes with the cluster extra.
 """
@@ -32,6 +33,7 @@ MANIFEST = "manifest.parquet"
 MODEL = "model"
 SHARDS = "shards"
 SUBMISSION = "submission.json"
+INGESTED = "ingested.json"
 _SHARD = re.compile(r"^part-(\d+)-(\d+)-[0-9a-f]+\.parquet$")
 
 
