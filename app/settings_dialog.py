@@ -48,7 +48,7 @@ DEVICE_CHOICES = (("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU"),
 
 def device_choices() -> tuple[tuple[str, str], ...]:
     """What the model can run on here: the GPU is offered only where one is found."""
-    from engine.models.base import gpu_present  # the library (and torch) is open by now
+    from engine.models.devices import gpu_present  # imports torch (the model is loading by now)
 
     return tuple(c for c in DEVICE_CHOICES if c[0] != "cuda" or gpu_present())
 

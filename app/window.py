@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from PySide6.QtCore import QModelIndex, QSettings, Qt
+from PySide6.QtCore import QModelIndex, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -45,6 +45,9 @@ from .workers import Jobs, error_text
 
 log = logging.getLogger(__name__)
 
+# After the first query's results are painted, the model and the watcher start loading.
+BACKGROUND_DELAY_MS = 300
+
 
 def open_outside(path: str) -> None:
     """Hand a photo to the program the system opens photos with."""
@@ -58,7 +61,7 @@ def open_library(settings: Settings):
     """The library the settings point at (heavy: imports torch and loads the model)."""
     from engine.config import IndexingConfig
     from engine.library import Library
-    from engine.models.base import usable_device
+    from engine.models.devices import usable_device
 
     device, note = usable_device(settings.device)
     if note:
@@ -80,6 +83,8 @@ class MainWindow(QMainWindow):
         self.shown: SearchRequest | None = None  # the query whose results are on screen
         self._pending: SearchRequest | None = None
         self._warm = False  # the model is loaded: a query is answered at once
+        self._closing = False
+        self._after_search = False  # the model and the watcher start after the first search
         self._home_photos = -1  # how many photos the home view (no query) holds
         self._settings_dialog = None
         self.jobs = Jobs(self, on_error=self.show_error)
@@ -313,10 +318,11 @@ class MainWindow(QMainWindow):
             self.statusbar.showMessage("No CUDA GPU was found on this computer, so the model "
                                        "runs on the CPU (Settings → Model).", 15000)
         self.statusbar.start_activity("warm", "Getting search ready…")
-        self.ops.call("warm_up", name="load the model", done=lambda _r: self._warmed(),
+        # Text search first (the engine answers words before the whole model has loaded), then
+        # the model and the folders' catch-up pass, which would only slow the first search.
+        self.ops.call("warm_up", name="get search ready", done=lambda _r: self._warmed(),
                       failed=self._warm_failed)
         self.refresh_status()
-        self.live.start(library)
 
     def _library_failed(self, exc: BaseException) -> None:
         self.loading.show_problem(f"Could not open the library: {error_text(exc)}")
@@ -325,9 +331,21 @@ class MainWindow(QMainWindow):
     def _warmed(self) -> None:
         self._warm = True
         self.statusbar.end_activity("warm")
-        if self._pending is not None:
+        if self._pending is not None:  # the query typed meanwhile goes first
             request, self._pending = self._pending, None
             self.run_search(request)
+            self._after_search = True  # (after: a new query would start them at once)
+        else:
+            self._start_background()
+
+    def _start_background(self) -> None:
+        """Once text search is ready and the first query answered: the whole model (image
+        queries, indexing) and keeping the library current, which would only slow that query."""
+        self._after_search = False
+        library = self.library
+        if library is not None and self.live.library is not library and not self._closing:
+            self.ops.call("load_model", name="load the model")
+            self.live.start(library)
 
     def _warm_failed(self, exc: BaseException) -> None:
         self.show_error("open library", exc)
@@ -358,6 +376,8 @@ class MainWindow(QMainWindow):
     def run_search(self, request: SearchRequest) -> None:
         self._search_gen += 1
         gen = self._search_gen
+        if self._after_search:  # a query replaced the first one: waiting helps no more
+            self._start_background()
         if request.is_empty():
             self._pending = None
             self.show_home()
@@ -404,6 +424,9 @@ class MainWindow(QMainWindow):
             self.statusbar.clearMessage()
         self.banner.succeeded("search")
         self.show_hits(hits, request)
+        if self._after_search:  # once the results are painted
+            self._after_search = False
+            QTimer.singleShot(BACKGROUND_DELAY_MS, self._start_background)
 
     def show_hits(self, hits: list, request: SearchRequest | None = None) -> None:
         """Put a search's hits (engine.query.Hit) in the grid."""
@@ -465,6 +488,8 @@ class MainWindow(QMainWindow):
     def _search_failed(self, gen: int, exc: BaseException) -> None:
         if gen != self._search_gen:
             return
+        if self._after_search:
+            self._start_background()
         self.statusbar.clearMessage()
         self.results.clear()
         self._show_notice(error_text(exc)[:1].upper() + error_text(exc)[1:])
@@ -683,6 +708,7 @@ class MainWindow(QMainWindow):
         state.setValue("geometry", self.saveGeometry())
         state.setValue("splitter", self.splitter.saveState())
         state.sync()
+        self._closing = True  # nothing starts now (a warm-up ending late starts no watcher)
         if self._settings_dialog is not None:
             self._settings_dialog.apply()
         if self.preview.is_dirty():

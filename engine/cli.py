@@ -255,7 +255,7 @@ def _open_library(args):
     tower = getattr(args, "tower", None) if args.command == "index" else None
     if tower is None:
         return Library.open(args.library, device=args.device)
-    from .models.bundled import default_config
+    from .models.recipe import default_config
 
     lib = Library.open(args.library, device=args.device, default_model=default_config(tower))
     active = json.loads(lib.active_model_record().config_json).get("image_tower")

@@ -12,14 +12,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .csvrows import read_image_captions, split_names
 from .errors import BadImage, DatasetError
 from .imageio import decode_file
-from .models.base import DualEncoder
 from .recall import DIRECTIONS, KS, Recall
+
+if TYPE_CHECKING:
+    from .models.base import DualEncoder
 
 
 @dataclass

@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,9 +36,11 @@ from .config import IndexingConfig
 from .errors import BadImage, Cancelled
 from .imageio import DecodedImage, content_hash, decode, read_file
 from .index import VectorIndex
-from .models.base import DualEncoder
 from .progress import Emit, Progress, silent
 from .scan import FileEntry, scan
+
+if TYPE_CHECKING:
+    from .models.base import DualEncoder
 
 
 @dataclass

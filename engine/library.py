@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import numpy as np
 from .calibration import Calibration
 from .catalog import Catalog, ModelRecord, Photo
 from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_dir
-from .errors import BadImage, LibraryError, QueryError
+from .errors import BadImage, LibraryError, ModelLoadError, QueryError
 from .feedback import Feedback
 from .fsinfo import system_filesystem
 from .imageio import decode_file
@@ -25,7 +26,7 @@ from .index import IdFilter, VectorIndex, parse_memory, plan_for
 from .indexer import Indexer, IndexReport
 from .lock import WriterLock, setup_lock
 from .models import create_model, default_config
-from .models.base import DualEncoder
+from .models.quicktext import QuickText
 from .names import NamedThing, Names
 from .progress import Emit, Progress, as_job, silent
 from .query import Hit, Term, parse_query
@@ -35,7 +36,10 @@ from .scan import excluded_below, is_utf8, shown_path
 from .vectors import VectorStore
 
 if TYPE_CHECKING:  # the training code is imported only when a person trains
+    from .models.base import DualEncoder
     from .training.loop import TrainResult
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL: dict[str, Any] = default_config("bundled")
 
@@ -113,7 +117,9 @@ class Library:
         self.writer = WriterLock(self.root / "writer.lock", config.database_url)
         self._default_model = dict(default_model or DEFAULT_MODEL)
         self._model: DualEncoder | None = None
+        self._quick: tuple[str, QuickText | None] | None = None  # a version's quick text side
         self._lock = threading.RLock()
+        self._loading = threading.Lock()  # held while the model loads (seconds)
         # two first opens (on any machine, for a shared catalog) must not both create it
         with setup_lock(self.root / "setup.lock", config.database_url):
             _refuse_emptied_catalog(config)
@@ -159,20 +165,67 @@ class Library:
     @property
     def model(self) -> DualEncoder:
         """The catalog's active model. A library kept open for hours (a watcher, the app) follows
-        a switch made by another process: the model it names is loaded the next time it is used."""
+        a switch made by another process: the model it names is loaded the next time it is used.
+        Loading takes seconds; searches answered meanwhile are not held up (``_search_model``)."""
+        rec = self.registry.active()
         with self._lock:
-            rec = self.registry.active()
-            if self._model is None or self._model.version != rec.version:
-                self._model = self.registry.load(rec, self.config.device)
-            return self._model
+            if self._model is not None and self._model.version == rec.version:
+                return self._model
+        with self._loading:  # one load at a time; a second caller takes the first one's model
+            with self._lock:
+                if self._model is not None and self._model.version == rec.version:
+                    return self._model
+            model = self.registry.load(rec, self.config.device)
+            with self._lock:
+                # a switch made meanwhile already set its own model
+                if self._model is None or self._model.version != self.registry.active().version:
+                    self._model = model
+                return self._model
+
+    def _quick_text(self, rec: ModelRecord) -> QuickText | None:
+        """The text side of an active version in NumPy (engine.models.quicktext), made once;
+        None when its family has none or its files cannot be read (the model answers then)."""
+        with self._lock:
+            if self._quick is not None and self._quick[0] == rec.version:
+                return self._quick[1]
+        try:
+            quick = QuickText.for_model(rec.version, json.loads(rec.config_json or "{}"),
+                                        Path(rec.path) if rec.path else None)
+        except (ModelLoadError, ValueError) as e:
+            log.info("no quick text side for %s: %s", rec.version, e)
+            quick = None
+        with self._lock:
+            self._quick = (rec.version, quick)
+        return quick
+
+    def _search_model(self, terms: list[Term]) -> DualEncoder | QuickText:
+        """What answers a query: for words alone, the active version's quick text side where it
+        has one (the model's own vectors: the first search after a start does not wait for
+        PyTorch and both image towers, and every later one encodes its words in a few
+        milliseconds, beside whatever the model is doing); else the model."""
+        if all(t.kind == "text" for t in terms):
+            quick = self._quick_text(self.registry.active())
+            if quick is not None:
+                return quick
+        return self.model
 
     def warm_up(self) -> None:
-        """Load what the first search needs (the model, a first call of its text tower, the
-        index and its score calibration), so that a person's first query is answered at once."""
+        """Make the first text search quick: the active version's text side (in NumPy where it
+        has one, else the model), a first call of it, the index and its score calibration.
+        The whole model (image queries, indexing) is ``load_model``'s, called after this."""
+        model = self._search_model([Term(1.0, "text", "a photo")])
+        model.encode_texts(["a photo"])
+        with self._lock:
+            self.store.current(model)
+        self.scales.of(model)
+        self.scales.reference(model.version, model.dim)
+
+    def load_model(self) -> str:
+        """Load the active model with a first call of each tower's head (after ``warm_up``: image
+        queries and indexing need it); its version."""
         model = self.model
         model.encode_texts(["a photo"])
-        _ = self.index
-        self.calibration()
+        return model.version
 
     # -- index ----------------------------------------------------------------------------------
     @property
@@ -309,6 +362,8 @@ class Library:
             path = Path(photo.path)
         else:
             path = Path(term.value)
+        if not hasattr(model, "encode_images"):  # a quick text side reads no image
+            model = self.model
         try:
             img = decode_file(path, size=model.input_size, max_pixels=self.config.indexing.max_pixels)
         except BadImage as e:
@@ -337,9 +392,9 @@ class Library:
             raise QueryError("the number of results must be at least 1")
         if offset < 0:
             raise QueryError("the first result to show cannot be before the first")
+        model = self._search_model(terms)
         with self._lock:  # an index and the model that made it, even while models switch
-            idx = self.index
-            model = self._model
+            idx = self.store.current(model)
         if len(idx) == 0:
             raise LibraryError("the library is empty: add a folder of photos with "
                                "`chikaku index PATH`")
@@ -465,7 +520,7 @@ class Library:
         """What a better base model would change for the active one, in a line, or None. Only an
         untrained bundled model is offered one: a fine-tuned model searches better than any
         base model until it is trained again (see ``upgrade``)."""
-        from .models.bundled import describe_upgrade, upgraded_config
+        from .models.recipe import describe_upgrade, upgraded_config
 
         rec = self.registry.active()
         if rec.family != "bundled" or rec.path:
@@ -477,7 +532,7 @@ class Library:
     def image_tower(self) -> str | None:
         """The active model's image tower as ``upgrade`` names it ("lite0", "lite1") when it is an
         untrained bundled model, whose tower a person may change; else None."""
-        from .models.bundled import OLD_TOWER, TOWER_NAMES
+        from .models.recipe import OLD_TOWER, TOWER_NAMES
 
         rec = self.registry.active()
         if rec.family != "bundled" or rec.path:
@@ -492,7 +547,7 @@ class Library:
         activation: photos are re-embedded while search keeps the old vectors. The old version
         stays registered with its vectors, as the new one's parent, so `chikaku models back`
         (or activating it) returns at once. The new version, or None when nothing changes."""
-        from .models.bundled import upgraded_config
+        from .models.recipe import upgraded_config
 
         with self.writer.hold("upgrading the model"):
             rec = self.registry.active()

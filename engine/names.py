@@ -21,13 +21,16 @@ import hashlib
 import re
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .catalog import Catalog
 from .catalog_names import NameCatalog, NameRow
 from .errors import LibraryError, QueryError
-from .models.base import DualEncoder
+
+if TYPE_CHECKING:
+    from .models.base import DualEncoder
 
 MAX_LENGTH = 40
 BEST_PHOTOS = (5, 20)  # how many photos make a good name: shown as advice, never enforced

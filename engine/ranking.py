@@ -27,6 +27,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,8 +36,10 @@ from .calibration import STRONG, Calibration, Null
 from .catalog import Catalog
 from .errors import LibraryError, QueryError
 from .index import IdFilter, VectorIndex
-from .models.base import DualEncoder
 from .query import Term
+
+if TYPE_CHECKING:
+    from .models.base import DualEncoder
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,16 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import Catalog, ModelRecord
 from .config import TrainOptions
 from .errors import LibraryError
 from .index import file_name
 from .models import create_model, load_checkpoint, save_checkpoint
-from .models.base import DualEncoder
+
+if TYPE_CHECKING:
+    from .models.base import DualEncoder
 
 
 @dataclass
@@ -47,7 +50,7 @@ class ModelInfo:
             arch, tag = self.config.get("arch", "CLIP"), self.config.get("pretrained")
             return f"CLIP {arch}" + (f" ({tag})" if tag else "")
         if self.family == "bundled":
-            from .models.bundled import RECIPE, recipe_of
+            from .models.recipe import RECIPE, recipe_of
 
             better = "lite1" in str(self.config.get("image_tower", ""))
             # an upgraded library lists both base models: the one made before the recipe says so

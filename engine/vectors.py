@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from .bigindex import build_sharded
 from .catalog import Catalog
 from .errors import LibraryError
 from .index import (
+    ExactVectors,
     IdFilter,
     IndexPlan,
     VectorIndex,
@@ -31,14 +33,22 @@ from .index import (
     plan_for,
     training_size,
 )
-from .models.base import DualEncoder
 from .query import sample_queries
+
+if TYPE_CHECKING:
+    from .models.base import DualEncoder
 
 log = logging.getLogger(__name__)
 
 MEMORY_KEY = "index_memory"  # the library's memory budget for its index (catalog meta), bytes
 SHARD_BYTES = 256 << 20  # float vectors read from the catalog at a time for a sharded build
 FILTERS_KEPT = 4  # filters (folder, dates) remembered, each a bitmap of one bit a photo id
+
+
+def stored_vectors(catalog: Catalog, version: str, dim: int) -> ExactVectors:
+    """A model version's vectors as the catalog stores them, by photo id: what an IVF-PQ
+    index re-ranks its shortlist with (engine.index.VectorIndex.exact)."""
+    return lambda ids: catalog.vectors_by_id(version, np.asarray(ids).tolist(), dim)
 
 
 def tuning_queries(model: DualEncoder) -> np.ndarray:
@@ -99,6 +109,11 @@ class VectorStore:
         if idx is None:
             idx = self.build(model)
             self.save(idx, gen)
+        return self._exact(idx)
+
+    def _exact(self, idx: VectorIndex) -> VectorIndex:
+        """``idx`` reading the catalog's stored vectors to re-rank what it compresses."""
+        idx.exact = stored_vectors(self.catalog, idx.version, idx.dim)
         return idx
 
     def build(self, model: DualEncoder) -> VectorIndex:
@@ -110,10 +125,11 @@ class VectorStore:
         if memory is not None:
             plan = plan_for(len(self.catalog.vector_ids(model.version)), model.dim, memory)
             if plan.kind == "ivfpq":
-                return self._sharded(model, plan)
+                return self._exact(self._sharded(model, plan))
         ids, vecs = self.catalog.vectors(model.version, model.dim)
-        return VectorIndex.build(model.dim, model.version, ids, vecs, use_gpu=self.use_gpu,
-                                 queries=lambda: tuning_queries(model), memory=memory)
+        return self._exact(VectorIndex.build(
+            model.dim, model.version, ids, vecs, use_gpu=self.use_gpu,
+            queries=lambda: tuning_queries(model), memory=memory))
 
     def _sharded(self, model: DualEncoder, plan: IndexPlan) -> VectorIndex:
         version, dim = model.version, model.dim
@@ -191,7 +207,7 @@ class VectorStore:
     def adopt(self, idx: VectorIndex, save: bool = True) -> None:
         """Make ``idx`` the current index (a switch of model version), in step and saved."""
         with self._lock:
-            self._index = idx
+            self._index = self._exact(idx)
             self.in_step()
             if save:
                 self.save(idx)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import LibraryError, ModelLoadError
 from ..readlimit import MB, read_text
-from .base import DualEncoder, pick_device
+from .devices import pick_device
+
+if TYPE_CHECKING:
+    from .base import DualEncoder
 
 __all__ = ["DualEncoder", "create_model", "default_config", "load_checkpoint", "save_checkpoint",
            "pick_device", "FAMILIES"]
@@ -22,11 +23,20 @@ WEIGHTS_FILE = "weights.safetensors"
 CONFIG_LIMIT = 16 * MB  # a config and training notes take a few kilobytes
 
 
+def __getattr__(name: str):
+    """``DualEncoder`` on first use: importing the package does not import PyTorch."""
+    if name == "DualEncoder":
+        from .base import DualEncoder
+
+        return DualEncoder
+    raise AttributeError(name)
+
+
 def default_config(family: str = "bundled") -> dict[str, Any]:
     """The config a new model of a family starts from: for the bundled family the current
     zero-shot recipe (a stored config without its keys keeps the recipe it was made with)."""
     if family == "bundled":
-        from .bundled import default_config as bundled_default
+        from .recipe import default_config as bundled_default
 
         return bundled_default()
     return {"family": family}
@@ -120,6 +130,8 @@ def load_checkpoint(directory: Path, device: str = "auto") -> DualEncoder:
         if v.shape != expected[k].shape:
             raise ModelLoadError(f"checkpoint tensor {k} has shape {tuple(v.shape)}, "
                                  f"expected {tuple(expected[k].shape)}")
+    import torch
+
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)
     model.parent = meta.get("parent")

@@ -113,7 +113,7 @@ def test_a_query_typed_while_the_model_loads_waits_and_then_runs(qtbot, tiny_lib
 def test_a_gpu_chosen_on_a_computer_without_one_runs_on_the_cpu(tmp_path, monkeypatch):
     from app.settings import Settings
     from app.window import open_library
-    from engine.models.base import gpu_present
+    from engine.models.devices import gpu_present
 
     if gpu_present():
         pytest.skip("this computer has a CUDA GPU: nothing to fall back from")
@@ -129,10 +129,10 @@ def test_a_gpu_chosen_on_a_computer_without_one_runs_on_the_cpu(tmp_path, monkey
 
 
 def test_the_gpu_is_offered_only_where_there_is_one(monkeypatch):
-    import engine.models.base as base
+    import engine.models.devices as devices
     from app.settings_dialog import device_choices
 
-    monkeypatch.setattr(base, "gpu_present", lambda: False)
+    monkeypatch.setattr(devices, "gpu_present", lambda: False)
     assert [value for value, _ in device_choices()] == ["auto", "cpu"]
-    monkeypatch.setattr(base, "gpu_present", lambda: True)
+    monkeypatch.setattr(devices, "gpu_present", lambda: True)
     assert "cuda" in [value for value, _ in device_choices()]
