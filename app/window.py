@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from engine.errors import QueryError
 
 from . import imagequery
+from .clusterjobs import ClusterJobs
 from .feedback import FeedbackActions
 from .live import LiveLibrary
 from .names import NameActions
@@ -98,6 +99,8 @@ class MainWindow(QMainWindow):
         self.live = LiveLibrary(self.ops, self.settings, self.statusbar, self.results,
                                 self.preview, watch_options, self)
         self.live.photos_changed.connect(self.refresh_status)
+        self.cluster = ClusterJobs(self.ops, self.statusbar, self)  # jobs on a Ray cluster
+        self.cluster.ingested.connect(self.refresh_status)
         self.setAcceptDrops(True)
         self._restore_geometry()
         if library is not None:
@@ -323,6 +326,7 @@ class MainWindow(QMainWindow):
         self.ops.call("warm_up", name="get search ready", done=lambda _r: self._warmed(),
                       failed=self._warm_failed)
         self.refresh_status()
+        self.cluster.start(library)
 
     def _library_failed(self, exc: BaseException) -> None:
         self.loading.show_problem(f"Could not open the library: {error_text(exc)}")
@@ -714,6 +718,7 @@ class MainWindow(QMainWindow):
         if self.preview.is_dirty():
             self.preview.save_captions()
         self.jobs.cancel_all()
+        self.cluster.stop()
         self.live.stop()  # the watcher's pass ends at its next photo, before the library closes
         self.jobs.wait()  # catalog writes finish; long jobs stop at their next step
         if self._owns_library and self.library is not None:
