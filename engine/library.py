@@ -204,10 +204,13 @@ class Library:
         PyTorch and both image towers, and every later one encodes its words in a few
         milliseconds, beside whatever the model is doing); else the model."""
         if all(t.kind == "text" for t in terms):
-            quick = self._quick_text(self.registry.active())
-            if quick is not None:
-                return quick
+            return self.text_encoder()
         return self.model
+
+    def text_encoder(self) -> DualEncoder | QuickText:
+        """What encodes a query's words: the active version's quick text side where it has one
+        (engine.models.quicktext), else its model."""
+        return self._quick_text(self.registry.active()) or self.model
 
     def warm_up(self) -> None:
         """Make the first text search quick: the active version's text side (in NumPy where it

@@ -132,32 +132,39 @@ def main() -> None:
         likely = timed(lambda q, found=sizes: found.append(len(lib.search(q))), texts)
         top10 = timed(lambda q: lib.search(q, k=10), texts)
         minus = timed(lambda q: lib.search(f"{q} -people", k=10), texts)
-        encode = timed(lambda q: model.encode_texts([q]), texts)
+        encoder = lib.text_encoder()  # what search encodes words with
+        encode = timed(lambda q, e=encoder: e.encode_texts([q]), texts)
+        encode_model = timed(lambda q: model.encode_texts([q]), texts)
         # the same searches with each text's vector remembered: what search adds to encoding
         # (less at the mercy of other programs on the cores than the text encoder is)
-        with remembered(model):
+        with remembered(encoder):
             for q in texts:
-                model.encode_texts([q])
-            model.encode_texts(["people"])
+                encoder.encode_texts([q])
+            encoder.encode_texts(["people"])
             bare = timed(lambda q: lib.search(q), texts)
             bare_minus = timed(lambda q: lib.search(f"{q} -people", k=10), texts)
         size = text_bytes(db)
         rows.append(dict(n=n, fill=fill, likely=likely, top10=top10, minus=minus, encode=encode,
+                         encode_model=encode_model,
                          bare=bare, bare_minus=bare_minus, shown=float(np.mean(sizes)),
                          bytes=size / n if size else None, kind=lib.store.loaded.kind))
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\ncores: {os.cpu_count()}, load average {load}; p50 (p95) ms per query, 50 text "
           "queries")
-    print(f"{'photos':>9} {'index':>5} {'encode':>15} {'likely':>15} {'shown':>5} "
+    print(f"{'photos':>9} {'index':>5} {'encode':>15} {'(with torch)':>15} {'likely':>15} "
+          f"{'shown':>5} "
           f"{'k=10':>15} {'k=10 -people':>15} | {'likely, encoded':>15} "
           f"{'-people, encoded':>16} | {'FTS B/photo':>11} {'fill s':>7}")
     for r in rows:
         def cell(v, width=15):
             return f"{ms(v):.1f} ({ms(v, 95):.1f})".rjust(width)
         size = "-" if r["bytes"] is None else str(round(r["bytes"]))
-        print(f"{r['n']:>9} {r['kind']:>5} {cell(r['encode'])} {cell(r['likely'])} "
+        print(f"{r['n']:>9} {r['kind']:>5} {cell(r['encode'])} {cell(r['encode_model'])} "
+              f"{cell(r['likely'])} "
               f"{r['shown']:5.0f} {cell(r['top10'])} {cell(r['minus'])} | {cell(r['bare'])} "
               f"{cell(r['bare_minus'], 16)} | {size:>11} {r['fill']:7.1f}")
+    print("encode: the words alone, as search encodes them (the bundled model's text side in "
+          "NumPy, engine.models.quicktext); with torch: the same through the loaded model")
     print("encoded: each text's vector remembered from the first pass, so the time is the "
           "search's own (full-text lookup, k-NN, fusion, exclusion, catalog rows)")
 
