@@ -80,9 +80,9 @@ class ClusterJobs(QObject):
     def poll(self) -> None:
         if self.library is None or self._polling:
             return
-        self._polling = True
-        self.ops.call(library_jobs, name="check cluster jobs", log_failures=False,
-                      done=self._polled, failed=self._failed)
+        self._polling = self.ops.call(library_jobs, name="check cluster jobs",
+                                      log_failures=False, done=self._polled,
+                                      failed=self._failed) is not None
 
     def _failed(self, exc: BaseException) -> None:
         self._polling = False
