@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .blas import numpy_on_one_thread
 from .calibration import Calibration
 from .catalog import Catalog, ModelRecord, Photo
 from .config import DATABASE_ENV, LibraryConfig, TrainOptions, default_library_dir
@@ -395,6 +396,7 @@ class Library:
             raise QueryError("the number of results must be at least 1")
         if offset < 0:
             raise QueryError("the first result to show cannot be before the first")
+        numpy_on_one_thread()  # a query's products are small (engine.blas)
         model = self._search_model(terms)
         with self._lock:  # an index and the model that made it, even while models switch
             idx = self.store.current(model)

@@ -15,7 +15,6 @@ Only the bundled family has a quick text side; ``QuickText.for_model`` says None
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import numpy_on_one_thread
 from ..errors import ModelLoadError
 from .recipe import TEXT_DIM
 
@@ -64,20 +64,6 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
-def _blas_on_one_thread():
-    """A context holding NumPy's BLAS to one thread. A query's matrices are small, and on a busy
-    computer (another program, or indexing in this one) a second BLAS thread put aside by the
-    system costs a whole time slice on every product: 16 ms instead of 0.05 ms for one layer's
-    384x384 product, measured on 2 busy cores."""
-    try:
-        from threadpoolctl import ThreadpoolController
-
-        blas = ThreadpoolController().select(user_api="blas")
-    except Exception:  # noqa: BLE001 (threadpoolctl missing or unable to read a library)
-        return contextlib.nullcontext
-    return lambda: blas.limit(limits=1)
-
-
 class QuickText:
     """A model version's text encoder (``encode_texts``, ``version``, ``dim``), in NumPy."""
 
@@ -91,7 +77,6 @@ class QuickText:
         self._tok = tokenizer
         self._heads = heads
         self._layers = layers
-        self._one_thread = _blas_on_one_thread()
 
     @classmethod
     def for_model(cls, version: str, config: dict[str, Any],
@@ -186,8 +171,8 @@ class QuickText:
         """(N, dim) float32, L2-normalised: the model version's text head over MiniLM."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._one_thread():
-            f = np.stack([self._sentence(str(t)) for t in texts]).astype(np.float32)
-            out = f + self._linear(f, "text_proj")
+        numpy_on_one_thread()  # its products are small (engine.blas)
+        f = np.stack([self._sentence(str(t)) for t in texts]).astype(np.float32)
+        out = f + self._linear(f, "text_proj")
         norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return (out / norms).astype(np.float32)
