@@ -1,7 +1,7 @@
 """A large index under a memory budget: build time, memory, query latency and recall@10.
 
     nice -n 10 .venv/bin/python tests/bench/bench_big_index.py [--sizes 1M,10M] [--memory 1G]
-    nice -n 10 .venv/bin/python tests/bench/bench_big_index.py --sizes 200k --memory 64M --rerank
+    nice -n 10 .venv/bin/python tests/bench/bench_big_index.py --sizes 500k --memory 64M --rerank
 
 For each size, synthetic clustered unit vectors of the bundled model's dimension (384) are made
 a chunk at a time (never all at once) and indexed with engine.bigindex.build_sharded under the
