@@ -188,6 +188,15 @@ def _add_training_commands(sub, common) -> None:
                     help="train in the processes torchrun starts, one per GPU (or several on "
                     "CPUs), e.g. torchrun --nproc-per-node 2 -m engine.cli train --distributed; "
                     "the first process judges, saves and registers the model")
+    tr.add_argument("--ray", metavar="ADDRESS",
+                    help="train in Ray Train workers, as --distributed does under torchrun: "
+                    "local:N for a private Ray of N CPUs on this machine, or a cluster's address "
+                    "(auto on one of its nodes, HEAD:6379, ray://HEAD:10001); the library must "
+                    "be reachable from every worker")
+    tr.add_argument("--workers", type=int, metavar="N",
+                    help="with --ray: how many processes train together (default: N of local:N)")
+    tr.add_argument("--gpu", action="store_true",
+                    help="with --ray: one GPU for each worker (NCCL); without it, CPUs (gloo)")
 
     mo = sub.add_parser("models", parents=[common], help="list, activate or delete models")
     mo.add_argument("action", nargs="?", default="list",
@@ -452,6 +461,11 @@ def _training_flags() -> dict[str, tuple[str, dict]]:
 def cmd_train(args) -> int:
     opts = TrainOptions(**{name: getattr(args, name) for name in _training_flags()},
                         resume=not args.restart)
+    if args.ray is not None:
+        return _train_on_ray(args, opts)
+    if args.workers is not None or args.gpu:
+        raise EngineError("--workers and --gpu go with --ray (under torchrun, --nproc-per-node "
+                          "sets the processes and --device cuda the GPUs)")
     if not args.distributed:
         return _train_here(args, opts)
     from .training.distributed import start, stop
@@ -463,6 +477,66 @@ def cmd_train(args) -> int:
         return _train_alongside(args, opts)
     finally:
         stop()
+
+
+def _train_on_ray(args, opts: TrainOptions) -> int:
+    """`chikaku train --ray`: Ray Train starts the processes and their process group, and each
+    runs ``ray_rank``; the first one's result is printed here."""
+    from importlib import import_module
+
+    from .cluster.train import train_on_ray
+    from .training.loop import TrainResult, check_options
+
+    if args.distributed:
+        raise EngineError("--ray and --distributed are two ways of starting the processes "
+                          "(Ray Train or torchrun): give one of them")
+    check_options(opts)
+    lib = _open_library(args)  # here first: a missing library is said before Ray starts
+    work_dir = lib.config.cache_dir / "ray-train"
+    lib.close()
+    # by its module's name, which the workers import (not as __main__ under python -m)
+    rank = import_module("engine.cli").ray_rank
+    out = train_on_ray(rank, {"args": args, "options": opts}, args.ray, work_dir,
+                       workers=args.workers, gpu=args.gpu)
+    if args.json:
+        print(json.dumps(out["result"], indent=2))
+        return 0
+    _print_trained(TrainResult(**out["result"]), out["message"])
+    return 0
+
+
+def ray_rank(job: dict) -> dict | None:
+    """One Ray Train worker's part of `chikaku train --ray`, in the process group Ray Train set
+    up: what a torchrun process does under `--distributed`. The first worker trains, judges and
+    registers the model and returns the result (its progress goes to standard error, which Ray
+    shows on the command's); the others train alongside and return None."""
+    from dataclasses import asdict
+
+    from .training.distributed import joined
+
+    args, opts = job["args"], job["options"]
+    world, args.device = joined()
+    if not world.leader:
+        _train_alongside(args, opts)
+        return None
+    message = ""
+
+    def show(ev) -> None:
+        nonlocal message
+        if ev.job == "training" and ev.kind == "eval" and ev.recall:
+            print(f"step {ev.done}/{ev.total}: loss {ev.loss or 0:.3f}, text-to-photo R@10 "
+                  f"{ev.recall.t2i_r10:.1f}", file=sys.stderr, flush=True)
+        elif ev.job == "training" and ev.message and ev.kind in ("prepare", "step"):
+            print(_shown(ev.message), file=sys.stderr, flush=True)
+        if ev.kind == "done" and ev.job == "training":
+            message = ev.message
+
+    lib = _open_library(args)
+    try:
+        result = lib.train(opts, progress=show)
+    finally:
+        lib.close()
+    return {"result": json.loads(json.dumps(asdict(result))), "message": message}
 
 
 def _train_alongside(args, opts: TrainOptions) -> int:
@@ -523,11 +597,15 @@ def _train_here(args, opts: TrainOptions) -> int:
 
         print(json.dumps(asdict(result), indent=2))
         return 0
+    _print_trained(result, message)
+    return 0
+
+
+def _print_trained(result, message: str) -> None:
     print(f"model {result.version} trained from {result.parent} on {result.photos} photos, "
           f"{result.captions} captions in {result.seconds:.0f} s")
     print(_recall_table(result.before, result.after))
     print(message)
-    return 0
 
 
 def _models_discover(args) -> int:

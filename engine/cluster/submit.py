@@ -82,8 +82,9 @@ def _free_port() -> int:
 class LocalRay:
     """A Ray head on this machine for one command: ``with LocalRay(job_dir, 2) as address``."""
 
-    def __init__(self, job_dir: Path, cpus: int) -> None:
-        self.job_dir, self.cpus = Path(job_dir), cpus
+    def __init__(self, job_dir: Path, cpus: int, gpus: int = 0) -> None:
+        self.job_dir, self.cpus, self.gpus = Path(job_dir), cpus, gpus
+        self.gcs: str | None = None  # the head's own address, for ray.init (Ray Train's driver)
         self.proc: subprocess.Popen | None = None
         self.temp: Path | None = None
         self.own_temp = False
@@ -102,7 +103,7 @@ class LocalRay:
             "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port",
             "ray-client-server-port")}
         args = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                "--num-cpus", str(self.cpus), "--num-gpus", "0",
+                "--num-cpus", str(self.cpus), "--num-gpus", str(self.gpus),
                 "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
                 "--dashboard-port", str(dashboard), "--include-dashboard", "true",
                 "--temp-dir", str(temp), "--disable-usage-stats",
@@ -116,6 +117,7 @@ class LocalRay:
         (self.job_dir / LOCAL_RAY).write_text(json.dumps({"pid": self.proc.pid,
                                                           "temp": str(temp)}))
         address = f"http://127.0.0.1:{dashboard}"
+        self.gcs = f"127.0.0.1:{ports['--port']}"
         try:
             _wait_for_api(address, self.proc)
         except BaseException:

@@ -1,5 +1,8 @@
-"""Fine-tuning across several processes (``torchrun``): one process per GPU (NCCL) or several
-on CPUs (gloo), together training one model as one process would on the whole batch.
+"""Fine-tuning across several processes (``torchrun``, or Ray Train's workers): one process per
+GPU (NCCL) or several on CPUs (gloo), together training one model as one process would on the
+whole batch. ``start`` joins torchrun's processes; under another launcher that has already set up
+the process group, ``joined`` says where this process stands, and the training that follows is
+the same.
 
 Every process draws the same global batch from (seed, step) and embeds its own contiguous slice;
 the loss gathers the slices (``loss.sharded_clip_loss``) and DistributedDataParallel averages the
@@ -123,7 +126,15 @@ def start(device: str = "auto") -> tuple[World, str]:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if gpu else "gloo", timeout=TIMEOUT)
-    return current(), (f"cuda:{local}" if gpu else "cpu")
+    return joined()
+
+
+def joined() -> tuple[World, str]:
+    """This process's world and the device it trains on, once its process group exists (NCCL:
+    the GPU its launcher set as current; gloo: the CPU)."""
+    world = current()
+    return world, (f"cuda:{torch.cuda.current_device()}" if world.device.type == "cuda"
+                   else "cpu")
 
 
 def stop() -> None:
