@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from PySide6.QtCore import QModelIndex, QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QModelIndex, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # After the first query's results are painted, the model and the watcher start loading.
 BACKGROUND_DELAY_MS = 300
+# The library opens after the window's first paint, or after this long if it is never painted.
+OPEN_AT_THE_LATEST_MS = 400
 
 
 def open_outside(path: str) -> None:
@@ -85,6 +87,7 @@ class MainWindow(QMainWindow):
         self._pending: SearchRequest | None = None
         self._warm = False  # the model is loaded: a query is answered at once
         self._closing = False
+        self._opening: Callable[[], object] | None = None  # the library, opened after the first paint
         self._after_search = False  # the model and the watcher start after the first search
         self._home_photos = -1  # how many photos the home view (no query) holds
         self._settings_dialog = None
@@ -106,7 +109,10 @@ class MainWindow(QMainWindow):
         if library is not None:
             self._library_ready(library)
         else:
-            self._open(library_factory or partial(open_library, self.settings))
+            # opened once the window is on screen: its imports would only slow the first paint
+            self._opening = library_factory or partial(open_library, self.settings)
+            self.installEventFilter(self)
+            QTimer.singleShot(OPEN_AT_THE_LATEST_MS, self._open_now)  # never shown: opened anyway
 
     # -- building ---------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -303,6 +309,17 @@ class MainWindow(QMainWindow):
             dialog.finetune.import_captions(kind)
 
     # -- the library ------------------------------------------------------------------------------
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self and event.type() == QEvent.Type.Paint and self._opening is not None:
+            QTimer.singleShot(0, self._open_now)  # after this first paint
+        return super().eventFilter(watched, event)
+
+    def _open_now(self) -> None:
+        factory, self._opening = self._opening, None
+        if factory is not None:
+            self.removeEventFilter(self)
+            self._open(factory)
+
     def _open(self, factory: Callable[[], object]) -> None:
         self.pages.setCurrentWidget(self.loading)
         self.jobs.submit(factory, name="open library", done=self._library_ready,

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,6 +123,10 @@ def _ask(address: str | None, submission: str) -> str | None:
     STOPPED), or None when it cannot be asked."""
     if not address or not address.startswith(("http://", "https://")):
         return None
+    import urllib.error  # here: the app imports this module as it starts
+    import urllib.parse
+    import urllib.request
+
     url = f"{address.rstrip('/')}/api/jobs/{urllib.parse.quote(submission, safe='')}"
     try:
         with urllib.request.urlopen(url, timeout=ASK_TIMEOUT_S) as answer:  # noqa: S310
