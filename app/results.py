@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     Qt,
     QUrl,
 )
-from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap, QPolygon
+from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -41,6 +41,10 @@ SORT_DATE = "date"
 ICON = QSize(ICON_SIDE, ICON_SIDE)
 PAD = 20  # around an icon in its cell
 TEXT_ROW = 16  # under the icon, when cells carry a line of text
+TEXT_MARGIN = 3  # each side of a cell's line of text, as the style leaves it
+TEXT_ALIGN = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter
+SELECTED = QStyle.StateFlag.State_Selected
+HAS_FOCUS = QStyle.StateFlag.State_HasFocus
 ModelIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -49,7 +53,7 @@ def cell_size(side: int, text: bool) -> QSize:
     return QSize(side + PAD, side + PAD + (TEXT_ROW if text else 0))
 
 
-def _placeholder(broken: bool) -> QIcon:
+def _placeholder(broken: bool) -> QPixmap:
     """A grey tile with a little landscape (or a cross, for a photo that cannot be shown)."""
     pm = QPixmap(ICON)
     pm.fill(QColor("#d9dce1"))
@@ -65,7 +69,7 @@ def _placeholder(broken: bool) -> QIcon:
         p.drawPolygon(QPolygon([QPoint(40, 112), QPoint(70, 76), QPoint(92, 100),
                                 QPoint(104, 88), QPoint(124, 112)]))
     p.end()
-    return QIcon(pm)
+    return pm
 
 
 class ResultsModel(QAbstractListModel):
@@ -84,8 +88,7 @@ class ResultsModel(QAbstractListModel):
         self._months: set[int] = set()
         self._rows: list = []
         self._row_of: dict[str, list[int]] = {}
-        self._placeholder: QIcon | None = None
-        self._broken: QIcon | None = None
+        self._placeholders: dict[bool, tuple[QIcon, QPixmap]] = {}  # broken -> (icon, pixmap)
         loader.ready.connect(self._icon_ready)
 
     # -- what is shown ----------------------------------------------------------------------------
@@ -213,11 +216,9 @@ class ResultsModel(QAbstractListModel):
         if hit is None:
             return None
         if role == Qt.ItemDataRole.DisplayRole:
-            if self.browsing:  # the library view: the first photo of each month names it
-                return self.month_of(index.row()) if index.row() in self._months else ""
-            return os.path.basename(hit.path) if self.show_names else ""
+            return self._text(index.row(), hit)
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._icon(hit.path)
+            return self.loader.icon(hit.path) or self._placeholder(hit.path)[0]
         if role == Qt.ItemDataRole.ToolTipRole:
             when = f"\n{hit.date:%Y-%m-%d %H:%M}" if hit.date else ""
             if self.browsing:
@@ -242,15 +243,27 @@ class ResultsModel(QAbstractListModel):
         paths = [h.path for h in (i.data(self.HitRole) for i in indexes) if h is not None]
         return files_mime(paths)
 
-    def _icon(self, path: str) -> QIcon:
-        icon = self.loader.icon(path)
-        if icon is not None:
-            return icon
-        if self.loader.failed(path):
-            self._broken = self._broken or _placeholder(broken=True)
-            return self._broken
-        self._placeholder = self._placeholder or _placeholder(broken=False)
-        return self._placeholder
+    def cell(self, row: int) -> tuple[QPixmap, str, bool | None] | None:
+        """What a cell shows, in one call (the grid paints hundreds of cells a second): the
+        photo's thumbnail (a placeholder until it is made), its line of text, its mark."""
+        hit = self.hit(row)
+        if hit is None:
+            return None
+        pixmap = self.loader.pixmap(hit.path) or self._placeholder(hit.path)[1]
+        return pixmap, self._text(row, hit), self.marks.get(hit.photo_id)
+
+    def _text(self, row: int, hit) -> str:
+        if self.browsing:  # the library view: the first photo of each month names it
+            return self.month_of(row) if row in self._months else ""
+        return os.path.basename(hit.path) if self.show_names else ""
+
+    def _placeholder(self, path: str) -> tuple[QIcon, QPixmap]:
+        broken = self.loader.failed(path)
+        made = self._placeholders.get(broken)
+        if made is None:
+            pm = _placeholder(broken)
+            made = self._placeholders[broken] = (QIcon(pm), pm)
+        return made
 
     def _icon_ready(self, path: str) -> None:
         for row in self._row_of.get(path, ()):
@@ -271,18 +284,34 @@ class CellDelegate(QStyledItemDelegate):
     a tint that hides the photo."""
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        plain = QStyleOptionViewItem(option)
-        plain.state &= ~QStyle.StateFlag.State_Selected
-        plain.state &= ~QStyle.StateFlag.State_HasFocus
-        super().paint(painter, plain, index)
+        state = option.state
+        selected = bool(state & SELECTED)
+        cell = getattr(index.model(), "cell", None)
+        shown = cell(index.row()) if cell is not None else None
         side = option.decorationSize.width()
+        if shown is None:  # another model: drawn as Qt draws it, without the selection tint
+            plain = QStyleOptionViewItem(option)
+            plain.state &= ~(SELECTED | HAS_FOCUS)
+            super().paint(painter, plain, index)
+            mark = index.data(ResultsModel.MarkRole)
+        else:  # drawn here: the style's way asks the model for eight roles a cell
+            pixmap, text, mark = shown
+            box = option.rect
+            top = box.top() + 1  # where the style puts an icon-mode decoration
+            painter.drawPixmap(QRect(box.left() + (box.width() - side) // 2, top, side, side),
+                               pixmap)
+            if text:
+                width = box.width() - 2 * TEXT_MARGIN
+                line = option.fontMetrics.elidedText(text, option.textElideMode, width)
+                painter.setFont(option.font)
+                painter.setPen(option.palette.color(QPalette.ColorRole.Text))
+                painter.drawText(QRect(box.left() + TEXT_MARGIN, top + side, width,
+                                       box.bottom() - top - side), TEXT_ALIGN, line)
         rect = QRect(option.rect.center().x() - side // 2 - 4, option.rect.top() + 4,
                      side + 8, side + 8)
-        mark = index.data(ResultsModel.MarkRole)
         if mark is not None:
             self._badge(painter, rect, mark)
-        if not selected and not option.state & QStyle.StateFlag.State_HasFocus:
+        if not selected and not state & HAS_FOCUS:
             return
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)

@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
 
 from .workers import Jobs
@@ -26,6 +26,7 @@ LARGE_THUMB_SIDE = 512  # on disk, for larger icons (big thumbnails, HiDPI scree
 ICON_SIDE = 160  # the default icon, in logical pixels: a square, the photo centred in it
 ICON_SIDES = (96, 128, 160, 208, 256)  # the thumbnail sizes a person can choose
 MEMORY_ITEMS = 1000  # icons kept in memory (100 KB each at 160 physical pixels)
+PER_JOB = 4  # thumbnails a worker makes in one go
 
 
 def disk_side(pixels: int) -> int:
@@ -95,8 +96,10 @@ class ThumbnailLoader(QObject):
         self.requested = 0  # thumbnail jobs asked for, ever (the 10,000-results test reads it)
         self.side = ICON_SIDE  # logical pixels
         self.ratio = 1.0  # the screen's device pixel ratio
-        self._icons: OrderedDict[str, QIcon] = OrderedDict()
+        # path -> (icon, its pixmap): the grid's cells draw the pixmap itself
+        self._icons: OrderedDict[str, tuple[QIcon, QPixmap]] = OrderedDict()
         self._pending: set[str] = set()
+        self._queued: list[str] = []  # asked for during this paint, handed out after it
         self._failed: set[str] = set()
 
     def new_generation(self) -> None:
@@ -122,10 +125,19 @@ class ThumbnailLoader(QObject):
 
     def icon(self, path: str) -> QIcon | None:
         """The icon if it is ready; otherwise None, and a worker is asked for it."""
-        icon = self._icons.get(path)
-        if icon is not None:
+        made = self._made(path)
+        return None if made is None else made[0]
+
+    def pixmap(self, path: str) -> QPixmap | None:
+        """The icon's pixmap if it is ready; otherwise None, and a worker is asked for it."""
+        made = self._made(path)
+        return None if made is None else made[1]
+
+    def _made(self, path: str) -> tuple[QIcon, QPixmap] | None:
+        made = self._icons.get(path)
+        if made is not None:
             self._icons.move_to_end(path)
-            return icon
+            return made
         if path not in self._pending and path not in self._failed:
             self._request(path)
         return None
@@ -144,12 +156,39 @@ class ThumbnailLoader(QObject):
                     self._request(path)
 
     def _request(self, path: str) -> None:
+        """Asked for while cells paint: gathered, and handed to workers a few at a time once
+        the paint is over (starting a worker costs the interface thread most of a millisecond,
+        and a scroll reveals a dozen cells at once)."""
         self._pending.add(path)
         self.requested += 1
+        self._queued.append(path)
+        if len(self._queued) == 1:
+            QTimer.singleShot(0, self._hand_out)
+
+    def _hand_out(self) -> None:
+        queued, self._queued = self._queued, []
+        # a new query dropped the others from the pending ones; one may be asked for twice
+        paths = [p for p in dict.fromkeys(queued) if p in self._pending]
         gen = self.generation
-        self.jobs.submit(self._work, path, gen, name="thumbnail", lane="thumbs",
-                         log_failures=False, done=lambda image: self._arrived(path, gen, image),
-                         failed=lambda _exc: self._broken(path, gen))
+        for i in range(0, len(paths), PER_JOB):
+            chunk = paths[i : i + PER_JOB]
+            self.jobs.submit(self._work_many, chunk, gen, name="thumbnails", lane="thumbs",
+                             log_failures=False,
+                             done=lambda made, gen=gen: self._arrived_many(gen, made),
+                             failed=lambda _exc, chunk=chunk, gen=gen: self._broken_many(
+                                 gen, chunk))
+
+    def _work_many(self, paths: list[str], gen: int
+                   ) -> list[tuple[str, QImage | None, bool]]:
+        """(path, image, made) for each path: a photo that cannot be read is not made, and the
+        others still are."""
+        made = []
+        for path in paths:
+            try:
+                made.append((path, self._work(path, gen), True))
+            except Exception:  # noqa: BLE001 (any unreadable photo: its cell says so)
+                made.append((path, None, False))
+        return made
 
     def _work(self, path: str, gen: int) -> QImage | None:
         if gen != self.generation:  # the person has moved on to another query
@@ -157,13 +196,24 @@ class ThumbnailLoader(QObject):
         pixels = self.pixels
         return square_icon_image(load_thumbnail(path, self.cache_dir, disk_side(pixels)), pixels)
 
+    def _arrived_many(self, gen: int, made: list[tuple[str, QImage | None, bool]]) -> None:
+        for path, image, ok in made:
+            if ok:
+                self._arrived(path, gen, image)
+            else:
+                self._broken(path, gen)
+
+    def _broken_many(self, gen: int, paths: list[str]) -> None:
+        for path in paths:
+            self._broken(path, gen)
+
     def _arrived(self, path: str, gen: int, image: QImage | None) -> None:
         if gen != self.generation or image is None:
             return
         self._pending.discard(path)
         pixmap = QPixmap.fromImage(image)
         pixmap.setDevicePixelRatio(image.width() / self.side)  # drawn at its logical size
-        self._icons[path] = QIcon(pixmap)
+        self._icons[path] = (QIcon(pixmap), pixmap)
         while len(self._icons) > MEMORY_ITEMS:
             self._icons.popitem(last=False)
         self.ready.emit(path)
