@@ -95,3 +95,28 @@ def test_the_columns_fill_the_width_of_the_grid(qtbot, tiny_window, width):
     assert view.visualRect(model.index(columns)).top() > first_row[0].top()  # then it wraps
     assert view.viewport().width() - first_row[-1].left() < 2 * cell  # ends near the edge
     assert view.viewport().width() - columns * cell < cell  # no room left for another column
+
+
+def test_cells_look_as_the_style_draws_them(qtbot, tiny_window, monkeypatch):
+    """The grid draws its cells itself for speed: thumbnails, the month names, a selected
+    photo's frame and a mark come out as the style's own drawing of the same cells."""
+    from app.results import ResultsModel
+
+    w = tiny_window
+    w.show_home()
+    qtbot.waitUntil(lambda: w.results.browsing and w.results.rowCount() == 12, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: all(w.loader.pixmap(w.results.hit(r).path) is not None
+                                for r in range(6)), timeout=WAIT_MS)
+    w.grid.selectionModel().select(w.results.index(1),
+                                   w.grid.selectionModel().SelectionFlag.Select)
+    w.results.set_marks({w.results.hit(2).photo_id: True})
+    qtbot.wait(50)
+    ours = w.grid.viewport().grab().toImage()
+    monkeypatch.setattr(ResultsModel, "cell", lambda self, row: None)  # the style's drawing
+    w.grid.viewport().repaint()
+    style = w.grid.viewport().grab().toImage()
+    assert (ours.width(), ours.height()) == (style.width(), style.height())
+    differ = sum(1 for y in range(0, style.height(), 2) for x in range(0, style.width(), 2)
+                 if ours.pixel(x, y) != style.pixel(x, y))
+    assert differ < 0.002 * (style.width() // 2) * (style.height() // 2)  # a month name's antialiasing
+    assert ours.pixel(20, 20) == style.pixel(20, 20)
