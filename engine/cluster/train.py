@@ -98,7 +98,7 @@ def train_on_ray(rank: Rank, job: Any, target: str, work_dir: Path, workers: int
         return _fit(where.address, rank, job, n, gpu, work_dir)
     local = LocalRay(work_dir, where.local_cpus, _local_gpus() if gpu else 0)
     with local:  # training connects to the head itself, not through its Jobs API
-        return _fit(local.gcs, rank, job, n, gpu, work_dir)
+        return _fit(local.gcs, rank, job, n, gpu, work_dir, local=True)
 
 
 def _local_gpus() -> int:
@@ -107,28 +107,33 @@ def _local_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def _fit(address: str, rank: Rank, job: Any, workers: int, gpu: bool, work_dir: Path) -> dict:
+def _fit(address: str, rank: Rank, job: Any, workers: int, gpu: bool, work_dir: Path,
+         local: bool = False) -> dict:
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    # the library's settings (its PostgreSQL catalog) reach every worker; the first worker's
+    # progress lines are shown as printed, once (not also through Ray Train's logger)
     env = {k: v for k, v in os.environ.items() if k.startswith("CHIKAKU_")}
+    env["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     try:
-        ray.init(address=address, runtime_env={"env_vars": env} if env else None,
-                 logging_level="WARNING", log_to_driver=True)
+        ray.init(address=address, runtime_env={"env_vars": env}, logging_level="WARNING",
+                 log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ClusterError(f"cannot connect to the Ray cluster at {address}: {e}") from e
     name = f"chikaku-train-{uuid.uuid4().hex[:8]}"
     runs = work_dir / "runs"
     try:
-        check_room(ray.nodes(), workers, gpu)
+        check_room(ray.nodes(), workers, gpu, local)
         trainer = TorchTrainer(
             _worker, train_loop_config={"rank": rank, "job": job},
             torch_config=TorchConfig(timeout_s=PROCESS_GROUP_TIMEOUT_S),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu,
                                          resources_per_worker={"CPU": 1, "GPU": 1} if gpu
                                          else {"CPU": 1}),
-            run_config=RunConfig(name=name, storage_path=str(runs)))
+            run_config=RunConfig(name=name, storage_path=str(runs),
+                                 logging_config=LoggingConfig(log_level="WARNING")))
         try:
             result = trainer.fit()
         except Exception as e:  # Ray Train's TrainingFailedError and what it wraps
@@ -142,10 +147,10 @@ def _fit(address: str, rank: Rank, job: Any, workers: int, gpu: bool, work_dir: 
         shutil.rmtree(runs / name, ignore_errors=True)
 
 
-def check_room(nodes: list[dict], workers: int, gpu: bool) -> None:
+def check_room(nodes: list[dict], workers: int, gpu: bool, local: bool = False) -> None:
     """Refuse at once, saying what was asked and what the cluster has, when it has no room for
     the workers (a CPU each, and a GPU each with ``gpu``, on one machine): Ray would otherwise
-    wait for them without end."""
+    keep waiting for them."""
     alive = [n for n in nodes if n.get("Alive", n.get("alive", False))]
     cpus = gpus = room = 0
     for node in alive:
@@ -155,14 +160,18 @@ def check_room(nodes: list[dict], workers: int, gpu: bool) -> None:
         room += min(c, g) if gpu else c
     if room >= workers:
         return
-    each = "a CPU and a GPU" if gpu else "a CPU"
+    ways = ([f"ask for fewer (--workers {room})"] if room else []) + (
+        ["train on the CPUs (leave out --gpu)"] if gpu and not gpus and cpus else []) + (
+        ["give the private Ray more CPUs (local:N)"] if local else [])
     raise ClusterError(
-        f"{workers} training workers were asked for, each needing {each} on one machine, but "
-        f"the Ray cluster has {cpus} CPUs and {gpus} GPUs on {len(alive)} machine"
-        f"{'s' if len(alive) != 1 else ''}: room for {room}. Ask for fewer (--workers {room})"
-        + ("" if gpu or not gpus else ", or train on its GPUs (--gpu)")
-        + (", or on the CPUs (leave out --gpu)" if gpu and not gpus and cpus else "")
-        + " (with local:N, N is the private Ray's number of CPUs)")
+        f"{workers} training workers were asked for, each needing "
+        f"{'a CPU and a GPU' if gpu else 'a CPU'} on one machine, but the Ray cluster has "
+        f"{_count(cpus, 'CPU')} and {_count(gpus, 'GPU')} on {_count(len(alive), 'machine')}: "
+        f"room for {room}" + (": " + ", or ".join(ways) if ways else ""))
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def failure_message(error: BaseException) -> str:
