@@ -96,8 +96,8 @@ class ThumbnailLoader(QObject):
         self.requested = 0  # thumbnail jobs asked for, ever (the 10,000-results test reads it)
         self.side = ICON_SIDE  # logical pixels
         self.ratio = 1.0  # the screen's device pixel ratio
-        # path -> (icon, its pixmap): the grid's cells draw the pixmap itself
-        self._icons: OrderedDict[str, tuple[QIcon, QPixmap]] = OrderedDict()
+        # path -> its pixmap: the grid's cells draw it; an icon is made when one is asked for
+        self._icons: OrderedDict[str, QPixmap] = OrderedDict()
         self._pending: set[str] = set()
         self._queued: list[str] = []  # asked for during this paint, handed out after it
         self._failed: set[str] = set()
@@ -126,14 +126,13 @@ class ThumbnailLoader(QObject):
     def icon(self, path: str) -> QIcon | None:
         """The icon if it is ready; otherwise None, and a worker is asked for it."""
         made = self._made(path)
-        return None if made is None else made[0]
+        return None if made is None else QIcon(made)
 
     def pixmap(self, path: str) -> QPixmap | None:
         """The icon's pixmap if it is ready; otherwise None, and a worker is asked for it."""
-        made = self._made(path)
-        return None if made is None else made[1]
+        return self._made(path)
 
-    def _made(self, path: str) -> tuple[QIcon, QPixmap] | None:
+    def _made(self, path: str) -> QPixmap | None:
         made = self._icons.get(path)
         if made is not None:
             self._icons.move_to_end(path)
@@ -213,7 +212,7 @@ class ThumbnailLoader(QObject):
         self._pending.discard(path)
         pixmap = QPixmap.fromImage(image)
         pixmap.setDevicePixelRatio(image.width() / self.side)  # drawn at its logical size
-        self._icons[path] = (QIcon(pixmap), pixmap)
+        self._icons[path] = pixmap
         while len(self._icons) > MEMORY_ITEMS:
             self._icons.popitem(last=False)
         self.ready.emit(path)
