@@ -51,7 +51,7 @@ def wait(app, condition, timeout: float = 600.0) -> None:
         if time.monotonic() > end:
             raise TimeoutError("the app did not get there in time")
         app.processEvents()
-        time.sleep(0.01)
+        time.sleep(0.002)
 
 
 def build_library(folder: Path):
@@ -157,6 +157,11 @@ def shoot_finetune(app, window) -> None:
     wait(app, lambda: panel.start_button.isEnabled())
     panel.quick.click()
     panel.start()
+    # while the photos are read (the first part of a fine-tune, the longest on a large library)
+    wait(app, lambda: panel.step_label.text().startswith("Reading photos")
+         or panel.result is not None)
+    if panel.result is None:
+        save_small(dialog, OUT / "finetune-reading.png")
     wait(app, lambda: panel.result is not None and not panel.is_running())
     wait(app, lambda: len(panel.compare.examples) > 0)
     time.sleep(0.5)
