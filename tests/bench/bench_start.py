@@ -8,9 +8,12 @@ launch is cold: the zero-shot prompts' embeddings are computed; the later ones r
 the main window has been shown and painted, types a query at once (as someone who knows what
 they want does), and notes when its results are in the grid. Times run from just before the
 process is started, so they include the interpreter, the imports and loading the model.
-Two parts of that wait are also timed alone, each in fresh processes: importing PyTorch, timm,
-transformers and sentence-transformers, and loading the bundled model with the zero-shot prompts'
-embeddings computed (an empty cache folder) or read back from the cache folder.
+A text query is answered by the bundled model's text side in NumPy (engine.models.quicktext),
+so neither PyTorch nor the whole model is on that path; the whole model loads after the first
+results are shown. What that later load costs is also timed alone, each in fresh processes:
+importing PyTorch, timm, transformers and sentence-transformers, and loading the bundled model
+with the zero-shot prompts' embeddings computed (an empty cache folder) or read back from the
+cache folder.
 Prints a table last (median and worst of the runs).
 """
 
@@ -145,7 +148,7 @@ def main() -> None:
     print(f"{'launch -> first results, warm (the rest)':<40} {statistics.median(warm):9.2f} "
           f"{max(warm):8.2f}")
     alone = parts(work, env, min(args.runs, 3))
-    title = f"parts of it, each in a fresh process ({len(alone['imports'])} runs)"
+    title = f"the whole model, loaded after ({len(alone['imports'])} runs)"
     print(f"{title:<58} {'median s':>9} {'worst s':>8}")
     for key, label in (("imports", "import torch, timm, transformers and sentence-transformers"),
                        ("computed", "load the model, prompts computed"),
