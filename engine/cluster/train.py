@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -207,4 +206,3 @@ def _worker(config: dict) -> None:
             (Path(folder) / OUTCOME).write_text(json.dumps(outcome))
             checkpoint = ray.train.Checkpoint.from_directory(folder)
         ray.train.report({"done": 1}, checkpoint=checkpoint)
-    sys.stdout.flush()
