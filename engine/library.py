@@ -167,7 +167,9 @@ class Library:
     def model(self) -> DualEncoder:
         """The catalog's active model. A library kept open for hours (a watcher, the app) follows
         a switch made by another process: the model it names is loaded the next time it is used.
-        Loading takes seconds; searches answered meanwhile are not held up (``_search_model``)."""
+        Loading takes seconds; searches answered meanwhile are not held up (``_search_model``).
+        Never asked for while holding ``_lock``: a load holds ``_loading`` and then takes
+        ``_lock``, so the other order would deadlock."""
         rec = self.registry.active()
         with self._lock:
             if self._model is not None and self._model.version == rec.version:
@@ -235,8 +237,9 @@ class Library:
     @property
     def index(self) -> VectorIndex:
         """The active model's index, reloaded when another process changed the catalog."""
+        model = self.model  # never loaded while holding the lock (a search would wait on it)
         with self._lock:
-            return self.store.current(self.model)
+            return self.store.current(model)
 
     # -- indexing -------------------------------------------------------------------------------
     def add_folders(self, paths: list[Path | str], progress: Emit | None = None,
@@ -245,8 +248,9 @@ class Library:
         folders = [photo_folder(p) for p in paths]
         if not folders:
             raise LibraryError("give at least one folder to index")
+        _ = self.model  # loaded (seconds) before the writer is held: caption saves go on meanwhile
         with self.writer.hold("indexing"):
-            model = self.model
+            model = self.model  # the active one under the hold (a switch may have come between)
             self.store.drop_damaged(model)
             idx = self.index
             indexer = Indexer(self.catalog, model, idx, self.config.indexing,
@@ -274,10 +278,11 @@ class Library:
         Indexing never removes a folder's photos unless the folder is there, readable, and the
         files are really gone (see engine.indexer)."""
         folder = str(Path(path).expanduser().resolve())
+        model = self.model if self.store.loaded is not None else None  # loaded before the lock
         with self.writer.hold("removing a folder"), self._lock:
-            if self.store.loaded is not None:
+            if model is not None:
                 # checked against the catalog first: another process may have changed it since
-                self.store.current(self.model)
+                self.store.current(model)
             ids = self.catalog.delete_folder(folder)
             if ids is None:
                 raise LibraryError(f"{path} is not a folder of this library")
@@ -304,9 +309,10 @@ class Library:
         at once (their captions are kept, and come back with the photo if a pattern is
         removed and it is indexed again). Returns how many photos left."""
         globs = _globs(patterns)
+        model = self.model if self.store.loaded is not None else None  # loaded before the lock
         with self.writer.hold("excluding photos"), self._lock:
-            if self.store.loaded is not None:
-                self.store.current(self.model)  # checked against the catalog first
+            if model is not None:
+                self.store.current(model)  # checked against the catalog first
             ids = [pid for pid, _path in self._excluded(globs)]
             self.catalog.remove_photos(ids)
             self.store.remove(ids)

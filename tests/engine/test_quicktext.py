@@ -93,3 +93,45 @@ def test_before_the_model_loads_an_image_query_waits_for_it_and_is_answered(tiny
     first = next(iter(sorted(photos.iterdir())))
     hits = tiny_lib.search(image=first, k=3)
     assert Path(hits[0].path).name == first.name
+
+
+def test_while_the_model_loads_the_index_and_a_folder_removal_do_not_lock_up(tiny_lib, photos,
+                                                                             tmp_path):
+    """A model load takes seconds; the library's other work waits for it at most, never
+    forever (a load takes its lock and then the library's, so no caller may hold the library's
+    lock while it asks for the model)."""
+    import threading
+    import time
+
+    other = tmp_path / "other"
+    other.mkdir()
+    first = sorted(photos.iterdir())[0]
+    (other / first.name).write_bytes(first.read_bytes())
+    tiny_lib.add_folders([photos, other])
+    real_load = tiny_lib.registry.load
+
+    def slow_load(rec, device):
+        time.sleep(1.0)
+        return real_load(rec, device)
+
+    tiny_lib.registry.load = slow_load
+    tiny_lib._model = None
+    errors: list[BaseException] = []
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    jobs = [threading.Thread(target=run, args=(lambda: tiny_lib.model,)),
+            threading.Thread(target=run, args=(lambda: tiny_lib.index,)),
+            threading.Thread(target=run, args=(lambda: tiny_lib.remove_folder(other),))]
+    for t in jobs:
+        t.start()
+        time.sleep(0.1)
+    for t in jobs:
+        t.join(30)
+    assert not any(t.is_alive() for t in jobs), "a thread is stuck waiting on the model's load"
+    assert errors == []
+    assert str(other) not in tiny_lib.folders()
