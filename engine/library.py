@@ -403,9 +403,14 @@ class Library:
         if offset < 0:
             raise QueryError("the first result to show cannot be before the first")
         numpy_on_one_thread()  # a query's products are small (engine.blas)
-        model = self._search_model(terms)
-        with self._lock:  # an index and the model that made it, even while models switch
-            idx = self.store.current(model)
+        for _ in range(3):  # the active version's model and its index, even while models switch
+            model = self._search_model(terms)  # loaded outside the lock (it may take seconds)
+            with self._lock:
+                if model.version == self.registry.active().version:
+                    idx = self.store.current(model)
+                    break
+        else:
+            raise LibraryError("the model changed three times during one search: search again")
         if len(idx) == 0:
             raise LibraryError("the library is empty: add a folder of photos with "
                                "`chikaku index PATH`")

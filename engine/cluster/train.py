@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,10 +135,17 @@ def _fit(address: str, rank: Rank, job: Any, workers: int, gpu: bool, work_dir: 
                                          else {"CPU": 1}),
             run_config=RunConfig(name=name, storage_path=str(runs),
                                  logging_config=LoggingConfig(log_level="WARNING")))
+        # Ray Train sets its own Ctrl+C handler for the run and leaves it behind, where a later
+        # Ctrl+C would try to stop a run long gone (in a program that goes on after training)
+        interrupt = (signal.getsignal(signal.SIGINT)
+                     if threading.current_thread() is threading.main_thread() else None)
         try:
             result = trainer.fit()
         except Exception as e:  # Ray Train's TrainingFailedError and what it wraps
             raise ClusterError(failure_message(e)) from None
+        finally:
+            if interrupt is not None:
+                signal.signal(signal.SIGINT, interrupt)
         if result.checkpoint is None:
             raise ClusterError("training on Ray ended without the first worker's result")
         with result.checkpoint.as_directory() as folder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -64,11 +65,14 @@ def test_two_ray_workers_train_as_one_process_and_register_the_model_once(
     # the command names its workers' function by module; the workers import this one by name
     monkeypatch.setattr(cli, "ray_rank",
                         importlib.import_module("tests.engine.test_ray_train")._rank_and_pairs)
+    interrupt = signal.getsignal(signal.SIGINT)
     code = cli.main(["--library", str(lib.root), "--device", "cpu", "train", "--ray", "local:2",
                      "--json", *[x for k, v in OPTIONS.items()
                                  for x in (f"--{k.replace('_', '-')}", str(v))]])
     said = capsys.readouterr()
     assert code == 0, said.err[-3000:]
+    # Ray Train's own Ctrl+C handler for the run is gone with it: a later Ctrl+C is the program's
+    assert signal.getsignal(signal.SIGINT) is interrupt
     result = json.loads(said.out[said.out.index("{"):])
     added = {m.version for m in lib.models()} - before
     assert added == {result["version"]}  # one version, registered once, by the first worker
@@ -118,3 +122,4 @@ def test_addresses_training_cannot_use_are_refused_with_the_ones_it_can(monkeypa
     monkeypatch.setitem(sys.modules, "ray.train.torch", None)  # as if Ray Train were missing
     with pytest.raises(ClusterError, match=r"pip install 'chikaku\[cluster\]'"):
         train_on_ray(_rank_and_pairs, [], "local:2", tmp_path)
+
