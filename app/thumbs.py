@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
 
 from .workers import Jobs
 
@@ -42,18 +43,6 @@ def to_qimage(im) -> QImage:
     return QImage(data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def square_icon_image(image: QImage, side: int = ICON_SIDE) -> QImage:
-    """The image fitted into a transparent square, so every cell of the grid lines up."""
-    scaled = image.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
-                          Qt.TransformationMode.SmoothTransformation)
-    square = QImage(side, side, QImage.Format.Format_ARGB32_Premultiplied)
-    square.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(square)
-    painter.drawImage((side - scaled.width()) // 2, (side - scaled.height()) // 2, scaled)
-    painter.end()
-    return square
-
-
 def cache_file(cache_dir: Path, path: str, side: int = THUMB_SIDE) -> Path:
     st = os.stat(path)
     size = "" if side == THUMB_SIDE else f"\0{side}"  # the first size keeps its old names
@@ -65,13 +54,22 @@ def cache_file(cache_dir: Path, path: str, side: int = THUMB_SIDE) -> Path:
 def load_thumbnail(path: str, cache_dir: Path | None, side: int = THUMB_SIDE) -> QImage:
     """The photo's thumbnail from the disk cache, or decoded (upright) and cached. Runs in a
     worker; raises engine.errors.BadImage or OSError for a photo that cannot be shown."""
+    return to_qimage(thumbnail(path, cache_dir, side))
+
+
+def thumbnail(path: str, cache_dir: Path | None, side: int = THUMB_SIDE):
+    """``load_thumbnail`` as a Pillow image (RGB)."""
+    from PIL import Image
+
     from engine.imageio import open_upright
 
     target = cache_file(cache_dir, path, side) if cache_dir is not None else None
     if target is not None and target.is_file():
-        image = QImage(str(target))
-        if not image.isNull():
-            return image
+        try:
+            with Image.open(target) as cached:
+                return cached.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass  # a damaged cache file: made again below
     im = open_upright(Path(path), max_side=side)
     if target is not None:
         # The cache only saves time: a read-only or full disk just means decoding again.
@@ -80,7 +78,27 @@ def load_thumbnail(path: str, cache_dir: Path | None, side: int = THUMB_SIDE) ->
             tmp = target.with_name(f"{target.stem}.{threading.get_ident()}.tmp")
             im.save(tmp, "JPEG", quality=85)
             os.replace(tmp, target)
-    return to_qimage(im)
+    return im
+
+
+def icon_image(path: str, cache_dir: Path | None, pixels: int) -> QImage:
+    """A photo's icon: its thumbnail fitted into a transparent square of ``pixels``. Decoded
+    and scaled by Pillow, which lets go of the interpreter lock while it works, so the grid
+    keeps painting while workers make icons (Qt's decoding and scaling in a worker held it)."""
+    from PIL import Image
+
+    im = thumbnail(path, cache_dir, disk_side(pixels))
+    w, h = im.size
+    scale = min(pixels / w, pixels / h)
+    fitted = im.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                       Image.Resampling.BICUBIC, reducing_gap=2.0)
+    square = Image.new("RGBA", (pixels, pixels), (0, 0, 0, 0))
+    square.paste(fitted, ((pixels - fitted.width) // 2, (pixels - fitted.height) // 2))
+    # BGRA bytes are Qt's ARGB32 on a little-endian machine; with alpha 0 or 255 everywhere the
+    # premultiplied form is the same pixels, so the pixmap needs no conversion
+    data = square.tobytes("raw", "BGRA" if sys.byteorder == "little" else "ARGB")
+    return QImage(data, pixels, pixels, 4 * pixels,
+                  QImage.Format.Format_ARGB32_Premultiplied).copy()
 
 
 class ThumbnailLoader(QObject):
@@ -192,8 +210,7 @@ class ThumbnailLoader(QObject):
     def _work(self, path: str, gen: int) -> QImage | None:
         if gen != self.generation:  # the person has moved on to another query
             return None
-        pixels = self.pixels
-        return square_icon_image(load_thumbnail(path, self.cache_dir, disk_side(pixels)), pixels)
+        return icon_image(path, self.cache_dir, self.pixels)
 
     def _arrived_many(self, gen: int, made: list[tuple[str, QImage | None, bool]]) -> None:
         for path, image, ok in made:
