@@ -54,15 +54,23 @@ class Target:
     address: str | None  # the Jobs API of a cluster the user runs
 
 
+def local_cpus(text: str, option: str) -> int | None:
+    """N of a ``local:N`` target (a private local Ray of N CPUs), None for any other target."""
+    if not text.startswith("local:"):
+        return None
+    try:
+        n = int(text.split(":", 1)[1])
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ClusterError(f"{option} {text}: local:N takes a number of CPUs from 1 up")
+    return n
+
+
 def parse_target(text: str) -> Target:
     text = text.strip()
-    if text.startswith("local:"):
-        try:
-            n = int(text.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ClusterError(f"--cluster {text}: local:N takes a number of CPUs from 1 up")
+    n = local_cpus(text, "--cluster")
+    if n is not None:
         return Target(n, None)
     if text.startswith("ray://"):
         raise ClusterError("Ray Data does not run under Ray Client (ray://): give the cluster's "

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ClusterError
-from .submit import LocalRay
+from .submit import LocalRay, local_cpus
 
 INSTALL_HINT = ("training on Ray needs Ray Train: install chikaku[cluster] "
                 "(pip install 'chikaku[cluster]')")
@@ -50,13 +50,8 @@ class RayTarget:
 
 def parse_ray_target(text: str) -> RayTarget:
     text = text.strip()
-    if text.startswith("local:"):
-        try:
-            n = int(text.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ClusterError(f"--ray {text}: local:N takes a number of CPUs from 1 up")
+    n = local_cpus(text, "--ray")
+    if n is not None:
         return RayTarget(n, None)
     if text.startswith(("http://", "https://")):
         raise ClusterError(
