@@ -105,8 +105,8 @@ class FeedbackCatalog:
     def of_query(self, key: str) -> tuple[list[int], list[int]]:
         """(photos marked right, photos marked wrong) for one query, oldest mark first."""
         try:
-            with self.catalog.session() as s:
-                rows = s.execute(select(Mark.photo_id, Mark.right).where(Mark.query_key == key)
+            with self.catalog.reading() as c:  # every search asks: a plain read
+                rows = c.execute(select(Mark.photo_id, Mark.right).where(Mark.query_key == key)
                                  .order_by(Mark.id)).all()
         except LibraryError:
             if self._tables_missing():

@@ -49,7 +49,7 @@ from .errors import LibraryError
 
 log = logging.getLogger(__name__)
 
-IVF_THRESHOLD = 200_000
+IVF_THRESHOLD = 50_000
 TARGET_RECALL = 0.97  # tuned on sample queries, so that real queries stay above 0.95
 PLATEAU = 0.01  # a PQ index's nprobe stops doubling when recall@10 gains less than this
 MIN_MEMORY = 64 << 20  # the smallest memory budget taken

@@ -170,10 +170,11 @@ class Library:
         Loading takes seconds; searches answered meanwhile are not held up (``_search_model``).
         Never asked for while holding ``_lock``: a load holds ``_loading`` and then takes
         ``_lock``, so the other order would deadlock."""
-        rec = self.registry.active()
+        version = self.registry.active_version()
         with self._lock:
-            if self._model is not None and self._model.version == rec.version:
+            if self._model is not None and self._model.version == version:
                 return self._model
+        rec = self.registry.active()
         with self._loading:  # one load at a time; a second caller takes the first one's model
             with self._lock:
                 if self._model is not None and self._model.version == rec.version:
@@ -181,7 +182,7 @@ class Library:
             model = self.registry.load(rec, self.config.device)
             with self._lock:
                 # a switch made meanwhile already set its own model
-                if self._model is None or self._model.version != self.registry.active().version:
+                if self._model is None or self._model.version != self.registry.active_version():
                     self._model = model
                 return self._model
 
@@ -213,6 +214,10 @@ class Library:
     def text_encoder(self) -> DualEncoder | QuickText:
         """What encodes a query's words: the active version's quick text side where it has one
         (engine.models.quicktext), else its model."""
+        version = self.registry.active_version()
+        with self._lock:
+            if self._quick is not None and self._quick[0] == version and self._quick[1]:
+                return self._quick[1]
         return self._quick_text(self.registry.active()) or self.model
 
     def warm_up(self) -> None:
@@ -406,7 +411,7 @@ class Library:
         for _ in range(3):  # the active version's model and its index, even while models switch
             model = self._search_model(terms)  # loaded outside the lock (it may take seconds)
             with self._lock:
-                if model.version == self.registry.active().version:
+                if model.version == self.registry.active_version():
                     idx = self.store.current(model)
                     break
         else:

@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,11 @@ PAGE = 200  # the most photos one call returns as likely matches; the next page 
 # all of their photos would take longer than the search): "dog" in a library of captioned dogs.
 TEXT_LIMIT = 1000
 RRF_K = 60  # reciprocal rank fusion: a photo scores 1 / (RRF_K + rank) in each ranking
+
+# A query's vector is made on one of these threads while its words are looked up in the catalog:
+# the encoder's products and SQLite's lookups both let go of the interpreter lock, so on two
+# cores they overlap (tests/bench/bench_hybrid.py).
+_ENCODING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chikaku-query")
 
 # Little words that say nothing about a photo: left out when a text term's words are looked up
 # (a term of only such words keeps them).
@@ -114,41 +120,60 @@ class Ranker:
         if allowed is not None and len(allowed) == 0:
             return Ranked([], [], [], [])
         excluded = self._excluded_by_words(terms) | set(drop)
-        vec = self.encode(positive) if positive else None
-        firsts = self._word_matches(positive, allowed, excluded)
+        # the query's vector, and each excluding term's, made while its words are looked up
+        # (module docstring)
+        pending = _ENCODING.submit(self.encode, positive) if positive else None
+        unwanted = [_ENCODING.submit(self.encode, [Term(1.0, t.kind, t.value)])
+                    for t in self._excluding(terms)] if positive else []
+        try:
+            firsts = self._word_matches(positive, allowed, excluded)
+            some = (self._word_matches(positive, allowed, excluded, every=False)
+                    if pending is not None else [])
+        except BaseException:
+            for job in [pending, *unwanted]:
+                if job is not None:
+                    job.cancel()  # or left to finish: nobody waits for it
+            raise
+        vec = pending.result() if pending is not None else None
+        against = [job.result() for job in unwanted]
         if vec is None:  # only has: terms: every photo holding the words, best BM25 first
             ordered = np.array(self._ordered(must), dtype=np.int64)
             ids = [i for i in ordered[allowed.contains(ordered)].tolist() if i not in excluded]
             page = ids[offset : offset + (PAGE if k is None else k)]
             return Ranked(page, [float("nan")] * len(page), [1.0] * len(page), [True] * len(page))
         null = Null.of(vec, self.reference)
-        return self._fused(vec, null, firsts, allowed, excluded, terms, k, offset,
+        return self._fused(vec, null, firsts, some, allowed, excluded, against, k, offset,
                            words_pool=pool is not None)
 
     # -- the two tiers --------------------------------------------------------------------------
-    def _fused(self, vec, null: Null, firsts: list[int], allowed, excluded: set[int],
-               terms: list[Term], k: int | None, offset: int, words_pool: bool) -> Ranked:
+    def _fused(self, vec, null: Null, firsts: list[int], some: list[int], allowed,
+               excluded: set[int], against: list[np.ndarray], k: int | None, offset: int,
+               words_pool: bool) -> Ranked:
+        """``firsts``: the photos holding all of a text term's words; ``some``: those holding
+        any of them, best BM25 first (the text ranking of the fusion); ``against``: the
+        excluding terms' vectors."""
         want = offset + (PAGE if k is None else k)
-        some = self._word_matches(self._positive(terms), allowed, excluded, every=False)
-        near_ids, near_cos = self._rest(vec, allowed, excluded, terms, want + len(firsts))
-        cos = dict(zip(near_ids.tolist(), near_cos.tolist(), strict=True))
-        vector_rank = {i: r for r, i in enumerate(near_ids.tolist())}
-        others = [i for i in dict.fromkeys(firsts + some) if i not in cos]
-        if others:  # photos found by their words that the nearest photos did not include
-            other_ids, other_cos = self._cosines(vec, others)
-            gone = set(self._matched(self._excluding(terms), other_ids).tolist())
-            for i, c in zip(other_ids.tolist(), other_cos.tolist(), strict=True):
-                if i not in gone:
-                    cos[i] = c
-                    vector_rank[i] = len(vector_rank)
-        text_rank = {i: r for r, i in enumerate(some)}
-        fused = {i: 1 / (RRF_K + 1 + vector_rank[i])
-                 + (1 / (RRF_K + 1 + text_rank[i]) if i in text_rank else 0.0) for i in cos}
-        first = set(firsts)
-        order = sorted(cos, key=lambda i: (i not in first, -fused[i], vector_rank[i]))
-        ids = np.array(order, dtype=np.int64)
-        cosines = np.array([cos[i] for i in order], dtype=np.float64)
-        words = np.array([words_pool or i in first for i in order], dtype=bool)
+        ids, cos = self._rest(vec, allowed, excluded, against, want + len(firsts))
+        found = np.fromiter(dict.fromkeys(firsts + some), dtype=np.int64)
+        others = found[~np.isin(found, ids)]
+        if len(others):  # photos found by their words that the nearest photos did not include
+            other_ids, other_cos = self._cosines(vec, others.tolist())
+            kept = ~np.isin(other_ids, self._matched(against, other_ids))
+            ids = np.concatenate([ids, other_ids[kept]])  # ranked after the nearest, by cosine
+            cos = np.concatenate([cos, other_cos[kept]])
+        vector_rank = np.arange(len(ids))
+        fused = 1.0 / (RRF_K + 1 + vector_rank)
+        if some:  # each photo's place in the text ranking, where it has one
+            text_ids = np.asarray(some, dtype=np.int64)
+            by_id = np.argsort(text_ids, kind="stable")
+            at = np.minimum(np.searchsorted(text_ids[by_id], ids), len(text_ids) - 1)
+            held = text_ids[by_id][at] == ids
+            fused[held] += 1.0 / (RRF_K + 1 + by_id[at][held])
+        first = np.isin(ids, np.asarray(firsts, dtype=np.int64))
+        order = np.lexsort((vector_rank, -fused, ~first))  # the last key sorts first
+        ids = ids[order]
+        cosines = cos[order].astype(np.float64)
+        words = first[order] | words_pool
         strength = self.cal.strength(null.z(cosines))
         strength[words] = np.maximum(strength[words], STRONG)
         likely = max(MIN_LIKELY, int((strength >= 0.5).sum()))
@@ -173,34 +198,34 @@ class Ranker:
                                           every=True)
         return found, scores
 
-    def _rest(self, vec, allowed, skip: set[int], terms: list[Term], want: int
+    def _rest(self, vec, allowed, skip: set[int], against: list[np.ndarray], want: int
               ) -> tuple[np.ndarray, np.ndarray]:
         """The best ``want`` photos by cosine, leaving out ``skip`` and the photos an excluding
-        term matches; fetched in growing rounds while exclusions thin them."""
-        excluding = self._excluding(terms)
+        term (its vector in ``against``) matches; fetched in growing rounds while exclusions
+        thin them."""
         total = len(self.index) if allowed is None else len(allowed)
         if want <= 0 or total == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        fetch = want + len(skip) + (want if excluding else 0)
+        fetch = want + len(skip) + (want if against else 0)
         while True:
             scores, ids = self.index.search(vec, min(max(fetch, 1), total), allowed)
             keep = np.array([i not in skip for i in ids.tolist()], dtype=bool)
             ids, scores = ids[keep], scores[keep]
-            if excluding and len(ids):
-                gone = self._matched(excluding, ids)
+            if against and len(ids):
+                gone = self._matched(against, ids)
                 keep = ~np.isin(ids, gone)
                 ids, scores = ids[keep], scores[keep]
             if len(ids) >= want or fetch >= total:
                 return ids[:want], scores[:want]
             fetch *= 4
 
-    def _matched(self, excluding: list[Term], candidates: np.ndarray) -> np.ndarray:
-        """The candidates that an excluding term matches, even weakly (calibration.exclude)."""
+    def _matched(self, against: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        """The candidates that an excluding term (its vector in ``against``) matches, even
+        weakly (calibration.exclude)."""
         if len(candidates) == 0:
             return np.zeros(0, np.int64)
         gone = []
-        for t in excluding:
-            v = self.encode([Term(1.0, t.kind, t.value)])
+        for v in against:
             scores, ids = self.index.search(v, len(candidates), candidates, every=True)
             z = Null.of(v, self.reference).z(scores)
             gone.append(ids[z >= self.cal.exclude])

@@ -94,6 +94,14 @@ class ModelRegistry:
             raise LibraryError("the library has no active model")
         return self.located(rec)
 
+    def active_version(self) -> str:
+        """The active version's name: ``active().version`` in one plain read (every search asks
+        it, to answer with the version that is active)."""
+        version = self.catalog.active_version()
+        if version is None:
+            raise LibraryError("the library has no active model")
+        return version
+
     def has_active(self) -> bool:
         return self.catalog.active_model_row() is not None
 

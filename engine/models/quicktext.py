@@ -48,20 +48,39 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarr
     return centred / np.sqrt(var + LAYER_NORM_EPS) * weight + bias
 
 
+# Numerical Recipes' erfc by Chebyshev fit, highest power first (after the last, the constant
+# -1.26551223)
+_ERFC = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+         0.37409196, 1.00002368)
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
     """The error function to within 1.2e-7 (Numerical Recipes' erfc by Chebyshev fit), so that
-    GELU is BERT's exact one and not the tanh approximation."""
+    GELU is BERT's exact one and not the tanh approximation. In place where it can be: a
+    query's every layer calls it on (tokens, 1536) values."""
     z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277))))))))
-    erfc = t * np.exp(poly)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+    t = z * 0.5
+    t += 1.0
+    np.reciprocal(t, out=t)
+    poly = np.full_like(t, _ERFC[0])
+    for c in _ERFC[1:]:  # Horner's rule
+        poly *= t
+        poly += c
+    poly *= t
+    poly -= 1.26551223
+    z *= z
+    poly -= z
+    np.exp(poly, out=poly)
+    poly *= t  # erfc(|x|)
+    return np.where(x >= 0, 1.0 - poly, poly - 1.0)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    out = _erf(x * (1.0 / math.sqrt(2.0)))
+    out += 1.0
+    out *= x
+    out *= 0.5
+    return out
 
 
 class QuickText:
@@ -123,8 +142,14 @@ class QuickText:
         for key in [k for k in weights if k.endswith(".weight") and weights[k].ndim == 2
                     and not k.startswith("embeddings.")]:
             weights[key] = np.ascontiguousarray(weights[key].T)
-        return cls(version, weights, tok, int(arch["num_attention_heads"]),
-                   int(arch["num_hidden_layers"]))
+        layers = int(arch["num_hidden_layers"])
+        for i in range(layers):  # query, key and value as one product
+            p = f"encoder.layer.{i}.attention.self."
+            for part, axis in (("weight", 1), ("bias", 0)):
+                weights[p + "qkv." + part] = np.ascontiguousarray(np.concatenate(
+                    [weights.pop(p + f"{name}.{part}") for name in ("query", "key", "value")],
+                    axis=axis))
+        return cls(version, weights, tok, int(arch["num_attention_heads"]), layers)
 
     # -- the network ----------------------------------------------------------------------------
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
@@ -150,9 +175,8 @@ class QuickText:
             def split(x: np.ndarray) -> np.ndarray:
                 return x.reshape(n, self._heads, head).transpose(1, 0, 2)
 
-            q = split(self._linear(h, p + "attention.self.query"))
-            k = split(self._linear(h, p + "attention.self.key"))
-            v = split(self._linear(h, p + "attention.self.value"))
+            qkv = self._linear(h, p + "attention.self.qkv")
+            q, k, v = (split(qkv[:, j * width : (j + 1) * width]) for j in range(3))
             scores = (q @ k.transpose(0, 2, 1)) * scale
             scores -= scores.max(axis=-1, keepdims=True)
             attn = np.exp(scores)

@@ -36,7 +36,8 @@ def _chunks(ids, vecs, size):
 # -- the memory budget ------------------------------------------------------------------------
 def test_the_memory_budget_picks_the_kind_the_readme_gives():
     """At the bundled model's 384 dimensions (the README's table)."""
-    assert plan_for(50_000, 384, parse_memory("8G")).kind == "flat"
+    assert plan_for(40_000, 384, parse_memory("8G")).kind == "flat"
+    assert plan_for(100_000, 384, parse_memory("1G")).kind == "ivf"
     assert plan_for(1_000_000, 384, parse_memory("8G")).kind == "ivf"
     assert plan_for(1_000_000, 384, None).kind == "ivf"
     assert plan_for(10_000_000, 384, None).kind == "ivf"  # no budget: as before
