@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from datetime import datetime
 
 import pytest
@@ -120,3 +123,25 @@ def test_cells_look_as_the_style_draws_them(qtbot, tiny_window, monkeypatch):
                  if ours.pixel(x, y) != style.pixel(x, y))
     assert differ < 0.002 * (style.width() // 2) * (style.height() // 2)  # a month name's antialiasing
     assert ours.pixel(20, 20) == style.pixel(20, 20)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities: Linux")
+def test_icons_are_made_below_the_interface_s_priority(qtbot, tiny_window, monkeypatch):
+    """A scroll's frames come first: the threads making icons run at a lower priority than the
+    interface thread (on two cores, scrolling's slowest frames were those in which icons were
+    being made beside it)."""
+    import app.thumbs as thumbs
+
+    seen: list[int] = []
+
+    def made(path, cache_dir, pixels):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        raise OSError("no such photo")
+
+    monkeypatch.setattr(thumbs, "icon_image", made)
+    w = tiny_window
+    w.show_hits(_synthetic_hits(30))
+    qtbot.waitUntil(lambda: len(seen) >= 5, timeout=WAIT_MS)
+    interface = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert min(seen) >= interface + thumbs.WORKER_NICENESS or min(seen) == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == interface
