@@ -51,10 +51,11 @@ PAGE = 200  # the most photos one call returns as likely matches; the next page 
 TEXT_LIMIT = 1000
 RRF_K = 60  # reciprocal rank fusion: a photo scores 1 / (RRF_K + rank) in each ranking
 
-# A query's vector is made on one of these threads while its words are looked up in the catalog:
-# the encoder's products and SQLite's lookups both let go of the interpreter lock, so on two
-# cores they overlap (tests/bench/bench_hybrid.py).
-_ENCODING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chikaku-query")
+# A query's words are looked up in the catalog on one of these threads while the calling thread
+# makes its vector: SQLite's lookups and the encoder's products both let go of the interpreter
+# lock, so on two cores they overlap (tests/bench/bench_hybrid.py). The vector is made on the
+# calling thread, where PyTorch keeps its own threads for image queries.
+_LOOKUPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chikaku-words")
 
 # Little words that say nothing about a photo: left out when a text term's words are looked up
 # (a term of only such words keeps them).
@@ -120,22 +121,17 @@ class Ranker:
         if allowed is not None and len(allowed) == 0:
             return Ranked([], [], [], [])
         excluded = self._excluded_by_words(terms) | set(drop)
-        # the query's vector, and each excluding term's, made while its words are looked up
-        # (module docstring)
-        pending = _ENCODING.submit(self.encode, positive) if positive else None
-        unwanted = [_ENCODING.submit(self.encode, [Term(1.0, t.kind, t.value)])
-                    for t in self._excluding(terms)] if positive else []
+        # the query's words are looked up while its vector is made (_LOOKUPS)
+        lookups = _LOOKUPS.submit(self._words_of, positive, allowed, excluded) if positive else None
         try:
-            firsts = self._word_matches(positive, allowed, excluded)
-            some = (self._word_matches(positive, allowed, excluded, every=False)
-                    if pending is not None else [])
+            vec = self.encode(positive) if positive else None
+            against = [self.encode([Term(1.0, t.kind, t.value)])
+                       for t in self._excluding(terms)] if positive else []
         except BaseException:
-            for job in [pending, *unwanted]:
-                if job is not None:
-                    job.cancel()  # or left to finish: nobody waits for it
+            if lookups is not None:
+                lookups.cancel()  # or left to finish: nobody waits for it
             raise
-        vec = pending.result() if pending is not None else None
-        against = [job.result() for job in unwanted]
+        firsts, some = lookups.result() if lookups is not None else ([], [])
         if vec is None:  # only has: terms: every photo holding the words, best BM25 first
             ordered = np.array(self._ordered(must), dtype=np.int64)
             ids = [i for i in ordered[allowed.contains(ordered)].tolist() if i not in excluded]
@@ -181,6 +177,13 @@ class Ranker:
         sl = slice(offset, stop)
         return Ranked(ids[sl].tolist(), cosines[sl].tolist(), strength[sl].tolist(),
                       words[sl].tolist())
+
+    def _words_of(self, positive: list[Term], allowed, excluded: set[int]
+                  ) -> tuple[list[int], list[int]]:
+        """The photos holding all the content words of one text term, and those holding any of
+        them (``_word_matches``)."""
+        return (self._word_matches(positive, allowed, excluded),
+                self._word_matches(positive, allowed, excluded, every=False))
 
     @staticmethod
     def _positive(terms: list[Term]) -> list[Term]:
