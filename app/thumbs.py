@@ -32,19 +32,24 @@ PER_JOB = 4  # thumbnails a worker makes in one go
 # frames come first, and the icons take the cores' remaining time (on 2 cores, scrolling's p95
 # frame 18.8 -> 9-10 ms: tests/bench/bench_home.py).
 WORKER_NICENESS = 10
-_worker = threading.local()
 
 
 def _yield_to_the_interface() -> None:
-    """Lower this worker thread's priority once (Linux; elsewhere it keeps the default)."""
-    if getattr(_worker, "lowered", False):
+    """Set this worker thread's priority to WORKER_NICENESS below the process's (Linux;
+    elsewhere it keeps the default). Absolute rather than a step down each time: Qt's pool
+    threads may run each job with a new Python thread state, so nothing marks a thread as done."""
+    if not sys.platform.startswith("linux"):
         return
-    _worker.lowered = True
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid)
-                           + WORKER_NICENESS)
+    with contextlib.suppress(OSError):
+        tid = threading.get_native_id()
+        wanted = min(19, _INTERFACE_NICENESS + WORKER_NICENESS)
+        if os.getpriority(os.PRIO_PROCESS, tid) < wanted:
+            os.setpriority(os.PRIO_PROCESS, tid, wanted)
+
+
+# the interface thread's priority: the process's, read when the app imports this module
+_INTERFACE_NICENESS = os.getpriority(os.PRIO_PROCESS, 0) if sys.platform.startswith("linux") \
+    else 0
 
 
 def disk_side(pixels: int) -> int:

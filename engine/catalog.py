@@ -442,7 +442,10 @@ class Catalog:
             cur = c.connection.driver_connection.cursor()
             try:
                 return cur.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:  # unreadable, damaged, locked: as session's
+                if not isinstance(e, sqlite3.OperationalError) and type(e) is not \
+                        sqlite3.DatabaseError:
+                    raise
                 raise LibraryError(_unusable(_shown_url(self.url), e)) from e
             finally:
                 cur.close()
@@ -887,6 +890,10 @@ class Catalog:
             except sqlite3.OperationalError as e:  # words FTS5 cannot read: no photo holds them
                 log.info("full-text query %r refused: %s", matches, e)
                 return []
+            except sqlite3.DatabaseError as e:  # a damaged catalog: as session's
+                if type(e) is not sqlite3.DatabaseError:
+                    raise
+                raise LibraryError(_unusable(_shown_url(self.url), e)) from e
             finally:
                 cur.close()
 

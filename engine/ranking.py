@@ -210,16 +210,23 @@ class Ranker:
         if want <= 0 or total == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         fetch = want + len(skip) + (want if against else 0)
+        every = False
         while True:
-            scores, ids = self.index.search(vec, min(max(fetch, 1), total), allowed)
+            scores, ids = self.index.search(vec, min(max(fetch, 1), total), allowed, every)
             keep = np.array([i not in skip for i in ids.tolist()], dtype=bool)
             ids, scores = ids[keep], scores[keep]
             if against and len(ids):
                 gone = self._matched(against, ids)
                 keep = ~np.isin(ids, gone)
                 ids, scores = ids[keep], scores[keep]
-            if len(ids) >= want or fetch >= total:
+            if len(ids) >= want:
                 return ids[:want], scores[:want]
+            if fetch >= total:
+                if every or allowed is None or self.index.kind == "flat":
+                    return ids[:want], scores[:want]
+                # An inverted file looks only in the lists nearest the query, which may hold
+                # few of a filter's photos (a small folder): then it looks in all of them.
+                every = True
             fetch *= 4
 
     def _matched(self, against: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 import engine.index as index_mod
 from engine.bigindex import build_sharded, read_ondisk
@@ -208,3 +208,17 @@ def test_searching_within_a_filter_finds_what_the_list_of_its_ids_finds(monkeypa
                 np.testing.assert_array_equal(a[1], b[1])
                 np.testing.assert_allclose(a[0], b[0])
                 assert np.isin(b[1], allowed).all()
+
+
+def test_a_small_folder_of_a_large_library_shows_all_its_photos(tiny_lib, monkeypatch):
+    """An inverted file looks only in the lists nearest the query; a folder of a few photos
+    spread over other lists still shows every one of them when asked for more than it holds."""
+    _large(tiny_lib, monkeypatch)
+    with tiny_lib.catalog.session() as s:  # 12 photos, from all over the library, in a folder
+        for i in range(12):
+            s.execute(text("UPDATE photos SET path = :p WHERE id = :i"),
+                      {"p": f"/photos/few/{i:02d}.jpg", "i": 1 + i * 997})
+        tiny_lib.catalog.bump_generation(s)
+    assert tiny_lib.index.kind == "ivf" and tiny_lib.index.nprobe < tiny_lib.index.plan.nlist
+    hits = tiny_lib.search(query="a dog", k=20, folder="/photos/few")
+    assert sorted(h.path for h in hits) == [f"/photos/few/{i:02d}.jpg" for i in range(12)]
