@@ -13,6 +13,9 @@ marks ever saw. Prints mean ± standard deviation over the seeds, and for the 20
 themselves how far each model puts the captioned photo above the photos marked wrong (the mean
 cosine margin, with the model's own embeddings, before any re-ranking by the marks).
 
+``--seen``: the person goes on searching (the candidates in a fixed random order) until the
+photo searched for was in the top 20 for ``--queries`` of the queries, and marks only those.
+
 ``--captioned N``: a person who has captioned only N of the train photos (spread over the
 split; the others' captions are taken away after the import), and who searches for what the
 other photos show: the marked queries are captions of uncaptioned train photos, so a right
@@ -49,6 +52,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--captioned", type=int, default=None,
                     help="train photos left with their captions (default: all of them)")
+    ap.add_argument("--seen", action="store_true",
+                    help="marks only for queries whose photo the person saw in the top 20 "
+                         "(searching until there are --queries of them)")
     args = ap.parse_args()
     data = Path(args.dataset)
     lib = captioned_library(data, args.device, "chikaku-bench-feedback-")
@@ -68,6 +74,8 @@ def main() -> None:
     first_caption = {}
     for caption, owner in zip(train.captions, train.caption_image, strict=True):
         first_caption.setdefault(int(owner), caption)
+    if args.seen:  # every candidate in turn, spread over the split, until enough are found
+        picks = candidates[np.random.default_rng(0).permutation(len(candidates))]
     marks = []
     for i in picks:
         query = first_caption[int(i)]
@@ -75,7 +83,11 @@ def main() -> None:
         top = [h.photo_id for h in lib.search(query, k=20)]
         right = [source] if source in top else []
         wrong = [p for p in top if p != source][:2]
+        if args.seen and not right:
+            continue
         marks.append((query, right, wrong, top.index(source) + 1 if source in top else None))
+        if len(marks) == args.queries:
+            break
     found = sum(1 for m in marks if m[1])
     print(f"{len(marks)} queries: the captioned photo in the top 20 for {found}; "
           f"{sum(len(m[2]) for m in marks)} photos marked wrong")
