@@ -186,12 +186,13 @@ class Library:
                     self._model = model
                 return self._model
 
-    def _quick_text(self, rec: ModelRecord) -> QuickText | None:
-        """The text side of an active version in NumPy (engine.models.quicktext), made once;
+    def _quick_text(self, version: str) -> QuickText | None:
+        """The text side of the active version in NumPy (engine.models.quicktext), made once;
         None when its family has none or its files cannot be read (the model answers then)."""
         with self._lock:
-            if self._quick is not None and self._quick[0] == rec.version:
+            if self._quick is not None and self._quick[0] == version:
                 return self._quick[1]
+        rec = self.registry.active()  # its row only when the side is to be made
         try:
             quick = QuickText.for_model(rec.version, json.loads(rec.config_json or "{}"),
                                         Path(rec.path) if rec.path else None)
@@ -214,11 +215,7 @@ class Library:
     def text_encoder(self) -> DualEncoder | QuickText:
         """What encodes a query's words: the active version's quick text side where it has one
         (engine.models.quicktext), else its model."""
-        version = self.registry.active_version()
-        with self._lock:
-            if self._quick is not None and self._quick[0] == version and self._quick[1]:
-                return self._quick[1]
-        return self._quick_text(self.registry.active()) or self.model
+        return self._quick_text(self.registry.active_version()) or self.model
 
     def warm_up(self) -> None:
         """Make the first text search quick: the active version's text side (in NumPy where it
