@@ -104,3 +104,6 @@ class TrainOptions:
         "also train the last N layers of the text tower", metavar="N"))
     wise_alpha: float = field(default=1.0, metadata=_cli(
         "WiSE-FT: keep A of the fine-tuning (0..1)", metavar="A"))
+    features: str | None = field(default=None, metadata=_cli(
+        "read the towers' features from a folder `chikaku cluster features` made (DIR: its "
+        "job folder) instead of computing them here", metavar="DIR", type=str))

@@ -1,5 +1,6 @@
 """The command line of cluster indexing: ``chikaku index --cluster URL --job-dir DIR PATH...``
-and its steps, ``chikaku cluster plan | submit | wait | ingest``.
+and its steps, ``chikaku cluster plan | submit | wait | ingest``; and of training's features
+made on a cluster, ``chikaku cluster features --cluster URL --job-dir DIR``.
 
 Nothing here imports Ray: the steps that need it import it when they run, and say which extra
 to install when it is missing.
@@ -39,6 +40,15 @@ def add_cluster_command(sub, common: argparse.ArgumentParser) -> None:
         if name == "ingest":
             st.add_argument("--partial", action="store_true",
                             help="take the shards there are, although the job is not finished")
+    ft = steps.add_parser("features", parents=[common],
+                          help="compute training's tower features on the cluster, into DIR",
+                          description="Run the frozen towers on every captioned photo's views "
+                          "and every caption on the cluster, and merge the results into a store "
+                          "in DIR that `chikaku train --features DIR` reads. Only what DIR's "
+                          "store lacks is computed; rerun with the same DIR to resume.")
+    ft.add_argument("--cluster", metavar="URL", required=True, help=CLUSTER_HELP)
+    ft.add_argument("--crops", type=int, default=0, metavar="N",
+                    help="also N random crops of each photo (as `chikaku train --crops N`)")
     for st in steps.choices.values():
         st.add_argument("--job-dir", metavar="DIR", required=True, help="the job's folder")
         st.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,7 +88,8 @@ def _folders(lib, paths: list[str]) -> list[str]:
     return folders
 
 
-def _run_job(target: str, job_dir: Path, quiet: bool) -> None:
+def _run_job(target: str, job_dir: Path, quiet: bool,
+             what: str = "embedding on the cluster") -> None:
     from .coordinator import finished
     from .jobdir import read_plan
     from .submit import cluster_address, running, submit, wait
@@ -88,7 +99,7 @@ def _run_job(target: str, job_dir: Path, quiet: bool) -> None:
     with cluster_address(target, job_dir) as (address, python):
         if not running(address, job_dir):  # else follow the job a killed command left going
             submit(address, job_dir, python)
-        show, close = _bar(quiet, "embedding on the cluster")
+        show, close = _bar(quiet, what)
         try:
             wait(address, job_dir, show)
         except KeyboardInterrupt:
@@ -168,7 +179,53 @@ def run_index(args, open_library: Callable, shown: Callable[[str], str]) -> int:
         lib.close()
 
 
+def run_features(args, open_library: Callable, shown: Callable[[str], str]) -> int:
+    """``chikaku cluster features``: plan (or resume the unfinished job DIR holds), run the job,
+    merge its shards into DIR's store."""
+    from . import require_ray
+    from .features import build, built, is_features_job, plan_features
+    from .jobdir import read_plan
+    from .submit import parse_target
+
+    parse_target(args.cluster)
+    require_ray()
+    job_dir = Path(args.job_dir).expanduser().resolve()
+    lib = open_library(args)
+    try:
+        resume = (is_features_job(job_dir) and not built(job_dir)
+                  and read_plan(job_dir).extra.get("views") == _views(args.crops))
+        if resume:
+            print(f"resuming the features job in {job_dir}", file=sys.stderr)
+        else:
+            made = plan_features(lib, job_dir, crops=args.crops)
+            print(f"planned: {made.extra['photos']} photos ({len(made.extra['views'])} views "
+                  f"each) and {made.extra['captions']} captions to run the towers on",
+                  file=sys.stderr)
+        _run_job(args.cluster, job_dir, args.quiet, "tower features on the cluster")
+        report = build(lib, job_dir)
+    finally:
+        lib.close()
+    print(f"features of {report.photos} photos ({len(report.views)} views each) and "
+          f"{report.captions} captions in {report.store}; train with them: "
+          f"chikaku train --features {shown(str(job_dir))}")
+    for name, why in sorted(report.refused.items()):
+        print(f"shard refused: {name}: {shown(why)}")
+    if report.skipped:
+        print("skipped (training computes or reports these itself):")
+        for path, reason in sorted(report.skipped.items()):
+            print(f"  {shown(path)}: {shown(reason)}")
+    return 0
+
+
+def _views(crops: int) -> list[str]:
+    from ..training.features import views
+
+    return views(True, crops)
+
+
 def run_step(args, open_library: Callable, shown: Callable[[str], str]) -> int:
+    if args.step == "features":
+        return run_features(args, open_library, shown)
     job_dir = Path(args.job_dir).expanduser().resolve()
     if args.step == "plan":
         from .coordinator import plan

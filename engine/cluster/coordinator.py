@@ -32,6 +32,7 @@ from .jobdir import (
     MODEL,
     SHARDS,
     Plan,
+    finished_count,
     finished_rows,
     pyarrow,
     read_plan,
@@ -95,8 +96,8 @@ def plan(library: Library, paths: list[Path | str], job_dir: Path,
 
 
 def finished(job_dir: Path) -> int:
-    """How many of the plan's photos finished shards hold (read from the shards' names)."""
-    return sum(s.rows for s in shards(job_dir))
+    """How many of the plan's rows finished shards hold (read from the shards' names)."""
+    return finished_count(job_dir)
 
 
 def ingested(job_dir: Path) -> bool:

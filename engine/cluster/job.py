@@ -1,4 +1,5 @@
-"""The Ray job: decode and embed a job folder's pending photos into Parquet shards.
+"""The Ray job: decode and embed a job folder's pending photos into Parquet shards (or, for a
+features job, run the frozen towers on its photos' views and its captions).
 
 Run on the cluster by the Jobs API as ``python -m engine.cluster.job JOB_DIR``. Photos are read
 and decoded by CPU tasks with the engine's own decoder (a bad file becomes a row with its
@@ -25,7 +26,17 @@ import ray
 
 from ..errors import BadImage
 from ..imageio import content_hash, decode, read_file
-from .jobdir import MODEL, Plan, finished_rows, pyarrow, read_manifest, read_plan, write_shard
+from .jobdir import (
+    MODEL,
+    TEXT_SHARDS,
+    TEXTS,
+    Plan,
+    finished_rows,
+    pyarrow,
+    read_manifest,
+    read_plan,
+    write_shard,
+)
 
 
 @dataclass(frozen=True)
@@ -77,11 +88,13 @@ def unplaceable(sizing: Sizing, nodes: list[dict[str, float]]) -> str | None:
     return None
 
 
-def decode_batch(batch: dict[str, np.ndarray], size: int,
-                 max_pixels: int) -> dict[str, np.ndarray]:
-    """Read and decode a batch of manifest rows (a CPU task)."""
+def decode_batch(batch: dict[str, np.ndarray], size: int, max_pixels: int,
+                 large: int = 0) -> dict[str, np.ndarray]:
+    """Read and decode a batch of manifest rows (a CPU task); ``large``: also at that size
+    (what a features job's crop views are cut from)."""
     n = len(batch["row"])
     pixels = np.zeros((n, size, size, 3), np.uint8)
+    big = np.zeros((n, large, large, 3), np.uint8) if large else None
     digest, reason, taken = [""] * n, [""] * n, [""] * n
     width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for i, path in enumerate(batch["path"]):
@@ -89,6 +102,8 @@ def decode_batch(batch: dict[str, np.ndarray], size: int,
             data = read_file(Path(path))
             digest[i] = content_hash(data)
             img = decode(data, size=size, max_pixels=max_pixels)
+            if big is not None:
+                big[i] = decode(data, size=large, max_pixels=max_pixels).pixels
         except BadImage as e:
             reason[i] = str(e)
             continue
@@ -97,9 +112,12 @@ def decode_batch(batch: dict[str, np.ndarray], size: int,
             continue
         pixels[i], width[i], height[i] = img.pixels, img.width, img.height
         taken[i] = img.taken_at.isoformat() if img.taken_at else ""
-    return {**batch, "pixels": pixels, "content_hash": np.array(digest, object),
-            "reason": np.array(reason, object), "taken_at": np.array(taken, object),
-            "width": width, "height": height}
+    out = {**batch, "pixels": pixels, "content_hash": np.array(digest, object),
+           "reason": np.array(reason, object), "taken_at": np.array(taken, object),
+           "width": width, "height": height}
+    if big is not None:
+        out["large"] = big
+    return out
 
 
 class Embed:
@@ -147,6 +165,83 @@ class Embed:
         return {"done": np.array([n]), "bad": np.array([int((~ok).sum())])}
 
 
+class Stems(Embed):
+    """An actor of a features job: the model's frozen tower parts on every view of each decoded
+    photo, a shard row per view (a bad file: one row with its reason)."""
+
+    def __init__(self, job_dir: str, threads: int) -> None:
+        super().__init__(job_dir, threads)
+        from ..training.finetune import tower_key
+
+        extra = read_plan(self.job_dir).extra
+        self.views = list(extra["views"])
+        if tower_key(self.model) != extra["tower"]:
+            raise RuntimeError(f"the towers loaded on this node are {tower_key(self.model)}, "
+                               f"the job was planned for {extra['tower']}")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        from ..training.features import view_stems
+
+        pa, _pq = pyarrow()
+        ok = np.flatnonzero([not r for r in batch["reason"]])
+        cols: dict[str, list] = {k: [] for k in ("row", "path", "view", "key", "stem", "reason")}
+        made = {}
+        if len(ok):
+            pixels = torch.as_tensor(batch["pixels"][ok])
+            large = batch["large"][ok] if "large" in batch else None
+            hashes = [batch["content_hash"][i] for i in ok]
+            made = {v: view_stems(self.model, pixels, large, hashes, v) for v in self.views}
+        at = {int(i): j for j, i in enumerate(ok)}
+        for i, row in enumerate(batch["row"]):
+            if i not in at:
+                cols["row"].append(int(row))
+                cols["path"].append(str(batch["path"][i]))
+                cols["view"].append(None)
+                cols["key"].append(None)
+                cols["stem"].append(None)
+                cols["reason"].append(batch["reason"][i])
+                continue
+            for v in self.views:
+                cols["row"].append(int(row))
+                cols["path"].append(str(batch["path"][i]))
+                cols["view"].append(v)
+                cols["key"].append(f"i{batch['content_hash'][i]}{v}")
+                cols["stem"].append(np.ascontiguousarray(made[v][at[i]], np.float32).tobytes())
+                cols["reason"].append(None)
+        rows = len(cols["row"])
+        table = pa.table({"row": pa.array(cols["row"], pa.int64()),
+                          "path": pa.array(cols["path"], pa.string()),
+                          "view": pa.array(cols["view"], pa.string()),
+                          "key": pa.array(cols["key"], pa.string()),
+                          "stem": pa.array(cols["stem"], pa.binary()),
+                          "reason": pa.array(cols["reason"], pa.string()),
+                          "model_version": pa.array([self.version] * rows, pa.string())})
+        write_shard(self.job_dir, table)
+        n = len(batch["row"])
+        return {"done": np.array([n]), "bad": np.array([n - len(ok)])}
+
+
+class TextStems(Embed):
+    """An actor of a features job: the text tower's frozen part on a batch of captions."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..training.features import text_key
+
+        pa, _pq = pyarrow()
+        texts = [str(t) for t in batch["text"]]
+        stems = [np.ascontiguousarray(t.float().cpu().numpy(), np.float32).tobytes()
+                 for t in self.model.text_stem(texts)]
+        n = len(texts)
+        write_shard(self.job_dir, pa.table({
+            "row": pa.array(batch["row"], pa.int64()),
+            "key": pa.array([text_key(t) for t in texts], pa.string()),
+            "stem": pa.array(stems, pa.binary()),
+            "model_version": pa.array([self.version] * n, pa.string())}), TEXT_SHARDS)
+        return {"done": np.array([n]), "bad": np.array([0])}
+
+
 class Watchdog(threading.Thread):
     """Ends the job with a message when no photo has finished for ``limit`` seconds (a request
     the cluster cannot place waits forever without an error of its own)."""
@@ -172,13 +267,16 @@ class Watchdog(threading.Thread):
 
 def run(job_dir: Path) -> int:
     plan: Plan = read_plan(job_dir)
-    manifest = read_manifest(job_dir)
+    features = plan.extra.get("kind") == "features"
     done = finished_rows(job_dir)
-    rows = manifest.to_pylist()
-    todo = [r for r in rows if r["row"] not in done]
-    print(f"chikaku: {len(todo)} of {plan.total} photos to embed "
-          f"({len(done)} already in shards)", flush=True)
-    if not todo:
+    todo = [r for r in read_manifest(job_dir).to_pylist() if r["row"] not in done]
+    texts_done = finished_rows(job_dir, TEXT_SHARDS) if features else set()
+    texts = ([r for r in read_manifest(job_dir, TEXTS).to_pylist() if r["row"] not in texts_done]
+             if features else [])
+    print(f"chikaku: {len(todo) + len(texts)} of {plan.total} "
+          f"{'photos and captions to run the towers on' if features else 'photos to embed'} "
+          f"({len(done) + len(texts_done)} already in shards)", flush=True)
+    if not todo and not texts:
         return 0
     ray.init()
     nodes = node_shapes()
@@ -188,24 +286,38 @@ def run(job_dir: Path) -> int:
         print(f"chikaku: the job cannot run on this cluster: {why}", flush=True)
         return 2
     print(f"chikaku: {sizing.describe()}", flush=True)
-    ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo) // 16, 1000)))
-    # Decoding spreads over every node as tasks of its own: with the same resources and
-    # scheduling as the actors, Ray Data would fuse it into them, and they would then decode
-    # and embed in turn instead of at once.
-    ds = ds.map_batches(decode_batch, fn_kwargs={"size": plan.input_size,
-                                                 "max_pixels": plan.max_pixels},
-                        batch_size=16, num_cpus=sizing.decode_cpus, scheduling_strategy="SPREAD")
-    ds = ds.map_batches(Embed, fn_constructor_args=(str(job_dir), sizing.threads),
-                        batch_size=plan.batch_size, num_cpus=sizing.actor_cpus,
-                        num_gpus=sizing.actor_gpus or None, scheduling_strategy="DEFAULT",
-                        compute=ray.data.ActorPoolStrategy(size=sizing.actors))
     watch = Watchdog(plan.stall_s, sizing)
     watch.start()
-    finished = len(done)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        finished += int(batch["done"].sum())
-        watch.tick()
-        print(f"chikaku: progress {finished}/{plan.total}", flush=True)
+    finished = len(done) + len(texts_done)
+    stages = []
+    if texts:  # captions need no decoding: straight to the actors
+        ds = ray.data.from_items(texts, override_num_blocks=max(1, min(len(texts) // 256, 1000)))
+        stages.append(ds.map_batches(TextStems, fn_constructor_args=(str(job_dir), sizing.threads),
+                                     batch_size=256, num_cpus=sizing.actor_cpus,
+                                     num_gpus=sizing.actor_gpus or None,
+                                     compute=ray.data.ActorPoolStrategy(size=sizing.actors)))
+    if todo:
+        ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo) // 16, 1000)))
+        # Decoding spreads over every node as tasks of its own: with the same resources and
+        # scheduling as the actors, Ray Data would fuse it into them, and they would then
+        # decode and embed in turn instead of at once.
+        large = plan.extra.get("large", 0) if features else 0
+        ds = ds.map_batches(decode_batch, fn_kwargs={"size": plan.input_size,
+                                                     "max_pixels": plan.max_pixels,
+                                                     "large": large},
+                            batch_size=16, num_cpus=sizing.decode_cpus,
+                            scheduling_strategy="SPREAD")
+        stages.append(ds.map_batches(Stems if features else Embed,
+                                     fn_constructor_args=(str(job_dir), sizing.threads),
+                                     batch_size=plan.batch_size, num_cpus=sizing.actor_cpus,
+                                     num_gpus=sizing.actor_gpus or None,
+                                     scheduling_strategy="DEFAULT",
+                                     compute=ray.data.ActorPoolStrategy(size=sizing.actors)))
+    for ds in stages:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            finished += int(batch["done"].sum())
+            watch.tick()
+            print(f"chikaku: progress {finished}/{plan.total}", flush=True)
     return 0
 
 

@@ -12,6 +12,14 @@
     submission.json      the Ray job submission last made for it
     ingested.json        the plan's id, once ``ingest`` has taken the whole job
 
+A features job (``chikaku cluster features``: the frozen towers' outputs for training, see
+``engine.training.stems``) has the same plan and manifest (its captioned photos), and besides::
+
+    texts.parquet        the captions: row, text
+    shards/...           a row per photo view: row, view, key, stem (or the photo's reason)
+    text_shards/...      a row per caption: row, key, stem
+    features/            the store the shards were merged into, which training reads
+
 Every shard row names the model version that made it. pyarrow comes with the cluster extra.
 """
 
@@ -32,6 +40,9 @@ PLAN = "plan.json"
 MANIFEST = "manifest.parquet"
 MODEL = "model"
 SHARDS = "shards"
+TEXTS = "texts.parquet"
+TEXT_SHARDS = "text_shards"
+STORE = "features"
 SUBMISSION = "submission.json"
 INGESTED = "ingested.json"
 _SHARD = re.compile(r"^part-(\d+)-(\d+)-[0-9a-f]+\.parquet$")
@@ -94,9 +105,20 @@ def write_manifest(job_dir: Path, rows: list[tuple[str, int, int]]) -> None:
     os.replace(tmp, Path(job_dir) / MANIFEST)
 
 
-def read_manifest(job_dir: Path):
+def read_manifest(job_dir: Path, name: str = MANIFEST):
     _pa, pq = pyarrow()
-    return pq.read_table(Path(job_dir) / MANIFEST)
+    return pq.read_table(Path(job_dir) / name)
+
+
+def write_texts(job_dir: Path, texts: list[str]) -> None:
+    """A features job's captions, numbered in this order."""
+    pa, pq = pyarrow()
+    table = pa.table({"row": pa.array(range(len(texts)), pa.int64()),
+                      "text": pa.array(texts, pa.string())})
+    tmp = Path(job_dir) / f".{TEXTS}.tmp"
+    pq.write_table(table, tmp)
+    _flush(tmp)
+    os.replace(tmp, Path(job_dir) / TEXTS)
 
 
 @dataclass(frozen=True)
@@ -106,9 +128,9 @@ class Shard:
     rows: int
 
 
-def shards(job_dir: Path) -> list[Shard]:
+def shards(job_dir: Path, name: str = SHARDS) -> list[Shard]:
     """The finished shards, in manifest order (temporary files of unfinished ones are not)."""
-    folder = Path(job_dir) / SHARDS
+    folder = Path(job_dir) / name
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -121,21 +143,28 @@ def shards(job_dir: Path) -> list[Shard]:
     return sorted(out, key=lambda s: (s.first, s.path.name))
 
 
-def finished_rows(job_dir: Path) -> set[int]:
+def finished_count(job_dir: Path) -> int:
+    """How many of the plan's rows finished shards hold (read from the shards' names): photos,
+    and a features job's captions."""
+    return sum(s.rows for name in (SHARDS, TEXT_SHARDS) for s in shards(job_dir, name))
+
+
+def finished_rows(job_dir: Path, name: str = SHARDS) -> set[int]:
     """The manifest rows some finished shard holds."""
     _pa, pq = pyarrow()
     done: set[int] = set()
-    for shard in shards(job_dir):
+    for shard in shards(job_dir, name):
         done.update(pq.read_table(shard.path, columns=["row"]).column("row").to_pylist())
     return done
 
 
-def write_shard(job_dir: Path, table) -> Path:
-    """One batch of finished rows, whole or not at all."""
+def write_shard(job_dir: Path, table, name: str = SHARDS) -> Path:
+    """One batch of finished rows, whole or not at all (its name counts the manifest rows in
+    it; a features shard has a table row per view of each)."""
     _pa, pq = pyarrow()
-    folder = Path(job_dir) / SHARDS
+    folder = Path(job_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
-    rows = table.column("row").to_pylist()
+    rows = sorted(set(table.column("row").to_pylist()))
     tag = uuid.uuid4().hex[:12]
     tmp = folder / f".part-{tag}.tmp"
     pq.write_table(table, tmp)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import ClusterError, require_ray
-from .jobdir import SUBMISSION, read_plan, shards
+from .jobdir import SUBMISSION, finished_count, read_plan
 
 
 def _prctl():
@@ -295,7 +295,7 @@ def wait(address: str, job_dir: Path, on_progress: Callable[[int, int], None] | 
     while True:
         status = client.get_job_status(sid)
         if on_progress is not None:
-            on_progress(min(total, sum(s.rows for s in shards(job_dir))), total)
+            on_progress(min(total, finished_count(job_dir)), total)
         if status.is_terminal():
             break
         time.sleep(poll)

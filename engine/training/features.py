@@ -18,6 +18,7 @@ import torch
 from ..evaluate import decode_all
 from ..models.base import DualEncoder
 from .data import CaptionedPhotos
+from .stems import CaptionRows, Rows, StemStore
 
 
 class FeatureCache:
@@ -58,7 +59,7 @@ class FeatureCache:
         self.dirty = False
 
 
-def _text_key(text: str) -> str:
+def text_key(text: str) -> str:
     return "t" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -91,6 +92,25 @@ def _crop(pixels: np.ndarray, key: str, size: int) -> torch.Tensor:
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
 
 
+def crop_decode_size(size: int) -> int:
+    return int(round(size * CROP_DECODE))
+
+
+@torch.inference_mode()
+def view_stems(model: DualEncoder, pixels: torch.Tensor, large: np.ndarray | None,
+               hashes: list[str], view: str) -> np.ndarray:
+    """Stems of one view (see ``views``) of a batch of photos: ``pixels`` decoded at the model's
+    input size, ``large`` at ``crop_decode_size`` (for crop views), ``hashes`` their content."""
+    if view.startswith("c"):
+        x = torch.stack([_crop(large[j], f"i{h}{view.rstrip('f')}", model.input_size)
+                         for j, h in enumerate(hashes)])
+    else:
+        x = pixels
+    if view.endswith("f"):
+        x = x.flip(2)
+    return model.image_stem(x).float().cpu().numpy()
+
+
 @torch.inference_mode()
 def image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
                 names: list[str], batch: int = 32, read: Callable[[int], None] | None = None
@@ -107,16 +127,9 @@ def image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
         chunk = missing[s : s + batch]
         paths = [Path(data.paths[i]) for i in chunk]
         pixels = torch.as_tensor(decode_all(paths, size))
-        large = decode_all(paths, int(round(size * CROP_DECODE))) if crops else None
+        large = decode_all(paths, crop_decode_size(size)) if crops else None
         for v in names:
-            if v.startswith("c"):
-                x = torch.stack([_crop(large[j], keys[i][0] + v.rstrip("f"), size)
-                                 for j, i in enumerate(chunk)])
-            else:
-                x = pixels
-            if v.endswith("f"):
-                x = x.flip(2)
-            stems = model.image_stem(x).float().cpu().numpy()
+            stems = view_stems(model, pixels, large, [data.hashes[i] for i in chunk], v)
             for i, f in zip(chunk, stems, strict=True):
                 cache.put(f"i{data.hashes[i]}{v}", f)
         if read is not None:
@@ -129,7 +142,7 @@ def image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
 @torch.inference_mode()
 def text_stems(model: DualEncoder, texts: list[str], cache: FeatureCache,
                batch: int = 256) -> list[torch.Tensor]:
-    keys = [_text_key(t) for t in texts]
+    keys = [text_key(t) for t in texts]
     missing = [i for i, k in enumerate(keys) if cache.get(k) is None]
     for s in range(0, len(missing), batch):
         chunk = missing[s : s + batch]
@@ -140,26 +153,70 @@ def text_stems(model: DualEncoder, texts: list[str], cache: FeatureCache,
         return [torch.from_numpy(cache.get(k)).float() for k in keys]
 
 
+def stored_image_stems(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache,
+                       names: list[str], store: StemStore,
+                       read: Callable[[int], None] | None = None) -> Rows:
+    """(views, photos) rows of image stems: the store's, and those it lacks computed here."""
+    keys = [f"i{h}{v}" for v in names for h in data.hashes]
+    rows = store.rows("image", keys).reshape(len(names), len(data.hashes))
+    lacking = np.flatnonzero((rows < 0).any(axis=0))
+    if read is not None:
+        read(len(data.hashes) - len(lacking))
+    sources = [store.stems["image"]]
+    if len(lacking):
+        made = image_stems(model, data.subset(lacking), cache, names, read=read).numpy()
+        rows[:, lacking] = (len(sources[0]) + np.arange(made.shape[0] * made.shape[1])
+                            .reshape(made.shape[:2]))
+        sources.append(made.reshape(-1, *made.shape[2:]))
+    return Rows(rows, sources)
+
+
+def stored_text_stems(model: DualEncoder, captions: list[list[str]], cache: FeatureCache,
+                      store: StemStore) -> CaptionRows:
+    """Every photo's caption stems as rows: the store's, and those it lacks computed here."""
+    flat = [c for caps in captions for c in caps]
+    rows = store.rows("text", [text_key(t) for t in flat])
+    sources = [store.stems["text"]]
+    lacking = np.flatnonzero(rows < 0)
+    if len(lacking):
+        made = torch.stack(text_stems(model, [flat[i] for i in lacking], cache)).numpy()
+        rows[lacking] = len(sources[0]) + np.arange(len(lacking))
+        sources.append(made)
+    return CaptionRows(rows, [len(c) for c in captions], sources)
+
+
 @dataclass
 class Prepared:
-    """Training inputs: cached stems (frozen tower parts) or decoded pixels (trainable towers)."""
+    """Training inputs: cached stems (frozen tower parts) or decoded pixels (trainable towers).
+    Stems read from a store of precomputed features are rows of its maps (``stems.Rows``),
+    indexed as the tensors they stand for."""
 
     cached: bool
-    images: torch.Tensor  # stems (views, N, ...) or pixels (N, H, W, 3) uint8
+    images: torch.Tensor | Rows  # stems (views, N, ...) or pixels (N, H, W, 3) uint8
     texts: list[list[str]]
-    text_stems: list[list[torch.Tensor]] = field(default_factory=list)  # per photo, per caption
+    # per photo, per caption
+    text_stems: list[list[torch.Tensor]] | CaptionRows = field(default_factory=list)
     # hard negatives (photos marked wrong for a caption's words): their stems (1, M, ...) or
     # pixels (M, H, W, 3), and per photo, per caption, the indices of its own
-    hard_images: torch.Tensor | None = None
+    hard_images: torch.Tensor | Rows | None = None
     hard_of: list[list[list[int]]] = field(default_factory=list)
 
 
 def prepare(model: DualEncoder, data: CaptionedPhotos, cache: FeatureCache, flip: bool,
-            crops: int = 0, read: Callable[[int], None] | None = None) -> Prepared:
-    """Training inputs for these photos; ``read(n)`` as photos are read (see image_stems)."""
+            crops: int = 0, read: Callable[[int], None] | None = None,
+            store: StemStore | None = None) -> Prepared:
+    """Training inputs for these photos; ``read(n)`` as photos are read (see image_stems).
+    With a ``store`` of precomputed features, the stems it holds are read from it as needed and
+    only those it lacks are computed (and cached) here."""
     hard_of = [[data.hard_for(i, c) for c in range(len(caps))]
                for i, caps in enumerate(data.captions)]
     used = data.hard is not None and any(js for per in hard_of for js in per)
+    if model.cacheable() and store is not None:
+        names = views(flip, crops)
+        hard = stored_image_stems(model, data.hard.photos, cache, [""], store) if used else None
+        return Prepared(True, stored_image_stems(model, data, cache, names, store, read),
+                        data.captions, stored_text_stems(model, data.captions, cache, store),
+                        hard, hard_of if used else [])
     if model.cacheable():
         stems = image_stems(model, data, cache, views(flip, crops), read=read)
         flat = text_stems(model, [c for caps in data.captions for c in caps], cache)

@@ -33,6 +33,7 @@ from .decide import judge, photo_scores
 from .distributed import current
 from .features import FeatureCache
 from .loop import Trainer, TrainResult, check_options, follow, run, run_key
+from .stems import StemStore
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,13 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
     parent_rec = registry.active()
     data = captioned_photos(site.catalog)
     split, model, features = _start(site, opt, data)
+    store = open_features(opt.features, model) if opt.features else None
     cache = FeatureCache(features)
     train_set = split.train
     same_family = opt.family in (None, parent_rec.family)
     run_dir = config.models_dir / "_runs" / run_key(opt, parent_rec.version, data)
     trainer = Trainer(model, train_set, split.select, opt, cache, run_dir, judge=split.judge,
-                      world=current())
+                      world=current(), store=store)
     outcome = run(trainer, emit, cancel)
     (before, before_scores) = (outcome.judged_before if same_family
                                else _judged_by(site.active_model(), split.judge))
@@ -138,9 +140,32 @@ def _start(site: TrainingSite, opt: TrainOptions, data: CaptionedPhotos
     else:
         model = create_model(default_config(opt.family), device=site.config.device)
     model.parent = parent_rec.version
-    tower_key = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
-                                digest_size=8).hexdigest()
-    return split, model, site.config.cache_dir / "features" / f"{model.family}-{tower_key}.npz"
+    return split, model, site.config.cache_dir / "features" / f"{tower_key(model)}.npz"
+
+
+def tower_key(model: DualEncoder) -> str:
+    """Names the towers whose frozen parts make a model's stems: cached and precomputed
+    features are those of one key."""
+    digest = hashlib.blake2b(json.dumps(model.config(), sort_keys=True).encode(),
+                             digest_size=8).hexdigest()
+    return f"{model.family}-{digest}"
+
+
+def open_features(folder: str | Path, model: DualEncoder) -> StemStore:
+    """The store of precomputed features in ``folder`` (a features job's folder, or the store
+    itself), checked to be of this model's towers."""
+    path = Path(folder).expanduser()
+    if not (path / "meta.json").is_file() and (path / "features" / "meta.json").is_file():
+        path = path / "features"
+    if any(getattr(model, k, 0) for k in ("unlock_image", "unlock_text")):
+        raise LibraryError("precomputed features are the towers' whole outputs: training with "
+                           "unlocked tower blocks computes its own (leave --features out)")
+    store = StemStore.open(path)
+    if store.tower != tower_key(model):
+        raise LibraryError(f"the features in {path} were made with other towers "
+                           f"({store.tower or 'unknown'}) than this model's ({tower_key(model)}): "
+                           "make them again (`chikaku cluster features`)")
+    return store
 
 
 def follow_training(site: TrainingSite, options: TrainOptions | None = None,
@@ -152,9 +177,11 @@ def follow_training(site: TrainingSite, options: TrainOptions | None = None,
     opt = options or TrainOptions()
     check_options(opt)
     split, model, features = _start(site, opt, captioned_photos(site.catalog))
+    store = open_features(opt.features, model) if opt.features else None
     cache = FeatureCache(None)  # read once the leader has written the features (see follow)
     cache.path = features
-    follow(Trainer(model, split.train, split.select, opt, cache, None, world=current()), cancel)
+    follow(Trainer(model, split.train, split.select, opt, cache, None, world=current(),
+                   store=store), cancel)
 
 
 def should_activate(options: TrainOptions, result: TrainResult) -> bool:

@@ -42,6 +42,7 @@ from .decide import photo_scores
 from .distributed import World
 from .features import FeatureCache, Prepared, prepare
 from .loss import LogitScale, clip_loss, sharded_clip_loss
+from .stems import StemStore
 
 TOWER_LR_SHARE = 0.1  # unlocked tower blocks learn at this share of the heads' rate
 
@@ -113,8 +114,10 @@ class _Slices(nn.Module):
 class Trainer:
     def __init__(self, model: DualEncoder, train: CaptionedPhotos, held: CaptionedPhotos,
                  options: TrainOptions, cache: FeatureCache, run_dir: Path | None,
-                 judge: CaptionedPhotos | None = None, world: World | None = None) -> None:
+                 judge: CaptionedPhotos | None = None, world: World | None = None,
+                 store: StemStore | None = None) -> None:
         self.model, self.train_data, self.held_data = model, train, held
+        self.store = store  # precomputed features, read in place of computing them
         self.world = world or World()
         self.judge_data = judge
         self.opt = options
@@ -366,10 +369,12 @@ def run(trainer: Trainer, emit: Emit = silent, cancel: threading.Event | None = 
         emit(Progress("training", "reading", photos_read, total,
                       message=f"reading photos {photos_read:,} of {total:,}"))
 
-    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops, read=read)
-    held = prepare(model, trainer.held_data, trainer.cache, flip=False, read=read)
-    judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False, read=read)
-               if trainer.judge_data is not None else None)
+    store = trainer.store
+    prep = prepare(model, trainer.train_data, trainer.cache, opt.flip, opt.crops, read=read,
+                   store=store)
+    held = prepare(model, trainer.held_data, trainer.cache, flip=False, read=read, store=store)
+    judging = (prepare(model, trainer.judge_data, trainer.cache, flip=False, read=read,
+                       store=store) if trainer.judge_data is not None else None)
     trainer.cache.save()
     world.wait()  # the others read the features from the cache just written
     initial = trainer.held_recall(held)  # the starting model, before any step
@@ -430,7 +435,8 @@ def follow(trainer: Trainer, cancel: threading.Event | None = None) -> None:
     opt, world = trainer.opt, trainer.world
     world.wait()  # the leader has prepared the features and written them to the cache
     cache = FeatureCache(trainer.cache.path)
-    prep = prepare(trainer.model, trainer.train_data, cache, opt.flip, opt.crops)
+    prep = prepare(trainer.model, trainer.train_data, cache, opt.flip, opt.crops,
+                   store=trainer.store)
     state = trainer.load_state() if opt.resume else None
     for step in range(state["step"] if state is not None else 0, opt.steps):
         if world.any(cancel is not None and cancel.is_set()):

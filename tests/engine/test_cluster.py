@@ -217,3 +217,83 @@ def test_a_job_where_nothing_finishes_ends_with_a_message(ray_address, tmp_path)
         assert ingest(lib, job).embedded == 6
     finally:
         lib.close()
+
+
+def test_training_features_made_on_the_cluster_are_the_local_ones(ray_address, tmp_path):
+    """`chikaku cluster features`: the towers' outputs for every view of the captioned photos
+    and for their captions, made by the Ray pipeline, are those training computes itself; a
+    photo that cannot be read is reported with its reason; a second run makes only what the
+    store lacks; and training from the store gives the model training without it gives."""
+    import csv
+
+    from engine.cluster.features import build, plan_features
+    from engine.config import TrainOptions
+    from engine.training.features import FeatureCache, image_stems, text_stems, views
+    from engine.training.finetune import captioned_photos
+    from engine.training.stems import StemStore
+    from tests.conftest import DATASET
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = dataset_images()[:14]
+    for p in images:
+        shutil.copy2(p, folder / p.name)
+    captions: dict[str, list[str]] = {}
+    with open(DATASET / "captions.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            captions.setdefault(row["image"], []).append(row["caption"])
+    lib = Library.open(tmp_path / "lib", device="cpu")  # the bundled model: locked towers
+    try:
+        lib.add_folders([folder])
+        for p in images[:12]:
+            lib.set_captions(lib.photo_by_path(folder / p.name).id, captions[p.name])
+        broken = folder / images[11].name
+        kept = broken.read_bytes()
+        broken.write_bytes(b"not a photo any more\n" * 10)
+        job = tmp_path / "job"
+        made = plan_features(lib, job, crops=1)
+        assert (made.extra["photos"], made.extra["captions"]) == (12, 60)
+        assert made.total == 72
+        submit(ray_address, job, sys.executable)
+        wait(ray_address, job, poll=0.2)
+        report = build(lib, job)
+        assert (report.photos, report.captions, report.refused) == (11, 60, {})
+        assert list(report.skipped) == [str(broken)]
+        assert "not" in report.skipped[str(broken)] and "image" in report.skipped[str(broken)]
+        broken.write_bytes(kept)
+
+        store = StemStore.open(job / "features")
+        data = captioned_photos(lib.catalog)
+        cache = FeatureCache(None)
+        names = views(True, 1)
+        image_stems(lib.model, data, cache, names)
+        text_stems(lib.model, [c for caps in data.captions for c in caps], cache)
+        for side, first in (("image", "i"), ("text", "t")):
+            keys = [k for k in cache.data if k.startswith(first)]
+            rows = store.rows(side, keys)
+            lacking = [k for k, r in zip(keys, rows, strict=True) if r < 0]
+            if side == "image":
+                gone = lib.photo_by_path(broken).content_hash
+                assert lacking == [f"i{gone}{v}" for v in names]
+            else:
+                assert lacking == []
+            for k, r in zip(keys, rows, strict=True):
+                if r >= 0:
+                    np.testing.assert_allclose(store.stems[side][r], cache.data[k], atol=1e-4,
+                                               err_msg=k)
+
+        # one more captioned photo: the second job makes its stems and the broken photo's only
+        lib.set_captions(lib.photo_by_path(folder / images[12].name).id, captions[images[12].name])
+        again = plan_features(lib, job, crops=1)
+        assert (again.extra["photos"], again.extra["captions"]) == (2, 5)
+        submit(ray_address, job, sys.executable)
+        wait(ray_address, job, poll=0.2)
+        assert build(lib, job).photos == 13
+
+        options = dict(steps=20, batch_size=8, crops=1, seed=1, activate="never")
+        stored = lib.train(TrainOptions(features=str(job), **options))
+        computed = lib.train(TrainOptions(**options))
+        assert stored.after == computed.after and stored.before == computed.before
+        assert stored.photos == computed.photos == 7
+    finally:
+        lib.close()
