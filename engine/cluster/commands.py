@@ -54,7 +54,7 @@ def add_cluster_command(sub, common: argparse.ArgumentParser) -> None:
         st.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _bar(quiet: bool, desc: str):
+def _bar(quiet: bool, desc: str, unit: str = "photo"):
     """A progress callback (done, total) drawing a bar on standard error, and its closer."""
     from tqdm import tqdm
 
@@ -65,7 +65,7 @@ def _bar(quiet: bool, desc: str):
         if quiet:
             return
         if bar is None:
-            bar = tqdm(total=total, unit="photo", desc=desc, file=sys.stderr)
+            bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
         bar.n = done
         bar.refresh()
 
@@ -89,7 +89,7 @@ def _folders(lib, paths: list[str]) -> list[str]:
 
 
 def _run_job(target: str, job_dir: Path, quiet: bool,
-             what: str = "embedding on the cluster") -> None:
+             what: str = "embedding on the cluster", unit: str = "photo") -> None:
     from .coordinator import finished
     from .jobdir import read_plan
     from .submit import cluster_address, running, submit, wait
@@ -99,7 +99,7 @@ def _run_job(target: str, job_dir: Path, quiet: bool,
     with cluster_address(target, job_dir) as (address, python):
         if not running(address, job_dir):  # else follow the job a killed command left going
             submit(address, job_dir, python)
-        show, close = _bar(quiet, what)
+        show, close = _bar(quiet, what, unit)
         try:
             wait(address, job_dir, show)
         except KeyboardInterrupt:
@@ -201,7 +201,8 @@ def run_features(args, open_library: Callable, shown: Callable[[str], str]) -> i
             print(f"planned: {made.extra['photos']} photos ({len(made.extra['views'])} views "
                   f"each) and {made.extra['captions']} captions to run the towers on",
                   file=sys.stderr)
-        _run_job(args.cluster, job_dir, args.quiet, "tower features on the cluster")
+        _run_job(args.cluster, job_dir, args.quiet, "tower features on the cluster",
+                 unit="item")
         report = build(lib, job_dir)
     finally:
         lib.close()

@@ -160,6 +160,10 @@ def open_features(folder: str | Path, model: DualEncoder) -> StemStore:
     if any(getattr(model, k, 0) for k in ("unlock_image", "unlock_text")):
         raise LibraryError("precomputed features are the towers' whole outputs: training with "
                            "unlocked tower blocks computes its own (leave --features out)")
+    if not model.cacheable():
+        raise LibraryError(f"a {model.family} model trains its whole towers, so their features "
+                           "change at every step: it cannot train from precomputed ones (leave "
+                           "--features out)")
     store = StemStore.open(path)
     if store.tower != tower_key(model):
         raise LibraryError(f"the features in {path} were made with other towers "

@@ -153,3 +153,28 @@ def test_a_killed_command_leaves_no_ray_and_reruns_to_the_whole_library(tmp_path
         assert len(lib.index) == 20
     finally:
         lib.close()
+
+
+def test_features_commands_say_what_they_cannot_do(tmp_path, capsys):
+    """`chikaku cluster features` and `chikaku train --features` refuse, with the reason and
+    what to do, a model whose towers train (nothing to compute beforehand) and a library without
+    captions; no Ray is started for them."""
+    pytest.importorskip("ray")
+    lib_dir, job = tmp_path / "lib", tmp_path / "job"
+    folder = make_folder(tmp_path / "photos", 10)
+    lib = Library.open(lib_dir, device="cpu", default_model=TINY_MODEL)
+    try:
+        lib.add_folders([folder])
+        for p in [q for q in sorted(folder.glob("*.jpg")) if q.name not in HOSTILE][:8]:
+            lib.set_captions(lib.photo_by_path(p).id, [f"a photo named {p.stem}"])
+    finally:
+        lib.close()
+    features = ["cluster", "features", "--cluster", "local:2", "--job-dir", str(job), "--quiet"]
+    assert main(["--library", str(lib_dir), *features]) != 0
+    assert "scratch model trains its whole towers" in capsys.readouterr().err
+    assert main(["--library", str(lib_dir), "train", "--features", str(job), "--steps", "2"]) != 0
+    assert "scratch model trains its whole towers" in capsys.readouterr().err
+    # the bundled model's towers are locked, but nothing is captioned in this library
+    assert main(["--library", str(tmp_path / "bundled"), *features]) != 0
+    assert "no photo has captions yet" in capsys.readouterr().err
+    assert not (job / "local-ray.json").exists()  # no Ray was started for any of it
