@@ -42,7 +42,7 @@ from .decide import photo_scores
 from .distributed import World
 from .features import FeatureCache, Prepared, prepare
 from .loss import LogitScale, clip_loss, sharded_clip_loss
-from .stems import StemStore
+from .stems import CaptionRows, StemStore
 
 TOWER_LR_SHARE = 0.1  # unlocked tower blocks learn at this share of the heads' rate
 
@@ -197,8 +197,9 @@ class Trainer:
             if chosen is not None:  # one pass with the batch: normalisation sees one batch
                 x = torch.cat([x, prep.hard_images[0, chosen]])
             out = m.image_head(m.image_rest(x))
-            txt = m.text_head(m.text_rest([prep.text_stems[i][c]
-                                           for i, c in zip(idx, cap, strict=True)]))
+            txt = m.text_head(m.text_rest(
+                prep.text_stems.pick(idx, cap) if isinstance(prep.text_stems, CaptionRows)
+                else [prep.text_stems[i][c] for i, c in zip(idx, cap, strict=True)]))
             return out[: len(idx)], txt, (None if chosen is None else out[len(idx):]), mask
         flips = rng.random(len(idx)) < 0.5
         idx, cap, flips = idx[part], cap[part], flips[part]
