@@ -119,6 +119,9 @@ def _root_of(path: str, roots: dict[str, int]) -> int | None:
 
 
 def _check(library: Library, made: Plan, job_dir: Path, partial: bool) -> None:
+    if made.extra.get("kind") == "features":
+        raise ClusterError(f"{job_dir} holds training features, not photos to index: "
+                           "`chikaku cluster features` merges them itself (rerun it to finish)")
     if made.library != library.identity:
         raise ClusterError(f"the job in {job_dir} was planned for another library")
     if library.model.version != made.version:

@@ -258,6 +258,8 @@ def test_training_features_made_on_the_cluster_are_the_local_ones(ray_address, t
         wait(ray_address, job, poll=0.2)
         report = build(lib, job)
         assert (report.photos, report.captions, report.refused) == (11, 60, {})
+        with pytest.raises(ClusterError, match="training features, not photos to index"):
+            ingest(lib, job)
         assert list(report.skipped) == [str(broken)]
         assert "not" in report.skipped[str(broken)] and "image" in report.skipped[str(broken)]
         broken.write_bytes(kept)
