@@ -100,6 +100,7 @@ class FineTunePanel(QWidget):
         self._worker = None
         self._last_step = 0
         self._steps = 0
+        self._asked = 0  # steps asked for (fewer are taken on few photos)
         self._reading_since: tuple[float, int] | None = None
         self._stopped_early = False
         self._build()
@@ -296,6 +297,7 @@ class FineTunePanel(QWidget):
         self.compare.clear()
         self.progress.setRange(0, self.steps.value())
         self.progress.setValue(0)
+        self._asked = self.steps.value()
         self.step_label.setText("Preparing…")
         self._worker = self.ops.call(
             train_job, self.steps.value(), self.base_options, name="train", writes=True,
@@ -364,6 +366,10 @@ class FineTunePanel(QWidget):
                     f"Stopped early after {self._last_step:,} of {self._steps:,} steps{on}: "
                     "search on the held-out photos had stopped getting better, so more steps "
                     "would not have helped.")
+            elif self._steps < self._asked:  # the steps were fitted to the photos
+                self.step_label.setText(
+                    f"Finished after {self._last_step:,} steps{on}: for so few photos that is "
+                    "enough, and more steps would only have it learn them by heart.")
             else:
                 self.step_label.setText(f"Finished after {self._last_step:,} steps{on}.")
             self._set_recall(BEFORE, r.before)

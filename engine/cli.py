@@ -570,6 +570,7 @@ def _train_here(args, opts: TrainOptions) -> int:
                 bar.set_description(f"re-embedding photos {ev.done}/{ev.total}"[:40])
         elif ev.kind == "step":
             bar.set_description("training", refresh=False)
+            bar.total = ev.total or bar.total  # the steps fitted to the photos (--epochs)
             bar.n = ev.done
             bar.set_postfix(loss=f"{ev.loss:.3f}", refresh=False)
             bar.update(0)

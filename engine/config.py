@@ -75,7 +75,11 @@ class TrainOptions:
     """Fine-tuning options. Those with help metadata are also `chikaku train` flags (the command
     line derives them from here, so defaults and help are written once)."""
 
-    steps: int = field(default=200, metadata=_cli("training steps"))
+    steps: int = field(default=200, metadata=_cli(
+        "training steps (at most: see --epochs)"))
+    epochs: float = field(default=12.0, metadata=_cli(
+        "at most this many passes over the training photos: a few captioned photos are learnt "
+        "in a few steps, and more steps only overfit them", metavar="E"))
     batch_size: int = field(default=256, metadata=_cli("photos per step"))
     lr: float = field(default=5e-4, metadata=_cli("learning rate"))
     weight_decay: float = 0.05

@@ -7,9 +7,8 @@ better than the model it would replace (``decide``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from .. import config
 from ..errors import EngineError
@@ -67,16 +66,26 @@ class Split:
 def split_photos(data: CaptionedPhotos, fraction: float, seed: int) -> Split:
     """Split by photo (all captions of a photo fall on the same side), reproducibly. The share
     ``fraction`` is set aside, half to select and half to judge; on a small library the judging
-    part grows to the judging minimum, while at least half of the photos are left to train."""
+    part grows to the judging minimum, while at least half of the photos are left to train.
+
+    Photos are ranked by a hash of the seed and their content, and the first ones are set aside:
+    a photo's place in that order is its own, so captioning more photos (or marking search
+    results right, which captions them) moves few of the photos already captioned from one part
+    to another, and two fine-tunes that differ by a few photos are chosen and judged on nearly
+    the same photos. Copies of one photo fall on the same side."""
     n = len(data.ids)
     if n < MIN_PHOTOS:
         raise EngineError(f"training needs at least {MIN_PHOTOS} captioned photos; the library "
                           f"has {n}. Add captions to more photos first.")
-    order = np.argsort(np.array(data.ids))
-    perm = order[np.random.default_rng(seed).permutation(n)]
+    perm = sorted(range(n), key=lambda i: (_rank(seed, data.hashes[i]), data.ids[i]))
     nominal = int(round(n * fraction))
     n_select = max(2, nominal // 2)
     n_judge = min(max(nominal - nominal // 2, MIN_JUDGING_PHOTOS), max(2, n // 2 - n_select))
     n_hold = n_select + n_judge
     return Split(data.subset(sorted(perm[n_hold:])), data.subset(sorted(perm[:n_select])),
                  data.subset(sorted(perm[n_select:n_hold])))
+
+
+def _rank(seed: int, key: str) -> bytes:
+    """A photo's place in the split order for this seed: a hash of the seed and its content."""
+    return hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()

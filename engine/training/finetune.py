@@ -32,7 +32,7 @@ from .data import CaptionedPhotos, HardNegatives, Split, fold, split_photos
 from .decide import judge, photo_scores
 from .distributed import current
 from .features import FeatureCache
-from .loop import Trainer, TrainResult, check_options, follow, run, run_key
+from .loop import Trainer, TrainResult, check_options, fit_to_data, follow, run, run_key
 from .stems import StemStore
 
 
@@ -101,6 +101,7 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
     data = captioned_photos(site.catalog)
     split, model, features = _start(site, opt, data)
     store = open_features(opt.features, model) if opt.features else None
+    opt = fit_to_data(opt, len(split.train.ids), model.family)
     cache = FeatureCache(features)
     train_set = split.train
     same_family = opt.family in (None, parent_rec.family)
@@ -182,6 +183,7 @@ def follow_training(site: TrainingSite, options: TrainOptions | None = None,
     check_options(opt)
     split, model, features = _start(site, opt, captioned_photos(site.catalog))
     store = open_features(opt.features, model) if opt.features else None
+    opt = fit_to_data(opt, len(split.train.ids), model.family)
     cache = FeatureCache(None)  # read once the leader has written the features (see follow)
     cache.path = features
     follow(Trainer(model, split.train, split.select, opt, cache, None, world=current(),

@@ -22,7 +22,7 @@ import json
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,8 @@ def check_options(opt: TrainOptions) -> None:
         problems.append(f"the batch size must be at least 2 (got {opt.batch_size})")
     if not opt.lr > 0 or not math.isfinite(opt.lr):
         problems.append(f"the learning rate must be a positive number (got {opt.lr})")
+    if not opt.epochs > 0 or not math.isfinite(opt.epochs):
+        problems.append(f"the number of passes must be a positive number (got {opt.epochs})")
     if not 0 < opt.holdout < 1:
         problems.append(f"the held-out share must be between 0 and 1 (got {opt.holdout})")
     if opt.eval_every < 1:
@@ -86,6 +88,19 @@ def check_options(opt: TrainOptions) -> None:
         problems.append(f"the WiSE-FT weight must be between 0 and 1 (got {opt.wise_alpha})")
     if problems:
         raise EngineError("cannot train: " + "; ".join(problems))
+
+
+def fit_to_data(opt: TrainOptions, photos: int, family: str) -> TrainOptions:
+    """The options with the steps cut to ``opt.epochs`` passes over the ``photos`` training photos
+    (a batch holds them all when they are fewer than a batch). The learning-rate schedule spans
+    the steps actually taken, so a small library's short run warms up and cools down like a long
+    one; run long, a hundred photos are memorised within a few dozen steps, and the selection
+    part, a handful of photos, is too small to tell the early good state from the later ones.
+    Not for the scratch family: towers learning from nothing need every step asked for."""
+    if family == "scratch":
+        return opt
+    batch = min(opt.batch_size, photos)
+    return replace(opt, steps=min(opt.steps, max(1, math.ceil(opt.epochs * photos / batch))))
 
 
 def score(recall: Mapping[str, float]) -> float:
