@@ -114,6 +114,7 @@ def main() -> None:
     arms: dict[str, list[dict]] = {"without marks": [], "with marks": []}
     margins: dict[str, list[float]] = {k: [] for k in arms}
     walls: dict[str, list[float]] = {k: [] for k in arms}
+    taken: set[int] = set()  # steps the fine-tunes took (fitted to the photos: --epochs)
     for arm in arms:
         if arm == "with marks":
             for query, right, wrong, _rank in marks:
@@ -126,6 +127,7 @@ def main() -> None:
             t = time.perf_counter()
             result = lib.train(opts)
             walls[arm].append(time.perf_counter() - t)
+            taken.add(result.steps)
             model = load_checkpoint(result.checkpoint, device=args.device)
             arms[arm].append(test_recall(model))
             margins[arm].append(marked_margin(model))
@@ -134,7 +136,8 @@ def main() -> None:
     print()
     held = "every train photo" if args.captioned is None else f"{args.captioned} train photos"
     print(f"test split (200 photos, 1000 captions), mean ± sd over seeds {args.seeds}; "
-          f"{args.steps} steps, captions on {held}, marks on {len(marks)} train captions")
+          f"{'/'.join(map(str, sorted(taken)))} steps (at most {args.steps}), captions on {held}, "
+          f"marks on {len(marks)} train captions")
     print(f"{'fine-tune':<16}" + "".join(f"{k:>13}" for k in KEYS) + f"{'margin':>14}"
           + f"{'s/run':>8}")
     for arm, scores in arms.items():
