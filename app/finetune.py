@@ -44,9 +44,10 @@ RECALL_ROWS = tuple(zip(RECALL_KEYS, [f"{side}, top {k}" for side in ("Text → 
                                                                      "Photo → text")
                                       for k in KS], strict=True))
 BEFORE, AFTER = 0, 1
-# Effort: training steps. Quick is the command line's default; thorough allows three times as
-# many, and early stopping ends it once the held-out photos stop getting better, so it only
-# costs time where time helps.
+# Effort: training steps at most. Quick is the command line's default; thorough allows three
+# times as many, and early stopping ends it once the held-out photos stop getting better, so it
+# only costs time where time helps. On a few hundred photos both take the same few dozen steps
+# (the engine fits the steps to the photos).
 QUICK_STEPS = 200
 THOROUGH_STEPS = 600
 
@@ -115,7 +116,8 @@ class FineTunePanel(QWidget):
                               "photos. It stops earlier when search on the held-out photos stops "
                               "getting better.")
         self.quick = QRadioButton("Quick", self)
-        self.quick.setToolTip(f"{QUICK_STEPS} training steps: minutes on a laptop")
+        self.quick.setToolTip(f"Up to {QUICK_STEPS} training steps (fewer on a few hundred "
+                              "photos, which are learnt sooner): minutes on a laptop")
         self.thorough = QRadioButton("Thorough", self)
         self.thorough.setToolTip(f"Up to {THOROUGH_STEPS} training steps, for as long as search "
                                  "on your held-out photos keeps getting better")
