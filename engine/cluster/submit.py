@@ -81,10 +81,26 @@ def parse_target(text: str) -> Target:
     return Target(None, text.rstrip("/"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+START_ATTEMPTS = 3  # a local Ray whose port was taken meanwhile is started again
+
+
+def _port_clash(log: Path) -> bool:
+    """Whether a local Ray's log says it could not have a port it was given."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(m in text for m in ("port number", "Address already in use", "address already in use"))
+
+
+def _free_ports(n: int) -> list[int]:
+    """n different free ports: the sockets are held together while the system picks them, so
+    no two of Ray's components are given the same one."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 class LocalRay:
@@ -100,16 +116,26 @@ class LocalRay:
     def __enter__(self) -> str:
         require_ray()
         self._clear_earlier()
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start()
+            except ClusterError:
+                # a port picked free was taken by another program before Ray bound it: pick again
+                if attempt + 1 == START_ATTEMPTS or not _port_clash(self.job_dir / "local-ray.log"):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self) -> str:
         temp = self.job_dir / "ray"
         if len(str(temp)) > MAX_TEMP_PATH:
             temp, self.own_temp = Path(tempfile.mkdtemp(prefix="chikaku-ray-")), True
         temp.mkdir(parents=True, exist_ok=True)
         self.temp = temp
-        dashboard = _free_port()
-        ports = {f"--{name}": str(_free_port()) for name in (
-            "port", "node-manager-port", "object-manager-port", "dashboard-agent-grpc-port",
-            "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port",
-            "ray-client-server-port")}
+        names = ("port", "node-manager-port", "object-manager-port", "dashboard-agent-grpc-port",
+                 "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port",
+                 "ray-client-server-port")
+        dashboard, *free = _free_ports(len(names) + 1)
+        ports = {f"--{name}": str(port) for name, port in zip(names, free, strict=True)}
         args = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
                 "--num-cpus", str(self.cpus), "--num-gpus", str(self.gpus),
                 "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",

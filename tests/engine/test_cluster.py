@@ -94,6 +94,24 @@ def open_tiny(path: Path, batch: int = 32) -> Library:
                         indexing=IndexingConfig(batch_size=batch))
 
 
+def test_a_local_ray_given_a_port_in_use_starts_again(tmp_path, monkeypatch):
+    """Two of Ray's components given the same port (or a port taken by another program before
+    Ray binds it) stop its start; the local Ray is started again on other ports."""
+    from engine.cluster import submit as sub
+
+    real, calls = sub._free_ports, []
+
+    def clashing(n: int) -> list[int]:
+        calls.append(n)
+        ports = real(n)
+        return [ports[0]] * n if len(calls) == 1 else ports
+
+    monkeypatch.setattr(sub, "_free_ports", clashing)
+    with LocalRay(tmp_path, 1) as address:
+        assert sub._client(address).list_jobs() == []
+    assert len(calls) == 2
+
+
 def test_cluster_catalog_is_the_local_one(ray_address, photos, local, tmp_path):
     lib = open_tiny(tmp_path / "lib")
     try:
