@@ -128,8 +128,7 @@ def _ingest(lib, job_dir: Path, quiet: bool, shown: Callable[[str], str],
     print(f"{report.planned} photos planned for the cluster: {report.embedded} embedded there "
           f"({report.added} added, {report.updated} updated), {len(report.skipped)} skipped, "
           f"from {report.shards} new shards")
-    for name, why in sorted(report.refused.items()):
-        print(f"shard refused: {name}: {shown(why)}")
+    _refused(report.refused, shown)
     fin = report.finish
     if fin is not None:
         print(f"{fin.scanned} photos found: {fin.moved} moved, {fin.removed} removed, "
@@ -138,11 +137,20 @@ def _ingest(lib, job_dir: Path, quiet: bool, shown: Callable[[str], str],
         skipped = fin.skipped
     else:
         skipped = report.skipped
+    _skipped(skipped, "skipped:", shown)
+    return 0
+
+
+def _refused(refused: dict[str, str], shown: Callable[[str], str]) -> None:
+    for name, why in sorted(refused.items()):
+        print(f"shard refused: {name}: {shown(why)}")
+
+
+def _skipped(skipped: dict[str, str], heading: str, shown: Callable[[str], str]) -> None:
     if skipped:
-        print("skipped:")
+        print(heading)
         for path, reason in sorted(skipped.items()):
             print(f"  {shown(path)}: {shown(reason)}")
-    return 0
 
 
 def run_index(args, open_library: Callable, shown: Callable[[str], str]) -> int:
@@ -209,12 +217,8 @@ def run_features(args, open_library: Callable, shown: Callable[[str], str]) -> i
     print(f"features of {report.photos} photos ({len(report.views)} views each) and "
           f"{report.captions} captions in {report.store}; train with them: "
           f"chikaku train --features {shown(str(job_dir))}")
-    for name, why in sorted(report.refused.items()):
-        print(f"shard refused: {name}: {shown(why)}")
-    if report.skipped:
-        print("skipped (training computes or reports these itself):")
-        for path, reason in sorted(report.skipped.items()):
-            print(f"  {shown(path)}: {shown(reason)}")
+    _refused(report.refused, shown)
+    _skipped(report.skipped, "skipped (training computes or reports these itself):", shown)
     return 0
 
 

@@ -6,7 +6,8 @@ the same fine-tune without them?
 Builds a library of the 1000 photos with the bundled model and imports the captions of the 800
 train photos only. A simulated person then searches for 20 train captions (one each of 20 train
 photos spread over the split) with the base model and marks, in the top 20, the photo the caption
-was written for as right (when it is there) and the two best-ranked other photos as wrong. Each
+was written for as right (when it is there) and the two best-ranked other train photos as wrong
+(test photos are never marked). Each
 seed fine-tunes twice, without the marks and with them (the same options, the same split);
 every model is scored on the 200 test photos (1000 captions), which neither the training nor the
 marks ever saw. Prints mean ± standard deviation over the seeds, and for the 20 marked queries
@@ -76,13 +77,15 @@ def main() -> None:
         first_caption.setdefault(int(owner), caption)
     if args.seen:  # every candidate in turn, spread over the split, until enough are found
         picks = candidates[np.random.default_rng(0).permutation(len(candidates))]
+    train_photos = {lib.photo_by_path(p).id for p in train.images}
     marks = []
     for i in picks:
         query = first_caption[int(i)]
         source = lib.photo_by_path(train.images[i]).id
         top = [h.photo_id for h in lib.search(query, k=20)]
         right = [source] if source in top else []
-        wrong = [p for p in top if p != source][:2]
+        # only train photos are marked: the test photos stay unseen by the marks too
+        wrong = [p for p in top if p != source and p in train_photos][:2]
         if args.seen and not right:
             continue
         marks.append((query, right, wrong, top.index(source) + 1 if source in top else None))
