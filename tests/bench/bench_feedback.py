@@ -22,6 +22,15 @@ split; the others' captions are taken away after the import), and who searches f
 other photos show: the marked queries are captions of uncaptioned train photos, so a right
 mark teaches a pair that the library's captions do not hold. Without it every train photo is
 captioned, and a right mark repeats one of its photo's captions.
+
+``--fold K`` (0 to 3): scored on fold K of the train split (every fourth train photo from the
+K-th, whose captions are taken away) instead of the test photos; the captioned and marked photos
+come from the other three folds. This is where settings are chosen: the test photos stay out.
+
+``--unlike T``: the person marks as wrong only photos that plainly do not show what was asked
+for: none of the photo's own five captions is as close to the query as T (cosine of the base
+model's text side, which is MiniLM's sentence embedding). Without it every photo other than the
+captioned one counts as wrong, as flickr8k's captions assume, though some show the same thing.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from engine.evaluate import decode_all, load_dataset
 from engine.models import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flickr import DATASET, captioned_library, scorer  # noqa: E402
+from flickr import DATASET, captioned_library, fold, scorer, scorer_of  # noqa: E402
 
 KEYS = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r10")
 
@@ -56,14 +65,32 @@ def main() -> None:
     ap.add_argument("--seen", action="store_true",
                     help="marks only for queries whose photo the person saw in the top 20 "
                          "(searching until there are --queries of them)")
+    ap.add_argument("--fold", type=int, default=None, choices=range(4),
+                    help="score on this fold of the train split instead of the test photos")
+    ap.add_argument("--unlike", type=float, default=None, metavar="T",
+                    help="mark wrong only photos none of whose captions is this close to the "
+                         "query")
     args = ap.parse_args()
     data = Path(args.dataset)
     lib = captioned_library(data, args.device, "chikaku-bench-feedback-")
     train = load_dataset(data, "train")
-    test_recall = scorer(lib, data)
-    candidates = np.arange(len(train.images))
+    captions_of: dict[int, list[str]] = {}
+    for caption, owner in zip(train.captions, train.caption_image, strict=True):
+        captions_of.setdefault(int(owner), []).append(caption)
+    if args.fold is None:
+        test_recall, scored = scorer(lib, data), "test split (200 photos, 1000 captions)"
+        candidates = np.arange(len(train.images))
+    else:  # the fold's photos lose their captions and are only scored on
+        held, others = fold(data, args.fold)
+        for path in held.images:
+            lib.set_captions(lib.photo_by_path(path).id, [])
+        test_recall = scorer_of(lib, held)
+        scored = (f"fold {args.fold} of the train split ({len(held.images)} photos, "
+                  f"{len(held.captions)} captions)")
+        candidates = np.array(others)
     if args.captioned is not None:  # the rest of the train photos lose their captions
-        kept = set(np.linspace(0, len(train.images) - 1, args.captioned).round().astype(int))
+        kept = set(candidates[np.linspace(0, len(candidates) - 1, args.captioned)
+                              .round().astype(int)])
         for i in candidates:
             if i not in kept:
                 lib.set_captions(lib.photo_by_path(train.images[i]).id, [])
@@ -72,20 +99,29 @@ def main() -> None:
 
     # the simulated person's marks, made with the base model
     picks = candidates[np.linspace(0, len(candidates) - 1, args.queries).round().astype(int)]
-    first_caption = {}
-    for caption, owner in zip(train.captions, train.caption_image, strict=True):
-        first_caption.setdefault(int(owner), caption)
     if args.seen:  # every candidate in turn, spread over the split, until enough are found
         picks = candidates[np.random.default_rng(0).permutation(len(candidates))]
-    train_photos = {lib.photo_by_path(p).id for p in train.images}
+    # only train photos outside the scored ones are marked: those stay unseen by the marks too
+    markable = {lib.photo_by_path(train.images[i]).id: int(i)
+                for i in (np.array(others) if args.fold is not None else range(len(train.images)))}
+
+    def unit(texts: list[str]) -> np.ndarray:
+        v = lib.model.encode_texts(texts)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def plainly_wrong(query: str, photo: int) -> bool:
+        if args.unlike is None:
+            return True
+        return float((unit(captions_of[markable[photo]]) @ unit([query])[0]).max()) < args.unlike
+
     marks = []
     for i in picks:
-        query = first_caption[int(i)]
+        query = captions_of[int(i)][0]
         source = lib.photo_by_path(train.images[i]).id
         top = [h.photo_id for h in lib.search(query, k=20)]
         right = [source] if source in top else []
-        # only train photos are marked: the test photos stay unseen by the marks too
-        wrong = [p for p in top if p != source and p in train_photos][:2]
+        wrong = [p for p in top if p != source and p in markable
+                 and plainly_wrong(query, p)][:2]
         if args.seen and not right:
             continue
         marks.append((query, right, wrong, top.index(source) + 1 if source in top else None))
@@ -138,7 +174,7 @@ def main() -> None:
                   f"({walls[arm][-1]:.0f} s)", flush=True)
     print()
     held = "every train photo" if args.captioned is None else f"{args.captioned} train photos"
-    print(f"test split (200 photos, 1000 captions), mean ± sd over seeds {args.seeds}; "
+    print(f"{scored}, mean ± sd over seeds {args.seeds}; "
           f"{'/'.join(map(str, sorted(taken)))} steps (at most {args.steps}), captions on {held}, "
           f"marks on {len(marks)} train captions")
     print(f"{'fine-tune':<16}" + "".join(f"{k:>13}" for k in KEYS) + f"{'margin':>14}"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from engine.captions import import_csv
-from engine.evaluate import decode_all, load_dataset, recalls
+from engine.evaluate import CaptionedSet, decode_all, load_dataset, recalls
 from engine.library import Library
 
 DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "flickr8k-1k"
@@ -32,15 +32,32 @@ def captioned_library(data: Path, device: str, prefix: str) -> Library:
 
 def scorer(lib: Library, data: Path) -> Callable[[object], dict]:
     """Recall of a model on the test split, with its own towers and heads."""
-    test = load_dataset(data, "test")
-    pixels = torch.as_tensor(decode_all(test.images, lib.model.input_size))
+    return scorer_of(lib, load_dataset(data, "test"))
+
+
+def fold(data: Path, k: int, folds: int = 4) -> tuple[CaptionedSet, list[int]]:
+    """Fold k of the train split (every ``folds``-th train photo from the k-th on) as a set to
+    score on, and the indices of the other train photos."""
+    train = load_dataset(data, "train")
+    inside = [i for i in range(len(train.images)) if i % folds == k]
+    at = {i: n for n, i in enumerate(inside)}
+    keep = np.array([int(o) in at for o in train.caption_image])
+    scored = CaptionedSet([train.images[i] for i in inside],
+                          [c for c, kept in zip(train.captions, keep, strict=True) if kept],
+                          np.array([at[int(o)] for o in train.caption_image[keep]]))
+    return scored, [i for i in range(len(train.images)) if i % folds != k]
+
+
+def scorer_of(lib: Library, scored: CaptionedSet) -> Callable[[object], dict]:
+    """Recall of a model on a captioned set of photos, with its own towers and heads."""
+    pixels = torch.as_tensor(decode_all(scored.images, lib.model.input_size))
 
     def score(model) -> dict:
         with torch.inference_mode():
             iv = np.concatenate([model.encode_images(pixels[i : i + 50])
                                  for i in range(0, len(pixels), 50)])
-            tv = np.concatenate([model.encode_texts(test.captions[i : i + 250])
-                                 for i in range(0, len(test.captions), 250)])
-        return recalls(iv, tv, test.caption_image)
+            tv = np.concatenate([model.encode_texts(scored.captions[i : i + 250])
+                                 for i in range(0, len(scored.captions), 250)])
+        return recalls(iv, tv, scored.caption_image)
 
     return score
