@@ -99,9 +99,7 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
     config, registry = site.config, site.registry
     parent_rec = registry.active()
     data = captioned_photos(site.catalog)
-    split, model, features = _start(site, opt, data)
-    store = open_features(opt.features, model) if opt.features else None
-    opt = fit_to_data(opt, len(split.train.ids), model.family)
+    split, model, features, store, opt = _start(site, opt, data)
     cache = FeatureCache(features)
     train_set = split.train
     same_family = opt.family in (None, parent_rec.family)
@@ -130,8 +128,10 @@ def train(site: TrainingSite, options: TrainOptions | None = None, emit: Emit = 
 
 
 def _start(site: TrainingSite, opt: TrainOptions, data: CaptionedPhotos
-           ) -> tuple[Split, DualEncoder, Path]:
-    """The split, the model to train and its feature cache's file: the same in every process."""
+           ) -> tuple[Split, DualEncoder, Path, StemStore | None, TrainOptions]:
+    """The split, the model to train, its feature cache's file, the precomputed features
+    (``opt.features``) and the options fitted to the number of training photos: the same in
+    every process, so that all of them take the same steps."""
     parent_rec = site.registry.active()
     split = split_photos(data, opt.holdout, opt.seed)
     if opt.family in (None, parent_rec.family):
@@ -141,7 +141,11 @@ def _start(site: TrainingSite, opt: TrainOptions, data: CaptionedPhotos
     else:
         model = create_model(default_config(opt.family), device=site.config.device)
     model.parent = parent_rec.version
-    return split, model, site.config.cache_dir / "features" / f"{tower_key(model)}.npz"
+    # what this model cannot train from is told before a missing store: it is the reason that
+    # stays once the features are made
+    store = open_features(opt.features, model) if opt.features else None
+    return (split, model, site.config.cache_dir / "features" / f"{tower_key(model)}.npz", store,
+            fit_to_data(opt, len(split.train.ids), model.family))
 
 
 def tower_key(model: DualEncoder) -> str:
@@ -181,9 +185,7 @@ def follow_training(site: TrainingSite, options: TrainOptions | None = None,
     cancelled."""
     opt = options or TrainOptions()
     check_options(opt)
-    split, model, features = _start(site, opt, captioned_photos(site.catalog))
-    store = open_features(opt.features, model) if opt.features else None
-    opt = fit_to_data(opt, len(split.train.ids), model.family)
+    split, model, features, store, opt = _start(site, opt, captioned_photos(site.catalog))
     cache = FeatureCache(None)  # read once the leader has written the features (see follow)
     cache.path = features
     follow(Trainer(model, split.train, split.select, opt, cache, None, world=current(),
