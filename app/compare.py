@@ -57,7 +57,6 @@ class CompareView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.examples: list = []
-        self.visibility_changed = lambda _shown: None  # (the panel's scroll area follows)
         self.title = QLabel(self)
         self.title.setWordWrap(True)
         self.grid = QGridLayout()
@@ -77,7 +76,6 @@ class CompareView(QWidget):
             widget.deleteLater()
         self.title.setText(text)
         self.setVisible(bool(text))
-        self.visibility_changed(bool(text))
 
     def tiles(self, row: int, model: str) -> list[QLabel]:
         """The thumbnails of one caption's results by "before" or "after" (tests read them)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
+from .operations import CAPTIONS
 from .workers import error_text
 
 
@@ -44,6 +45,9 @@ class FeedbackActions(QObject):
         value = None if already else right
         current = w.grid.current_hit()
         request = w.shown
+        # captions being edited are saved first: a right mark adds one, and the preview then
+        # shows the photo's captions as they are after it
+        w.preview.save_if_edited()
 
         def done(n: int) -> None:
             w.keep_place(current.photo_id if current is not None and value is not False
@@ -55,7 +59,8 @@ class FeedbackActions(QObject):
                 f"{what} for “{query}” ({n} photo{'s' if n != 1 else ''}): the results are "
                 "re-ranked, and the next fine-tune learns from it.", 8000)
 
-        w.ops.call(mark_job, query, ids, value, name="mark results", writes=True, done=done,
+        w.ops.call(mark_job, query, ids, value, name="mark results", writes=True,
+                   changes=CAPTIONS, done=done,
                    failed=lambda exc: w.statusbar.showMessage(
                        f"Could not save the mark: {error_text(exc)}", 10000))
 

@@ -146,6 +146,7 @@ class FineTunePanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar(self)
         self.step_label = QLabel("", self)
+        self.step_label.setWordWrap(True)  # the finishing words are a sentence or two
         self.table = QTableWidget(len(RECALL_ROWS), 2, self)
         self.table.setHorizontalHeaderLabels(["Before", "After"])
         self.table.setVerticalHeaderLabels([label for _, label in RECALL_ROWS])
@@ -181,7 +182,16 @@ class FineTunePanel(QWidget):
         decide.addStretch(1)
         decide.addWidget(self.keep_button)
         decide.addWidget(self.back_button)
-        layout = QVBoxLayout(self)
+        # the whole tab scrolls: on a short window nothing is squeezed over anything else
+        body = QWidget(self)
+        page = QScrollArea(self)
+        page.setWidget(body)
+        page.setWidgetResizable(True)
+        page.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(page)
+        layout = QVBoxLayout(body)
         counted = QHBoxLayout()
         counted.addWidget(self.count_label, 1)
         counted.addWidget(self.import_button, 0, Qt.AlignmentFlag.AlignTop)
@@ -193,14 +203,7 @@ class FineTunePanel(QWidget):
         layout.addWidget(QLabel("Search quality on held-out captioned photos (recall, %)", self))
         layout.addWidget(self.table)
         layout.addWidget(self.result_label)
-        scroll = QScrollArea(self)  # the examples scroll when the window is short
-        scroll.setWidget(self.compare)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setMinimumHeight(200)
-        self.compare.visibility_changed = scroll.setVisible
-        scroll.setVisible(False)  # until there are examples to show
-        layout.addWidget(scroll, 20)  # the room the stretch below would take
+        layout.addWidget(self.compare)
         layout.addLayout(decide)
         layout.addStretch(1)
 

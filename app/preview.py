@@ -120,6 +120,7 @@ class PreviewPane(QWidget):
         self._saved_text: str | None = ""
         self._build()
         self.clear()
+        ops.changed.connect(self._library_changed)
 
     def _build(self) -> None:
         self.image = ImageView(self)
@@ -142,7 +143,7 @@ class PreviewPane(QWidget):
         save = QAction("Save captions", self.captions)
         save.setShortcut(QKeySequence.StandardKey.Save)
         save.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-        save.triggered.connect(self._save_if_edited)
+        save.triggered.connect(self.save_if_edited)
         self.captions.addAction(save)
         self.save_button = QPushButton("Save captions", self)
         self.save_button.setToolTip("Save the captions (Ctrl+S)")
@@ -250,6 +251,20 @@ class PreviewPane(QWidget):
         self.captions.setPlainText(self._saved_text)
         self.save_button.setEnabled(False)
 
+    def _library_changed(self, what: str) -> None:
+        """Captions changed elsewhere (an import, a mark right, a name added to captions): the
+        photo shown gets them as they are now, so that saving it never puts back old ones. Not
+        while its captions are being edited: those edits are the person's."""
+        if what != CAPTIONS or self.current is None or self.is_dirty():
+            return
+        pid, gen = self.current.photo_id, self._generation
+
+        def show(lines: list[str]) -> None:
+            if gen == self._generation and not self.is_dirty() and lines != self.caption_lines():
+                self._set_captions(lines)
+
+        self.ops.call("captions", pid, name="captions", done=show)
+
     def caption_lines(self) -> list[str]:
         return [ln.strip() for ln in self.captions.toPlainText().splitlines() if ln.strip()]
 
@@ -259,7 +274,7 @@ class PreviewPane(QWidget):
     def _edited(self) -> None:
         self.save_button.setEnabled(self.is_dirty())
 
-    def _save_if_edited(self) -> None:
+    def save_if_edited(self) -> None:
         if self.is_dirty():
             self.save_captions()
 

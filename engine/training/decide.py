@@ -65,13 +65,13 @@ def judge(before: np.ndarray, after: np.ndarray, seed: int = 0) -> Verdict:
     means = diff[rng.integers(n, size=(RESAMPLES, n))].mean(axis=1)
     lower = float(np.quantile(means, 1 - CONFIDENCE))
     if lower > 0:
-        reason = (f"the new model finds the right photos more often: {gain:+.1f} points on "
-                  f"{n} photos it was not chosen on (at least {lower:+.1f} with "
-                  f"{CONFIDENCE:.1%} confidence)")
+        reason = (f"the new model finds the right photos more often: {gain:+.1f} points of mean "
+                  f"recall (top 1, 5 and 10, both ways) on {n} photos it was not chosen on (at "
+                  f"least {lower:+.1f} with {CONFIDENCE:.1%} confidence)")
     elif gain > 0:
-        reason = (f"the new model did better by {gain:+.1f} points on {n} photos it was not "
-                  "chosen on, which is within chance on that many photos")
+        reason = (f"the new model did better by {gain:+.1f} points of mean recall on {n} photos "
+                  "it was not chosen on, which is within chance on that many photos")
     else:
         reason = (f"the new model did not do better on {n} photos it was not chosen on "
-                  f"({gain:+.1f} points)")
+                  f"({gain:+.1f} points of mean recall)")
     return Verdict(lower > 0, round(gain, 2), round(lower, 2), n, reason)

@@ -59,3 +59,33 @@ def test_a_search_with_no_words_takes_no_marks_and_says_why(qtbot, tiny_window, 
     wait_for_results(qtbot, w, image=image)
     _press(qtbot, w, 0, Qt.Key.Key_R)
     assert any("type what you are looking for" in m for m in said)
+
+
+def test_a_right_mark_shows_in_the_preview_and_keeps_captions_being_typed(qtbot, tiny_window,
+                                                                          tiny_lib):
+    """A right mark is a caption of the photo: the preview of that photo shows it at once, so
+    that saving the preview later never puts back the list without it; captions typed but not
+    yet saved are saved first, and both are kept."""
+    w = tiny_window
+    _search(qtbot, w)
+    pid = w.results.hit(2).photo_id
+    _press(qtbot, w, 2, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: w.preview.current is not None
+                    and w.preview.current.photo_id == pid, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.preview.caption_lines() == [QUERY], timeout=WAIT_MS)
+    assert tiny_lib.captions(pid) == [QUERY]
+
+    qtbot.waitUntil(lambda: w.results.marks.get(pid) is True, timeout=WAIT_MS)
+    _press(qtbot, w, w.results.row_of(pid), Qt.Key.Key_R)  # taken back: the caption goes
+    qtbot.waitUntil(lambda: w.preview.caption_lines() == [], timeout=WAIT_MS)
+    assert tiny_lib.captions(pid) == []
+    qtbot.waitUntil(lambda: pid not in w.results.marks, timeout=WAIT_MS)
+
+    editor = w.preview.captions
+    editor.setFocus()
+    qtbot.keyClicks(editor, "my neighbour's dog")
+    _press(qtbot, w, w.results.row_of(pid), Qt.Key.Key_R)  # with the caption still unsaved
+    qtbot.waitUntil(lambda: w.preview.caption_lines() == ["my neighbour's dog", QUERY],
+                    timeout=WAIT_MS)
+    assert tiny_lib.captions(pid) == ["my neighbour's dog", QUERY]
+    assert not w.preview.is_dirty()

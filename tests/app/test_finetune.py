@@ -74,6 +74,16 @@ def test_fine_tuning_runs_to_the_end_and_can_go_back(qtbot, panel, tiny_lib, tin
         framed = [t.toolTip() for t in before + after if t.property("right")]
         assert all(p == ex.path for p in framed)  # the green frame marks the captioned photo
         assert (ex.after_rank is None) == (ex.path not in [p for _i, p in ex.after])
+    # in the dialog as it opens, each part lies below the one before: none is drawn over another
+    parts = [panel.step_label, panel.table, panel.result_label, panel.compare, panel.keep_button]
+    qtbot.wait(300)  # the layout takes in the last texts
+    tops = [w.mapTo(panel, w.rect().topLeft()).y() for w in parts]
+    bottoms = [w.mapTo(panel, w.rect().bottomLeft()).y() for w in parts]
+    assert all(b < t for b, t in zip(bottoms[:-1], tops[1:], strict=True)), (tops, bottoms)
+    tiles = [t for row in range(len(panel.compare.examples))
+             for model in ("before", "after") for t in panel.compare.tiles(row, model)]
+    assert all(t.mapTo(panel.compare, t.rect().bottomLeft()).y() < panel.compare.height()
+               for t in tiles)  # every tile within the comparison, none cut off
 
     qtbot.mouseClick(panel.back_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: tiny_lib.active_model_record().version == original,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextCursor
 
 from engine.config import TrainOptions
 from tests.app.conftest import WAIT_MS
@@ -87,3 +88,28 @@ def test_tab_leaves_the_captions_editor_and_ctrl_s_saves(qtbot, tiny_window, tin
     editor.setFocus()
     qtbot.keyClick(editor, Qt.Key.Key_Tab)
     assert "\t" not in editor.toPlainText() and not editor.hasFocus()
+
+
+def test_captions_imported_while_a_photo_is_shown_appear_in_its_preview(qtbot, tiny_window,
+                                                                       photos, tmp_path):
+    """The preview shows what an import gave the photo on screen; saving the preview afterwards
+    keeps the imported captions."""
+    w = tiny_window
+    qtbot.waitUntil(lambda: w.results.rowCount() > 0, timeout=WAIT_MS)
+    first = sorted(photos.iterdir())[0]
+    row = next(r for r in range(w.results.rowCount()) if w.results.hit(r).path == str(first))
+    w.grid.setCurrentIndex(w.results.index(row))
+    qtbot.waitUntil(lambda: w.preview.current is not None, timeout=WAIT_MS)
+    assert w.preview.caption_lines() == []
+    panel = _panel(qtbot, w)
+    panel.run_import("csv", str(_csv(tmp_path / "captions.csv", photos, 3)))
+    qtbot.waitUntil(lambda: len(w.preview.caption_lines()) == 2, timeout=WAIT_MS)
+    imported = w.preview.caption_lines()
+    editor = w.preview.captions
+    editor.moveCursor(QTextCursor.MoveOperation.End)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.keyClicks(editor, "the first photo")
+    w.preview.save_captions()
+    pid = w.preview.current.photo_id
+    qtbot.waitUntil(lambda: w.library.captions(pid) == [*imported, "the first photo"],
+                    timeout=WAIT_MS)

@@ -34,7 +34,7 @@ def test_a_model_that_changes_nothing_is_not_better():
     v = judge(before, before.copy())
     assert v.better is False and v.gain == 0 and v.lower == 0
     assert v.reason == "the new model did not do better on 30 photos it was not chosen on " \
-                       "(+0.0 points)"
+                       "(+0.0 points of mean recall)"
 
 
 def test_gains_and_losses_that_cancel_out_are_not_called_a_gain():
@@ -49,8 +49,9 @@ def test_a_small_but_sure_gain_is_better_and_its_figures_are_rounded_to_hundredt
     before = np.full(30, 40.0)
     v = judge(before, before + 1 / 3)  # a third of a point better on every photo
     assert v.better is True and v.gain == 0.33 and v.lower == 0.33
-    assert v.reason == ("the new model finds the right photos more often: +0.3 points on 30 "
-                        "photos it was not chosen on (at least +0.3 with 97.5% confidence)")
+    assert v.reason == ("the new model finds the right photos more often: +0.3 points of mean "
+                        "recall (top 1, 5 and 10, both ways) on 30 photos it was not chosen on "
+                        "(at least +0.3 with 97.5% confidence)")
 
 
 def test_a_small_gain_within_the_noise_is_said_to_be_within_chance():
@@ -60,8 +61,8 @@ def test_a_small_gain_within_the_noise_is_said_to_be_within_chance():
     after = before + noise - noise.mean() + 0.5  # a mean gain of half a point, in much noise
     v = judge(before, after)
     assert v.better is False and v.gain == 0.5
-    assert v.reason == ("the new model did better by +0.5 points on 16 photos it was not "
-                        "chosen on, which is within chance on that many photos")
+    assert v.reason == ("the new model did better by +0.5 points of mean recall on 16 photos "
+                        "it was not chosen on, which is within chance on that many photos")
 
 
 def test_the_same_scores_always_give_the_same_verdict():
