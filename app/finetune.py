@@ -332,6 +332,8 @@ class FineTunePanel(QWidget):
         elif ev.job == "activating":
             if ev.kind == "indexing" and ev.total:
                 text = f"Re-embedding photos {ev.done:,} of {ev.total:,}"
+                self.progress.setRange(0, ev.total)  # training is over: now the photos
+                self.progress.setValue(ev.done)
                 self.step_label.setText(text)
                 self.ops.statusbar.update_activity("train", text, ev.done, ev.total)
         elif ev.kind == "step":

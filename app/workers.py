@@ -27,7 +27,8 @@ from engine.errors import Cancelled
 log = logging.getLogger(__name__)
 
 # Routine progress (one event per photo or per training step) is thinned to this interval so a
-# fast job cannot flood the UI thread's event queue; an event of a new kind always goes through.
+# fast job cannot flood the UI thread's event queue; an event of a new kind always goes through,
+# after the last one held back (the last step, "stopped early"), which is never lost.
 PROGRESS_INTERVAL_S = 0.05
 
 
@@ -50,26 +51,43 @@ class Worker(QRunnable):
         self.log_failures = True
         self._last_kind: object = None
         self._last_emit = 0.0
+        self._held = None  # the latest event held back by the thinning, still to be shown
+        self._lock = threading.Lock()
 
     def cancel(self) -> None:
         self.cancel_event.set()
 
     def report(self, event) -> None:
         """The emit callback handed to engine jobs (engine.progress.Progress events); safe to
-        call from any thread. Events of one kind are thinned out; a new kind always passes."""
+        call from any thread. Events of one kind are thinned out, the latest one held back;
+        a new kind passes, after the held one (which a newer event of its kind replaces)."""
         kind = (event.job, event.kind)
         now = time.monotonic()
-        if kind == self._last_kind and now - self._last_emit < PROGRESS_INTERVAL_S:
-            return
-        self._last_kind, self._last_emit = kind, now
+        with self._lock:
+            if kind == self._last_kind and now - self._last_emit < PROGRESS_INTERVAL_S:
+                self._held = event
+                return
+            held, self._held = self._held, None
+            self._last_kind, self._last_emit = kind, now
+        if held is not None and (held.job, held.kind) != kind:
+            self.signals.progress.emit(held)
         self.signals.progress.emit(event)
+
+    def _flush(self) -> None:
+        """The event held back last, before the job's end is told."""
+        with self._lock:
+            held, self._held = self._held, None
+        if held is not None:
+            self.signals.progress.emit(held)
 
     def run(self) -> None:
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:  # reported to the UI thread, never raised into Qt
+            self._flush()
             self.signals.failed.emit(exc)
         else:
+            self._flush()
             self.signals.finished.emit(result)
 
 

@@ -52,7 +52,8 @@ def test_fine_tuning_runs_to_the_end_and_can_go_back(qtbot, panel, tiny_lib, tin
     _run(qtbot, panel, steps=30, activate="always")
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=WAIT_MS)
     assert panel.result is not None, panel.step_label.text()
-    assert panel.progress.value() == panel.progress.maximum() == 30
+    assert panel.progress.value() == panel.progress.maximum()  # full: re-embedding's photos
+    assert "Finished after 30 steps" in panel.step_label.text()  # the last step is counted
     for column in (0, 1):  # before and after, as numbers
         assert all(float(v) >= 0 for v in panel.recall_text(column))
     assert panel.result.before == pytest.approx({k: float(v) for k, v in zip(
