@@ -191,6 +191,7 @@ class FineTunePanel(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(page)
+        outer.addLayout(decide)  # always in sight, below what scrolls
         layout = QVBoxLayout(body)
         counted = QHBoxLayout()
         counted.addWidget(self.count_label, 1)
@@ -204,7 +205,6 @@ class FineTunePanel(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.result_label)
         layout.addWidget(self.compare)
-        layout.addLayout(decide)
         layout.addStretch(1)
 
     def _steps_changed(self, steps: int) -> None:

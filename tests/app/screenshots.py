@@ -69,6 +69,14 @@ def build_library(folder: Path):
     return lib
 
 
+def pause(app, seconds: float = 0.5) -> None:
+    """Let the app handle what is pending (layouts, thumbnails) for a moment."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
 def save_small(widget, path: Path) -> None:
     """Grab a widget and write it as a palette PNG no larger than MAX_BYTES."""
     from PIL import Image
@@ -164,8 +172,7 @@ def shoot_finetune(app, window) -> None:
         save_small(dialog, OUT / "finetune-reading.png")
     wait(app, lambda: panel.result is not None and not panel.is_running())
     wait(app, lambda: len(panel.compare.examples) > 0)
-    time.sleep(0.5)
-    app.processEvents()
+    pause(app)  # the tiles' thumbnails and the layout that makes room for them
     save_small(dialog, OUT / "finetune-compare.png")
     panel.go_back()  # the screenshots before it show the base model
     wait(app, lambda: "previous model" in panel.result_label.text().lower())
