@@ -209,6 +209,8 @@ def main() -> None:
                                                           arms["with marks"], strict=True)]
     print("t2i R@10, with marks minus without, per seed: "
           + ", ".join(f"{d:+.1f}" for d in diff))
+    print(f"mean {np.mean(diff):+.2f}; better with marks on {sum(d > 0 for d in diff)} of "
+          f"{len(diff)} seeds")
 
 
 if __name__ == "__main__":
