@@ -96,6 +96,8 @@ def main() -> None:
         scored = (f"fold {args.fold} of the train split ({len(held.images)} photos, "
                   f"{len(held.captions)} captions)")
         candidates = np.array(others)
+    # only train photos outside the scored ones are marked: those stay unseen by the marks too
+    markable = {lib.photo_by_path(train.images[i]).id: int(i) for i in candidates}
     if args.captioned is not None:  # the rest of the train photos lose their captions
         kept = set(candidates[np.linspace(0, len(candidates) - 1, args.captioned)
                               .round().astype(int)])
@@ -109,21 +111,20 @@ def main() -> None:
     picks = candidates[np.linspace(0, len(candidates) - 1, args.queries).round().astype(int)]
     if args.seen:  # every candidate in turn, spread over the split, until enough are found
         picks = candidates[np.random.default_rng(0).permutation(len(candidates))]
-    # only train photos outside the scored ones are marked: those stay unseen by the marks too
-    markable = {lib.photo_by_path(train.images[i]).id: int(i)
-                for i in (np.array(others) if args.fold is not None else range(len(train.images)))}
 
     def unit(texts: list[str]) -> np.ndarray:
         v = lib.model.encode_texts(texts)
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-    judged: dict[int, np.ndarray] = {}  # a photo's own captions, embedded once
+    judged: dict[int | str, np.ndarray] = {}  # photos' own captions and queries, embedded once
 
     def closest(query: str, photo: int) -> float:
         """How close the nearest of the photo's own captions is to the query."""
         if photo not in judged:
             judged[photo] = unit(captions_of[markable[photo]])
-        return float((judged[photo] @ unit([query])[0]).max())
+        if query not in judged:
+            judged[query] = unit([query])[0]
+        return float((judged[photo] @ judged[query]).max())
 
     def plainly_wrong(query: str, photo: int) -> bool:
         return args.unlike is None or closest(query, photo) < args.unlike
